@@ -1,0 +1,78 @@
+"""What a solve returns (the output stage of grid -> problem -> solver -> output)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .grid import Grid
+
+
+@dataclass
+class SyncOTResult:
+    """Solution of a :class:`~sc_syncot.solvers.SyncOTProblem`, as NumPy arrays on the host.
+
+    For a batch of ``B`` problems every array has a leading batch axis and costs are arrays ``(B,)``; a single
+    problem has neither.
+
+    Attributes
+    ----------
+    grid
+        The grid solved on.
+    rho
+        Density on the ``n_time + 1`` time nodes, ``(n_time + 1, *shape)``.
+    momentum
+        Momentum ``m = rho v`` at time-and-space centres, ``(n_time, *shape, d)``.
+    source
+        Source ``zeta = rho g`` at centres, ``(n_time, *shape)`` (zero for balanced transport).
+    velocity, growth
+        ``m / rho`` and ``zeta / rho`` at centres; exactly zero outside ``support`` (never NaN).
+    support
+        Boolean mask of the centres where the density exceeds ``support_threshold`` times its maximum.
+    cost
+        Total objective (squared distance for a single space).
+    costs
+        ``primary_transport``, ``primary_growth``, one entry per secondary (``secondary_0``, ... or the
+        secondary's name) and ``total``.
+    converged, n_iter, history
+        Convergence flag, iterations run and the per-check history (residuals, objective, steps).
+    secondary_velocity
+        For each Monge secondary, the induced velocity ``J v``, ``(n_time, *shape, dY)``.
+    momentum_staggered, source_staggered
+        The raw staggered unknowns, which satisfy the discrete balance equation to rounding.
+    """
+
+    grid: Grid
+    rho: np.ndarray
+    momentum: np.ndarray
+    source: np.ndarray
+    velocity: np.ndarray
+    growth: np.ndarray
+    support: np.ndarray
+    cost: float | np.ndarray
+    costs: dict[str, float | np.ndarray]
+    converged: bool
+    n_iter: int
+    history: dict[str, list[float]]
+    secondary_velocity: list[np.ndarray] = field(default_factory=list)
+    momentum_staggered: list[np.ndarray] = field(default_factory=list, repr=False)
+    support_threshold: float = 1e-4
+    device: str = "cpu"
+
+    def mass(self) -> np.ndarray:
+        """Mass at each time node (``(B, n_time + 1)`` for a batch)."""
+        return self.grid.mass(self.rho)
+
+    def balance_residual(self) -> float:
+        """Largest violation of the discrete balance equation, relative to ``max |d_t rho|``."""
+        g = self.grid
+        batched = self.rho.ndim == g.ndim + 2
+        rho = self.rho if batched else self.rho[None]
+        m = self.momentum_staggered if batched else [mi[None] for mi in self.momentum_staggered]
+        zeta = self.source if batched else self.source[None]
+        dt_rho = np.diff(rho, axis=1) / g.dt
+        div = dt_rho.copy()
+        for i, (mi, h) in enumerate(zip(m, g.spacing, strict=True)):
+            div += np.diff(mi, axis=2 + i) / h
+        return float(np.abs(div - zeta).max() / max(np.abs(dt_rho).max(), np.abs(zeta).max(), 1e-300))

@@ -1,0 +1,283 @@
+"""``solve``: the front end that turns a :class:`SyncOTProblem` into a :class:`SyncOTResult`.
+
+It resolves the device and dtype, scales each problem of the batch to unit mean density (the action is
+1-homogeneous, so this is exact), folds the secondaries into the metric ``G(x)`` and ``alpha``, and runs
+Chambolle-Pock on ``min_U F(I U) + i_C(U)`` (math.md section 3): ``F`` the action summed over centred cells,
+``I`` the interpolation, ``C`` the balance equation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .chambolle_pock import PrimalDualState, chambolle_pock
+from .problem import SyncOTProblem
+from .projection import BalanceProjector
+from .prox import action_density, prox_action
+from .result import SyncOTResult
+from .staggered import Staggered, interpolate, interpolate_adjoint
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: CUDA was requested but torch sees no CUDA device")
+    return device
+
+
+class TransportOperators:
+    """``K = I``, the projection onto ``C`` and the proximal maps of the action, for :func:`chambolle_pock`."""
+
+    def __init__(self, projector: BalanceProjector, ndim: int, weights, rotation, cell_weight: torch.Tensor):
+        self.projector = projector
+        self.ndim = ndim
+        self.weights = weights
+        self.rotation = rotation
+        self.cell_weight = cell_weight  # dt * cell volume * density scale, per problem, shape (B,)
+
+    def apply(self, x):
+        """``I x``."""
+        return interpolate(Staggered.from_tensors(x, self.ndim))
+
+    def adjoint(self, y):
+        """``I* y``."""
+        return interpolate_adjoint(y, self.ndim).tensors()
+
+    def primal_prox_(self, x):
+        """Projection onto the balance equation, in place."""
+        self.projector.project_(Staggered.from_tensors(x, self.ndim))
+
+    def dual_prox(self, z, sigma):
+        """``(z - prox_F(z), prox_F(z) / sigma)``."""
+        # F* is an indicator (F is 1-homogeneous), so prox_{sigma F*}(z) = z - prox_F(z) for every sigma.
+        p = prox_action(z, 1.0, self.weights, self.rotation)
+        return z - p, p.div_(sigma)
+
+    def objective_per_problem(self, v) -> torch.Tensor:
+        """The action of the centred point ``v``, per problem, in the problems' own units."""
+        f = action_density(v, self.weights, self.rotation)
+        return f.flatten(1).sum(1) * self.cell_weight
+
+    def objective(self, v) -> float:
+        """Total action over the batch."""
+        return float(self.objective_per_problem(v).sum())
+
+
+def _metric_factors(problem: SyncOTProblem, opts: dict):
+    """Weights ``(C-1, B|1, 1, *S)`` and rotation ``(d, d, B|1, 1, *S)`` of the folded metric (None when trivial)."""
+    d = problem.grid.ndim
+    g = problem.metric_field()
+    if np.allclose(g, np.eye(d), rtol=0, atol=1e-14):
+        return None, None
+    off = g - np.einsum("...ii->...i", g)[..., None] * np.eye(d)
+    if np.abs(off).max() <= 1e-14 * np.abs(g).max():
+        evals, evecs = np.einsum("...ii->...i", g), None
+    else:
+        evals, evecs = np.linalg.eigh(g)
+    extra = [np.ones_like(evals[..., :1])] if problem.delta is not None else []
+    w = np.moveaxis(np.concatenate([evals, *extra], axis=-1), -1, 0)[:, :, None]
+    weights = torch.as_tensor(w, **opts)
+    rotation = None if evecs is None else torch.as_tensor(np.moveaxis(evecs, (-2, -1), (0, 1))[:, :, :, None], **opts)
+    return weights, rotation
+
+
+def _initial_point(grid, rho0, rho1, zeta_scale) -> Staggered:
+    """Linear interpolation in time, no flow; the source accounts for the mass change."""
+    t = torch.linspace(0, 1, grid.n_time + 1, dtype=rho0.dtype, device=rho0.device)
+    t = t.reshape(1, -1, *([1] * grid.ndim))
+    rho = (1 - t) * rho0.unsqueeze(1) + t * rho1.unsqueeze(1)
+    batch = rho0.shape[0]
+    m = []
+    for i, n in enumerate(grid.shape):
+        shape = [batch, grid.n_time, *grid.shape]
+        shape[2 + i] = n + 1
+        m.append(rho0.new_zeros(shape))
+    zeta = None
+    if zeta_scale is not None:
+        zeta = (zeta_scale * (rho1 - rho0)).unsqueeze(1).expand(-1, grid.n_time, *grid.shape).contiguous()
+    return Staggered(rho, m, zeta)
+
+
+def solve(
+    problem: SyncOTProblem,
+    *,
+    tol: float = 1e-6,
+    max_iter: int = 5000,
+    device: str | torch.device = "auto",
+    dtype: torch.dtype | None = None,
+    progress: bool = False,
+    check_every: int = 20,
+    step_ratio: float | None = None,
+    adaptive: bool = True,
+    relaxation: float = 1.8,
+    support_threshold: float = 1e-4,
+) -> SyncOTResult:
+    r"""Solve a (batch of) synchronized unbalanced dynamic transport problem(s) with Chambolle-Pock.
+
+    .. math::
+
+        \min_{\rho, m, \zeta} \int_0^1 \int_\Omega \frac{m^\top G(x) m + \alpha \zeta^2}{\rho} \, dx\, dt
+        \quad \text{s.t.} \quad \partial_t \rho + \nabla\cdot m = \zeta,\ \rho(0) = \rho_0,\ \rho(1) = \rho_1,
+
+    on the staggered grid of Papadakis, Peyre & Oudet (math.md section 3).
+
+    Parameters
+    ----------
+    problem
+        What to solve.
+    tol
+        Stop when the relative objective change per iteration is below ``tol`` and the relative primal and dual
+        residuals below ``sqrt(tol)`` (see :func:`~sc_syncot.solvers.chambolle_pock`).
+    max_iter
+        Iteration cap.
+    device
+        ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    dtype
+        Floating type of the iterates; ``torch.float64`` by default.
+    progress
+        Show a tqdm progress bar.
+    check_every
+        Iterations between residual checks.
+    step_ratio
+        Initial ``tau / sigma``; by default ten times the squared extent of the box (the dual potentials scale
+        with the squared length, the densities are scaled to unit mean), then adapted unless ``adaptive=False``.
+    adaptive
+        Adapt ``tau / sigma`` to balance the residuals.
+    relaxation
+        Over-relaxation of the primal-dual step, in ``[1, 2)``.
+    support_threshold
+        Velocity and growth are set to zero where the density is below this fraction of its maximum.
+
+    Returns
+    -------
+    SyncOTResult
+    """
+    dev = resolve_device(device)
+    dtype = torch.float64 if dtype is None else dtype
+    opts = {"dtype": dtype, "device": dev}
+    grid = problem.grid
+    d = grid.ndim
+    box = float(np.prod([hi - lo for lo, hi in grid.bounds]))
+    m0, m1 = problem.masses()
+    scale = 0.5 * (m0 + m1) / box  # unit mean density per problem
+    expand = (-1, *([1] * d))
+    rho0 = torch.as_tensor(problem.rho0 / scale.reshape(expand), **opts)
+    rho1 = torch.as_tensor(problem.rho1 / scale.reshape(expand), **opts)
+    alpha = problem.alpha
+    zeta_scale = None if alpha is None else math.sqrt(alpha)
+    weights, rotation = _metric_factors(problem, opts)
+    projector = BalanceProjector(grid.n_time, grid.spacing, grid.shape, rho0, rho1, zeta_scale)
+    cell_weight = torch.as_tensor(scale * grid.dt * grid.cell_volume, **opts)
+    ops = TransportOperators(projector, d, weights, rotation, cell_weight)
+
+    x0 = _initial_point(grid, rho0, rho1, zeta_scale)
+    projector.project_(x0)
+    y0 = torch.zeros_like(interpolate(x0))
+    if step_ratio is None:
+        step_ratio = 10.0 * max(hi - lo for lo, hi in grid.bounds) ** 2
+    tau = math.sqrt(0.99 * step_ratio)
+    state = PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau)
+    state = chambolle_pock(
+        ops,
+        state,
+        tol=tol,
+        max_iter=max_iter,
+        check_every=check_every,
+        adaptive=adaptive,
+        relaxation=relaxation,
+        progress=progress,
+    )
+    return _result(problem, ops, state, scale, zeta_scale, support_threshold, dev)
+
+
+def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev) -> SyncOTResult:
+    grid = problem.grid
+    d = grid.ndim
+    x = Staggered.from_tensors(state.x, d)
+    s = torch.as_tensor(scale, dtype=x.rho.dtype, device=x.rho.device).reshape(-1, *([1] * (d + 1)))
+    xc = interpolate(x)
+    v = state.v
+    rho_v = v[0]
+    peak = rho_v.flatten(1).amax(1).reshape(-1, *([1] * (d + 1)))
+    support = rho_v > support_threshold * peak
+    safe = torch.where(support, rho_v, 1.0)
+    velocity = torch.where(support, v[1 : d + 1] / safe, 0.0)
+    momentum = xc[1 : d + 1] * s
+    source = torch.zeros_like(x.rho[:, 1:]) if x.zeta is None else x.zeta * s / zeta_scale
+    growth = torch.zeros_like(rho_v) if x.zeta is None else torch.where(support, v[d + 1] / safe / zeta_scale, 0.0)
+
+    costs = _costs(problem, ops, v, zeta_scale)
+    secondary_velocity = []
+    for jac in problem.jacobians():
+        jt = torch.as_tensor(jac, dtype=v.dtype, device=v.device).unsqueeze(1)  # (B|1, 1, *S, dY, d)
+        secondary_velocity.append(torch.einsum("...ki,i...->...k", jt, velocity))
+
+    def host(t, batched=True):
+        arr = t.detach().cpu().numpy()
+        return arr if problem.batch_size > 1 or not batched else arr[0]
+
+    def last(t):  # channels-first -> channels-last
+        return torch.movedim(t, 0, -1)
+
+    single = problem.batch_size == 1
+    costs = {k: (float(val[0]) if single else val) for k, val in costs.items()}
+    return SyncOTResult(
+        grid=grid,
+        rho=host(x.rho * s),
+        momentum=host(last(momentum)),
+        source=host(source),
+        velocity=host(last(velocity)),
+        growth=host(growth),
+        support=host(support),
+        cost=costs["total"],
+        costs=costs,
+        converged=state.converged,
+        n_iter=state.n_iter,
+        history=state.history,
+        secondary_velocity=[host(w) for w in secondary_velocity],
+        momentum_staggered=[host(mi * s) for mi in x.m],
+        support_threshold=support_threshold,
+        device=str(dev),
+    )
+
+
+def _costs(problem, ops, v, zeta_scale) -> dict[str, np.ndarray]:
+    """Split the action at the prox point ``v`` into the primary and secondary terms, per problem."""
+    d = problem.grid.ndim
+    rho = v[0]
+    inv = torch.where(rho > 0, 1.0 / torch.where(rho > 0, rho, 1.0), 0.0)
+    m = v[1 : d + 1]
+    cw = ops.cell_weight
+
+    def total(field):
+        return (field * inv).flatten(1).sum(1) * cw
+
+    opts = {"dtype": v.dtype, "device": v.device}
+    if problem.metric is None:
+        transport = m.square().sum(0)
+    else:
+        metric = torch.as_tensor(problem.metric, **opts)  # (*S, d, d)
+        transport = torch.einsum("i...,...ij,j...->...", m, metric, m)
+    out = {"primary_transport": total(transport)}
+    zeta2 = None
+    if zeta_scale is not None:
+        zeta2 = v[d + 1].square() / zeta_scale**2
+        out["primary_growth"] = total(problem.delta**2 * zeta2)
+    else:
+        out["primary_growth"] = torch.zeros_like(out["primary_transport"])
+    for k, (sec, jac) in enumerate(zip(problem.secondaries, problem.jacobians(), strict=True)):
+        jt = torch.as_tensor(jac, **opts).unsqueeze(1)  # (B|1, 1, *S, dY, d)
+        jm = torch.einsum("...ki,i...->...k", jt, m).square().sum(-1)
+        term = jm
+        if zeta2 is not None:
+            delta_y = problem.delta if sec.delta is None else sec.delta
+            term = term + delta_y**2 * zeta2
+        out[sec.name or f"secondary_{k}"] = sec.weight * total(term)
+    out["total"] = sum(out.values())
+    return {k: val.detach().cpu().numpy() for k, val in out.items()}

@@ -1,0 +1,140 @@
+"""End-to-end checks of ``solve`` against the closed forms of math.md section 6.
+
+The suite runs the oracles on 32^2 x 16 grids to stay fast. The discretization error there is larger than at the
+64^2 x 32 of the targets (benchmarks/solver.py prints those): the tolerances below are what 32^2 x 16 allows,
+stated per oracle.
+"""
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from sc_syncot.solvers import MongeSecondary, SyncOTProblem, solve
+from sc_syncot.solvers.closed_forms import gaussian_density, wfr_pure_growth_path
+from sc_syncot.solvers.oracles import balanced_gaussians, linear_monge, pure_growth, two_bumps
+
+N, NT = 32, 16
+
+
+@pytest.fixture(scope="module")
+def balanced():
+    problem, exact = balanced_gaussians(N, NT)
+    return problem, exact, solve(problem)
+
+
+def test_balanced_gaussians_oracle(balanced):
+    problem, exact, res = balanced
+    assert res.converged
+    # 32^2: the Gaussians are ~2 cells wide; 1% is the 64^2 target and holds here too (measured 0.13%).
+    assert res.cost == pytest.approx(exact, rel=1e-2)
+    assert res.costs["total"] == pytest.approx(res.cost)
+    assert res.costs["primary_growth"] == 0
+
+
+def test_result_fields_are_consistent(balanced):
+    problem, _, res = balanced
+    g = problem.grid
+    assert res.rho.shape == (NT + 1, N, N)
+    assert res.momentum.shape == (NT, N, N, 2) and res.velocity.shape == (NT, N, N, 2)
+    assert res.source.shape == res.growth.shape == (NT, N, N)
+    assert np.isfinite(res.velocity).all() and np.isfinite(res.growth).all()
+    assert (res.velocity[~res.support] == 0).all()
+    np.testing.assert_array_equal(res.rho[0], problem.rho0[0])
+    np.testing.assert_array_equal(res.rho[-1], problem.rho1[0])
+    # the discrete balance equation holds to rounding
+    assert res.balance_residual() < 1e-10
+    # mass is conserved in the balanced case
+    np.testing.assert_allclose(g.mass(res.rho), g.mass(problem.rho0[0]), rtol=1e-10)
+    # nonnegative up to the convergence level: the iterate meets the balance equation exactly and the
+    # positivity of the action's domain to O(residual); at tol=1e-6 the residuals are below 1e-3.
+    assert res.rho.min() >= -3e-3 * res.rho.max()
+    # the velocity moves mass from the first mean toward the second
+    mean_v = res.momentum.sum(axis=(0, 1, 2)) * g.cell_volume * g.dt
+    assert mean_v @ (np.array([0.62, 0.6]) - np.array([0.35, 0.38])) > 0
+
+
+def test_balanced_approaches_pot_emd_as_grid_refines():
+    gaps = []
+    for n in (12, 24):
+        problem, _ = balanced_gaussians(n, n)
+        g = problem.grid
+        x = g.points().reshape(-1, 2)
+        a = problem.rho0[0].ravel() * g.cell_volume
+        b = problem.rho1[0].ravel() * g.cell_volume
+        emd = ot.emd2(a / a.sum(), b / b.sum(), ot.dist(x, x), numItermax=10**7)
+        gaps.append(abs(solve(problem).cost - emd) / emd)
+    assert gaps[1] < gaps[0]
+    assert gaps[1] < 0.03
+
+
+def test_linear_monge_oracle():
+    problem, exact = linear_monge(N, NT)
+    res = solve(problem)
+    assert res.converged
+    assert res.cost == pytest.approx(exact, rel=1e-2)  # measured 0.04% at 32^2 x 16
+    assert res.costs["primary_transport"] + res.costs["secondary_0"] == pytest.approx(res.cost, rel=1e-10)
+    (vy,) = res.secondary_velocity
+    assert vy.shape == (NT, N, N, 3)
+    from sc_syncot.solvers.oracles import LINEAR_MAP
+
+    np.testing.assert_allclose(vy, np.einsum("ki,...i->...k", LINEAR_MAP, res.velocity), atol=1e-12)
+
+
+def test_pure_growth_oracle_and_path():
+    problem, exact = pure_growth(N, NT)
+    res = solve(problem)
+    assert res.converged
+    # No spatial error here; what is left is the stopping tolerance and the time discretization (measured 0.05%).
+    assert res.cost == pytest.approx(exact, rel=2e-3)
+    assert res.costs["primary_growth"] == pytest.approx(res.cost, rel=1e-2)
+    factor = res.mass() / problem.grid.mass(problem.rho0[0])
+    np.testing.assert_allclose(factor, wfr_pure_growth_path(problem.grid.times(), 2.5), rtol=5e-3)
+    assert res.costs["primary_transport"] < 1e-2 * res.cost  # no motion on the optimal path
+    # g(t) = d/dt log rho_t = 2 (sqrt(c) - 1) / ((1 - t) + t sqrt(c)), the same at every point of the support
+    t = (np.arange(NT) + 0.5) / NT
+    expected = 2 * (np.sqrt(2.5) - 1) / ((1 - t) + t * np.sqrt(2.5))
+    core = res.rho[1:] > 0.1 * res.rho.max()
+    for k in range(NT):
+        np.testing.assert_allclose(res.growth[k][core[k]], expected[k], rtol=1e-2)
+
+
+def test_two_bumps_oracle():
+    problem, exact = two_bumps(N, NT)
+    res = solve(problem)
+    assert res.converged
+    assert res.cost == pytest.approx(exact, rel=5e-2)  # bump width error; measured 1.5%
+
+
+def test_weight_zero_equals_single_space(balanced):
+    problem, _, res = balanced
+    sec = MongeSecondary(lambda x: np.sin(3 * x), weight=0.0)
+    with_zero = solve(SyncOTProblem(problem.grid, problem.rho0[0], problem.rho1[0], secondaries=[sec]))
+    assert with_zero.cost == pytest.approx(res.cost, rel=1e-10)
+    np.testing.assert_allclose(with_zero.rho, res.rho, atol=1e-10 * res.rho.max())
+
+
+def test_secondary_weight_raises_primary_cost_and_lowers_secondary_motion():
+    problem, _ = linear_monge(16, 8, weight=0.1)
+    light = solve(problem)
+    heavy = solve(linear_monge(16, 8, weight=5.0)[0])
+    assert heavy.costs["secondary_0"] / 5.0 < light.costs["secondary_0"] / 0.1
+    assert heavy.costs["primary_transport"] > light.costs["primary_transport"]
+
+
+def test_batch_matches_single_solves():
+    p1, _ = balanced_gaussians(16, 8)
+    g = p1.grid
+    rho2 = gaussian_density(g, [0.5, 0.5], np.eye(2) * 0.08**2)
+    batch = solve(SyncOTProblem(g, np.stack([p1.rho0[0], p1.rho0[0]]), np.stack([p1.rho1[0], rho2])))
+    single = [solve(SyncOTProblem(g, p1.rho0[0], r)) for r in (p1.rho1[0], rho2)]
+    assert batch.rho.shape == (2, 9, 16, 16)
+    assert batch.cost.shape == (2,)
+    np.testing.assert_allclose(batch.cost, [s.cost for s in single], rtol=2e-3)
+
+
+def test_float32_and_cpu_device_run():
+    problem, exact = balanced_gaussians(16, 8)
+    res = solve(problem, dtype=torch.float32, device="cpu", tol=1e-5)
+    assert res.rho.dtype == np.float32
+    assert res.cost == pytest.approx(exact, rel=5e-2)
