@@ -1,0 +1,164 @@
+"""Accuracy and speed of the grid solver against the closed forms of math.md section 6 and POT.
+
+    python benchmarks/solver.py            # 32^2 x 16, 64^2 x 32, 128^2 x 32 (and 256^2 x 64 on a GPU)
+    python benchmarks/solver.py --quick    # 32^2 x 16 and 64^2 x 32 only
+    python benchmarks/solver.py --emd-max 4096   # POT emd2 up to this many grid cells (default 4096 = 64^2)
+
+For every grid size and oracle it prints iterations and seconds to converge, seconds per iteration, the peak
+memory of the solve (resident set of a fresh process for CPU runs, torch's allocator on CUDA), the relative error
+against the closed form, and the ratio of the measured seconds per iteration to a memory-bandwidth bound: the bytes
+a fused implementation must move per iteration divided by a torch copy bandwidth measured in the same run on
+arrays of the same size. For the balanced case it also prints POT's exact ``ot.emd2`` between the two discrete
+densities on the same grid (value and seconds), side by side with the dynamic solver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import time
+
+
+def _bytes_per_iteration(n_cells: int, n_time: int, d: int, unbalanced: bool, itemsize: int) -> int:
+    """Minimal memory traffic of one Chambolle-Pock iteration in a fused implementation.
+
+    Fields: primal x (rho on Nt + 1 nodes, d momenta, [zeta]) and dual y (d + 1 [+ 1] centred channels), about
+    ``F = d + 1 + unbalanced`` arrays of ``n_cells * n_time`` each. A fused iteration reads x and y and writes them
+    back (4F), reads y again for the dual step after the projection (F), and the projection's potential makes
+    one read and one write per axis for each of its two separable DCTs (4 (d + 1) arrays of one field each).
+    """
+    field = n_cells * n_time * itemsize
+    channels = d + 1 + int(unbalanced)
+    return int(field * (5 * channels + 4 * (d + 1)))
+
+
+def _copy_bandwidth(n_elements: int, dtype, device, repeats: int = 20) -> float:
+    """Bytes per second of ``dst.copy_(src)`` (read + write counted) on arrays of ``n_elements``."""
+    import torch
+
+    src = torch.rand(n_elements, dtype=dtype, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        dst.copy_(src)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * src.numel() * src.element_size() * repeats / (time.perf_counter() - start)
+
+
+def _run_case(args) -> dict:
+    name, n, n_time, device_name = args
+    import torch
+
+    from sc_syncot.solvers import resolve_device, solve
+    from sc_syncot.solvers.oracles import ORACLES
+
+    device = resolve_device(device_name)
+    problem, exact = ORACLES[name](n, n_time)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        solve(problem, device=device, max_iter=20)  # warm-up: kernels, allocator
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    res = solve(problem, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.type == "cuda"
+        else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    )
+    traffic = _bytes_per_iteration(n * n, n_time, 2, problem.delta is not None, 8)
+    bandwidth = _copy_bandwidth(n * n * n_time, torch.float64, device)
+    return {
+        "oracle": name,
+        "grid": f"{n}^2 x {n_time}",
+        "iters": res.n_iter,
+        "converged": res.converged,
+        "seconds": seconds,
+        "ms/iter": 1e3 * seconds / res.n_iter,
+        "bound ms/iter": 1e3 * traffic / bandwidth,
+        "peak MiB": peak,
+        "cost": res.cost,
+        "exact": exact,
+        "rel err": (res.cost - exact) / exact,
+    }
+
+
+def _emd(n: int, n_time: int) -> tuple[float, float]:
+    import ot
+
+    from sc_syncot.solvers.oracles import balanced_gaussians
+
+    problem, _ = balanced_gaussians(n, n_time)
+    g = problem.grid
+    x = g.points().reshape(-1, 2)
+    a = problem.rho0[0].ravel() * g.cell_volume
+    b = problem.rho1[0].ravel() * g.cell_volume
+    start = time.perf_counter()
+    value = ot.emd2(a / a.sum(), b / b.sum(), ot.dist(x, x), numItermax=10**8)
+    return float(value), time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="only 32^2 x 16 and 64^2 x 32")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--emd-max", type=int, default=64 * 64, help="largest grid (cells) for POT emd2")
+    parser.add_argument("--oracles", default="balanced_gaussians,linear_monge,pure_growth,two_bumps")
+    args = parser.parse_args()
+
+    import torch
+
+    cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    sizes = (
+        [(32, 16), (64, 32)] + ([] if args.quick else [(128, 32)]) + ([(256, 64)] if cuda and not args.quick else [])
+    )
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {'cuda' if cuda else 'cpu'}")
+    header = [
+        "oracle",
+        "grid",
+        "iters",
+        "converged",
+        "seconds",
+        "ms/iter",
+        "bound ms/iter",
+        "x bound",
+        "peak MiB",
+        "cost",
+        "exact",
+        "rel err",
+    ]
+    print(" | ".join(f"{h:>13s}" for h in header))
+    ctx = mp.get_context("spawn")  # a fresh process per solve, so its peak RSS is its own
+    for n, n_time in sizes:
+        for name in args.oracles.split(","):
+            with ctx.Pool(1) as pool:
+                row = pool.map(_run_case, [(name, n, n_time, args.device)])[0]
+            row["x bound"] = row["ms/iter"] / row["bound ms/iter"]
+            cells = []
+            for h in header:
+                val = row[h]
+                if isinstance(val, float):
+                    cells.append(f"{val:13.3e}" if h in ("rel err",) else f"{val:13.4g}")
+                else:
+                    cells.append(f"{val!s:>13s}")
+            print(" | ".join(cells), flush=True)
+            if name == "balanced_gaussians" and n * n <= args.emd_max:
+                value, seconds = _emd(n, n_time)
+                print(
+                    f"{'  POT emd2':>13s} | {row['grid']:>13s} | value {value:.6g} in {seconds:.2f} s;"
+                    f" dynamic {row['cost']:.6g} in {row['seconds']:.2f} s: values differ by "
+                    f"{(row['cost'] - value) / value:+.2e}, time ratio dynamic/emd2 {row['seconds'] / seconds:.2f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
