@@ -26,6 +26,8 @@ Z. Cang, Y. Zhao, "Synchronized optimal transport for joint modeling of dynamics
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -80,7 +82,8 @@ def prox_action(
         guaranteed left point. From the right of the root, one Newton step on a concave increasing function
         lands left of it, so any guess is safe; a close one saves iterations.
     rtol
-        Newton stops when no cell moves by more than ``rtol * (1 + max rho)``.
+        Newton takes its last step once ``|phi| <= sqrt(rtol) * (1 + max rho)`` in every cell; as ``phi' >= 1``
+        that bounds the distance to the root, which the quadratic last step brings to about ``rtol``.
     max_newton
         Safety cap on Newton iterations in the weighted case.
 
@@ -132,10 +135,11 @@ def _newton(rho_bar, b2, s_w, weights, gamma, rtol, max_newton, start=None):
             t = wb2 * inv.square()
             dphi = (t * inv).sum(0).mul_(2.0 * gamma).add_(1.0)
             phi = (rho - rho_bar).sub_(t.sum(0), alpha=gamma)
-        step = phi.div_(dphi)
-        rho = rho.sub(step).clamp_(min=0.0)
-        # Check rarely: every check synchronizes the device. Cells clamped at 0 have step < 0 and stay put.
-        if it % 2 == 1 and float(torch.where(rho > 0, step, 0.0).abs().max()) <= rtol * scale:
+        # phi' >= 1, so |phi(rho)| bounds the distance to the root; the step taken next squares it (Newton).
+        # Checks start at the third step (each one synchronizes the device); cells held at 0 are excluded.
+        done = it >= 2 and float(torch.where(rho > 0, phi, 0.0).abs().max()) <= math.sqrt(rtol) * scale
+        rho = rho.sub(phi.div_(dphi)).clamp_(min=0.0)
+        if done:
             break
     return rho
 
