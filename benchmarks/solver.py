@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 
 def _bytes_per_iteration(n_cells: int, n_time: int, d: int, unbalanced: bool, itemsize: int) -> int:
@@ -50,6 +50,21 @@ def _copy_bandwidth(n_elements: int, dtype, device, repeats: int = 20) -> float:
     return 2 * src.numel() * src.element_size() * repeats / (time.perf_counter() - start)
 
 
+def _rss_mib(field: str) -> float:
+    """``VmRSS`` (current) or ``VmHWM`` (peak) of this process, in MiB, from /proc/self/status."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    """Reset ``VmHWM`` to the current resident set (Linux >= 4.0), so the next peak is the solve's own."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
 def _run_case(args) -> dict:
     name, n, n_time, device_name = args
     import torch
@@ -59,21 +74,18 @@ def _run_case(args) -> dict:
 
     device = resolve_device(device_name)
     problem, exact = ORACLES[name](n, n_time)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _reset_peak_rss()
+    base_rss = _rss_mib("VmRSS")  # before the warm-up, whose freed memory the process may keep
+    solve(problem, device=device, max_iter=20)  # warm-up: kernels, allocator, thread pools
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        solve(problem, device=device, max_iter=20)  # warm-up: kernels, allocator
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     res = solve(problem, device=device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device.type == "cuda"
-        else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
-    )
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _rss_mib("VmHWM") - base_rss
     traffic = _bytes_per_iteration(n * n, n_time, 2, problem.delta is not None, 8)
     bandwidth = _copy_bandwidth(n * n * n_time, torch.float64, device)
     return {
@@ -136,11 +148,11 @@ def main() -> None:
         "rel err",
     ]
     print(" | ".join(f"{h:>13s}" for h in header))
-    ctx = mp.get_context("spawn")  # a fresh process per solve, so its peak RSS is its own
+    # A fresh process per solve (spawned, one task each), so that its peak memory is its own.
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
     for n, n_time in sizes:
         for name in args.oracles.split(","):
-            with ctx.Pool(1) as pool:
-                row = pool.map(_run_case, [(name, n, n_time, args.device)])[0]
+            row = pool.submit(_run_case, (name, n, n_time, args.device)).result()
             row["x bound"] = row["ms/iter"] / row["bound ms/iter"]
             cells = []
             for h in header:
@@ -158,6 +170,7 @@ def main() -> None:
                     f"{(row['cost'] - value) / value:+.2e}, time ratio dynamic/emd2 {row['seconds'] / seconds:.2f}",
                     flush=True,
                 )
+    pool.shutdown()
 
 
 if __name__ == "__main__":

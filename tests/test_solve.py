@@ -10,8 +10,8 @@ import ot
 import pytest
 import torch
 
-from sc_syncot.solvers import MongeSecondary, SyncOTProblem, solve
-from sc_syncot.solvers.closed_forms import gaussian_density, wfr_pure_growth_path
+from sc_syncot.solvers import Grid, MongeSecondary, SyncOTProblem, solve
+from sc_syncot.solvers.closed_forms import bures_wasserstein2, gaussian_density, wfr_pure_growth_path
 from sc_syncot.solvers.oracles import balanced_gaussians, linear_monge, pure_growth, two_bumps
 
 N, NT = 32, 16
@@ -138,3 +138,43 @@ def test_float32_and_cpu_device_run():
     res = solve(problem, dtype=torch.float32, device="cpu", tol=1e-5)
     assert res.rho.dtype == np.float32
     assert res.cost == pytest.approx(exact, rel=5e-2)
+
+
+def test_one_dimensional_gaussians_match_closed_form():
+    # In 1-D, W2^2(N(a, s^2), N(b, t^2)) = (a - b)^2 + (s - t)^2.
+    g = Grid([(0, 1)], (128,), 16)
+    rho0 = gaussian_density(g, [0.3], [[0.05**2]])
+    rho1 = gaussian_density(g, [0.65], [[0.08**2]])
+    res = solve(SyncOTProblem(g, rho0, rho1))
+    assert res.converged and res.velocity.shape == (16, 128, 1)
+    assert res.cost == pytest.approx(0.35**2 + 0.03**2, rel=1e-2)
+
+
+def test_three_dimensional_gaussians_match_closed_form():
+    g = Grid([(0, 1)] * 3, (14, 14, 14), 8)
+    cov0, cov1 = np.diag([0.07, 0.06, 0.07]) ** 2, np.diag([0.06, 0.08, 0.07]) ** 2
+    rho0 = gaussian_density(g, [0.38, 0.4, 0.45], cov0)
+    rho1 = gaussian_density(g, [0.6, 0.58, 0.55], cov1)
+    res = solve(SyncOTProblem(g, rho0, rho1))
+    exact = bures_wasserstein2([0.38, 0.4, 0.45], cov0, [0.6, 0.58, 0.55], cov1)
+    # 14 cells per axis: the Gaussians span about two cells each, hence 5%.
+    assert res.cost == pytest.approx(exact, rel=5e-2)
+
+
+def test_several_secondaries_add_up():
+    problem, _ = balanced_gaussians(16, 8)
+    g = problem.grid
+    rng = np.random.default_rng(7)
+    j1, j2 = rng.normal(size=(2, 2)), rng.normal(size=(3, 2))
+    jac = [np.broadcast_to(j, (*g.shape, *j.shape)) for j in (j1, j2)]
+    two = SyncOTProblem(
+        g, problem.rho0[0], problem.rho1[0], secondaries=[MongeSecondary(jac[0], 0.5), MongeSecondary(jac[1], 2.0)]
+    )
+    stacked = np.concatenate([np.sqrt(0.5) * jac[0], np.sqrt(2.0) * jac[1]], axis=-2)
+    one = SyncOTProblem(g, problem.rho0[0], problem.rho1[0], secondaries=[MongeSecondary(stacked, 1.0)])
+    np.testing.assert_allclose(two.metric_field(), one.metric_field(), rtol=1e-12)
+    r_two, r_one = solve(two), solve(one)
+    assert r_two.cost == pytest.approx(r_one.cost, rel=1e-8)
+    assert r_two.costs["secondary_0"] + r_two.costs["secondary_1"] == pytest.approx(
+        r_one.costs["secondary_0"], rel=1e-8
+    )
