@@ -18,7 +18,7 @@ MapLike = Callable[[np.ndarray], np.ndarray]
 
 
 def _finite_array(x, name: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=float)
+    arr = np.array(x, dtype=float)  # a private copy: later changes to the caller's array do not leak in
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: expected finite values, found {int(np.sum(~np.isfinite(arr)))} NaN/inf entries")
     return arr
