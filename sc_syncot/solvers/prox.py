@@ -12,11 +12,12 @@ increasing concave function
 
 with ``b_j -> rho b_j / (rho + 2 gamma w_j)``.
 
-All cells are solved at once, without a Python loop over cells. With all weights equal to one (``G = I``) the
-root solves the cubic ``(rho - rho_bar)(rho + 2 gamma)^2 = gamma |b|^2`` (Papadakis et al.), taken in closed form
-(Cardano / trigonometric) and polished by two Newton steps: no iteration count depends on the data and no
-device synchronization is needed. Otherwise a safeguarded Newton method starts left of the root, where on a
-concave increasing function the iterates increase monotonically to the root.
+All cells are solved at once by Newton's method, without a Python loop over cells. The safeguard is the shape of
+``phi``: from a point left of the root the iterates of Newton's method on a concave increasing function increase
+monotonically to it, and from a point right of it one step lands left of it; a clamp at 0 holds the cells whose
+answer is 0. ``G = I`` (all weights one) is the classical cubic of Papadakis et al.; it has a closed form
+(Cardano), but its cube roots and arc-cosines cost more passes over memory than the four or five Newton steps
+needed from a warm start.
 
 References
 ----------
