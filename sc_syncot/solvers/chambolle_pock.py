@@ -119,11 +119,9 @@ def chambolle_pock(
         for it in range(state.n_iter + 1, state.n_iter + max_iter + 1):
             x_new = torch._foreach_add(x, ops.adjoint(y), alpha=-tau)
             ops.primal_prox_(x_new)
-            x_bar = torch._foreach_sub(torch._foreach_mul(x_new, 2.0), x)
-            y_new, v = ops.dual_prox(y + sigma * ops.apply(x_bar), sigma)
-            if relaxation != 1.0:
-                x_new = torch._foreach_add(x, torch._foreach_sub(x_new, x), alpha=relaxation)
-                y_new = torch.lerp(y, y_new, relaxation)
+            x_bar = torch._foreach_lerp(x, x_new, 2.0)  # 2 x+ - x
+            y_new, v = ops.dual_prox(torch.add(y, ops.apply(x_bar), alpha=sigma), sigma)
+            stop = False
             if it % check_every == 0 or it == state.n_iter + max_iter:
                 dx = torch._foreach_sub(x, x_new)
                 dy = y - y_new
@@ -147,20 +145,21 @@ def chambolle_pock(
                     state.history[key].append(float(val))
                 bar.update(it - bar.n)
                 bar.set_postfix(primal=f"{rp:.1e}", dual=f"{rd:.1e}", objective=f"{objective:.5g}")
-                x, y = x_new, y_new
-                state.n_iter = it
                 passed = passed + 1 if (max(rp, rd) < math.sqrt(tol) and change < tol) else 0
-                if passed >= 2:
-                    state.converged = True
-                    break
-                if adaptive:
+                stop = passed >= 2
+                if adaptive and not stop:
                     if rp > band * rd:
                         tau, sigma, adapt = tau / (1 - adapt), sigma * (1 - adapt), adapt * decay
                     elif rd > band * rp:
                         tau, sigma, adapt = tau * (1 - adapt), sigma / (1 - adapt), adapt * decay
-            else:
-                x, y = x_new, y_new
-                state.n_iter = it
+            if relaxation != 1.0:  # after the residuals, which are those of the plain step
+                x_new = torch._foreach_lerp(x, x_new, relaxation)
+                y_new = torch.lerp(y, y_new, relaxation)
+            x, y = x_new, y_new
+            state.n_iter = it
+            if stop:
+                state.converged = True
+                break
     finally:
         bar.close()
     state.x, state.y, state.v, state.tau, state.sigma = x, y, v, tau, sigma

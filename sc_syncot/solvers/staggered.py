@@ -43,8 +43,7 @@ class Staggered:
 def average(x: torch.Tensor, axis: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of neighbours along ``axis``: ``n + 1`` faces -> ``n`` centres."""
     n = x.shape[axis] - 1
-    out = torch.add(x.narrow(axis, 0, n), x.narrow(axis, 1, n), out=out)
-    return out.mul_(0.5)
+    return torch.lerp(x.narrow(axis, 0, n), x.narrow(axis, 1, n), 0.5, out=out)
 
 
 def average_adjoint(y: torch.Tensor, axis: int) -> torch.Tensor:
@@ -52,9 +51,10 @@ def average_adjoint(y: torch.Tensor, axis: int) -> torch.Tensor:
     n = y.shape[axis]
     shape = list(y.shape)
     shape[axis] = n + 1
-    out = y.new_zeros(shape)
-    out.narrow(axis, 0, n).add_(y, alpha=0.5)
-    out.narrow(axis, 1, n).add_(y, alpha=0.5)
+    out = y.new_empty(shape)
+    torch.lerp(y.narrow(axis, 0, n - 1), y.narrow(axis, 1, n - 1), 0.5, out=out.narrow(axis, 1, n - 1))
+    torch.mul(y.narrow(axis, 0, 1), 0.5, out=out.narrow(axis, 0, 1))
+    torch.mul(y.narrow(axis, n - 1, 1), 0.5, out=out.narrow(axis, n, 1))
     return out
 
 
