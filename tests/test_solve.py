@@ -178,3 +178,8 @@ def test_several_secondaries_add_up():
     assert r_two.costs["secondary_0"] + r_two.costs["secondary_1"] == pytest.approx(
         r_one.costs["secondary_0"], rel=1e-8
     )
+
+
+def test_result_repr_is_a_short_summary(balanced):
+    text = repr(balanced[2])
+    assert text.startswith("SyncOTResult(grid=(32, 32) x 16, converged in") and "total=" in text and len(text) < 300

@@ -9,7 +9,7 @@ import numpy as np
 from .grid import Grid
 
 
-@dataclass
+@dataclass(repr=False)
 class SyncOTResult:
     """Solution of a :class:`~sc_syncot.solvers.SyncOTProblem`, as NumPy arrays on the host.
 
@@ -59,6 +59,15 @@ class SyncOTResult:
     momentum_staggered: list[np.ndarray] = field(default_factory=list, repr=False)
     support_threshold: float = 1e-4
     device: str = "cpu"
+
+    def __repr__(self) -> str:
+        batch = f", batch={self.rho.shape[0]}" if self.rho.ndim == self.grid.ndim + 2 else ""
+        costs = ", ".join(f"{k}={np.round(v, 6)}" for k, v in self.costs.items())
+        state = "converged" if self.converged else "not converged"
+        return (
+            f"SyncOTResult(grid={self.grid.shape} x {self.grid.n_time}{batch}, {state} in {self.n_iter} iterations"
+            f" on {self.device}; {costs})"
+        )
 
     def mass(self) -> np.ndarray:
         """Mass at each time node (``(B, n_time + 1)`` for a batch)."""
