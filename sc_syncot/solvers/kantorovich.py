@@ -1,0 +1,189 @@
+"""Kantorovich-type secondary spaces: a Markov kernel from grid cells to secondary points (math.md section 2).
+
+The induced curve is ``rho_Y(t) = K^T rho(t)`` and its action is discretized on the time nodes ``t_k = k dt``:
+
+    A_Y(rho) = sum_{k=0}^{Nt-1} HK_{delta_Y}^2(K^T rho_k, K^T rho_{k+1}) / dt,
+
+with entropic smoothing (:mod:`.hellinger_kantorovich`). This module defines the secondary and evaluates
+``A_Y`` and its gradient in the densities; the three-term primal-dual solver that uses them (PD3O) is not wired
+into :func:`~sc_syncot.solvers.solve` yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .hellinger_kantorovich import COST_CAP, entropic_hk2, hk_cost
+
+
+def _check_kernel(kernel) -> sp.csr_matrix | np.ndarray:
+    if sp.issparse(kernel):
+        kernel = sp.csr_matrix(kernel, dtype=float)
+        values = kernel.data
+    else:
+        kernel = np.array(kernel, dtype=float)
+        values = kernel
+        if kernel.ndim != 2:
+            raise ValueError(f"kernel: expected a 2-D (n_grid_cells, n_support) array, got shape {kernel.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("kernel: expected finite entries")
+    if np.any(values < 0):
+        raise ValueError(f"kernel: expected nonnegative entries, min is {values.min():.3g}")
+    rows = np.asarray(kernel.sum(axis=1)).ravel()
+    if not np.allclose(rows, 1.0, rtol=0, atol=1e-8):
+        worst = int(np.argmax(np.abs(rows - 1)))
+        raise ValueError(f"kernel: expected rows summing to 1 (row-stochastic); row {worst} sums to {rows[worst]:.6g}")
+    return kernel
+
+
+def default_epsilon(support: np.ndarray, delta: float | None) -> float:
+    """Entropic smoothing relative to the cost scale: 1% of the median cost between support points within reach.
+
+    For HK the cost is ``-log cos^2(|x - y| / 2 delta)``, dimensionless; pairs farther than ``pi delta`` (cost
+    capped) are left out of the median. For the balanced W2 secondary the cost is ``|x - y|^2``.
+    """
+    x = torch.as_tensor(support, dtype=torch.float64)
+    cost = torch.cdist(x, x).square() if delta is None else hk_cost(x, x, delta)
+    off = cost[~torch.eye(len(x), dtype=torch.bool)]
+    off = off[(off > 0) & (off < COST_CAP)]
+    if off.numel() == 0:
+        raise ValueError("support: expected at least two distinct points within pi * delta of each other")
+    return 0.01 * float(off.median())
+
+
+@dataclass(frozen=True)
+class KantorovichSecondary:
+    """A secondary space reached from the primary grid through a Markov kernel (Kantorovich type).
+
+    Parameters
+    ----------
+    kernel
+        Row-stochastic ``(n_grid_cells, n_support)`` array or scipy.sparse matrix: row ``i`` (grid cells flattened
+        in C order of ``grid.shape``, the order of ``grid.points().reshape(-1, d)``) gives the weights of primary
+        cell ``i`` over the secondary support points.
+    support
+        ``(n_support, dY)`` secondary points, any ``dY``.
+    weight
+        ``lambda >= 0``.
+    delta
+        ``None``: balanced W2 secondary (SyncOT); a float: Hellinger-Kantorovich secondary with that length scale.
+    epsilon
+        Entropic smoothing of the static problems, in cost units; default :func:`default_epsilon`.
+    """
+
+    kernel: np.ndarray | sp.spmatrix
+    support: np.ndarray
+    weight: float = 1.0
+    delta: float | None = None
+    epsilon: float | None = None
+    name: str | None = None
+    _epsilon: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        kernel = _check_kernel(self.kernel)
+        support = np.array(self.support, dtype=float)
+        if support.ndim == 1:
+            support = support[:, None]
+        if support.ndim != 2 or not np.all(np.isfinite(support)):
+            raise ValueError("support: expected a finite (n_support, dY) array")
+        if kernel.shape[1] != support.shape[0]:
+            raise ValueError(
+                f"kernel, support: the kernel has {kernel.shape[1]} columns but there are {support.shape[0]} "
+                "support points"
+            )
+        weight = float(self.weight)
+        if not (np.isfinite(weight) and weight >= 0):
+            raise ValueError(f"weight: expected a finite float >= 0, got {self.weight}")
+        delta = self.delta
+        if delta is not None and not (np.isfinite(delta) and delta > 0):
+            raise ValueError(f"delta: expected a positive finite float or None, got {delta}")
+        eps = self.epsilon
+        if eps is not None and not (np.isfinite(eps) and eps > 0):
+            raise ValueError(f"epsilon: expected a positive finite float, got {eps}")
+        object.__setattr__(self, "kernel", kernel)
+        object.__setattr__(self, "support", support)
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "_epsilon", default_epsilon(support, delta) if eps is None else float(eps))
+
+    @property
+    def effective_epsilon(self) -> float:
+        """The smoothing actually used (the given one, or the default)."""
+        return self._epsilon
+
+    def kernel_tensor(self, *, dtype, device) -> torch.Tensor:
+        """The kernel as a torch tensor (sparse COO, torch's stable sparse layout, when given sparse)."""
+        if sp.issparse(self.kernel):
+            k = self.kernel.tocoo()
+            indices = torch.as_tensor(np.vstack([k.row, k.col]), dtype=torch.long)
+            return torch.sparse_coo_tensor(
+                indices, k.data, size=k.shape, dtype=dtype, device=device, check_invariants=True
+            ).coalesce()
+        return torch.as_tensor(self.kernel, dtype=dtype, device=device)
+
+
+@dataclass
+class SecondaryAction:
+    """``A_Y`` of a path and its gradient in the node densities."""
+
+    value: torch.Tensor  # (B,)
+    grad: torch.Tensor  # (B, Nt + 1, n_grid_cells): d A_Y / d rho_k (per unit density)
+    converged: bool
+    n_iter: int
+    warm: tuple[torch.Tensor, torch.Tensor]
+
+
+def hk_path_action(
+    rho: torch.Tensor,
+    kernel: torch.Tensor,
+    cost: torch.Tensor,
+    delta: float,
+    epsilon: float,
+    cell_volume: float,
+    *,
+    warm: tuple[torch.Tensor, torch.Tensor] | None = None,
+    tol: float = 1e-9,
+    max_iter: int = 5000,
+) -> SecondaryAction:
+    r"""HK secondary action of density paths and its gradient.
+
+    .. math::
+        A_Y(\rho) = \sum_{k=0}^{N_t - 1} \frac{HK^2_{\delta,\varepsilon}(K^\top \rho_k |\Omega_i|,\
+        K^\top \rho_{k+1} |\Omega_i|)}{\Delta t}
+
+    Parameters
+    ----------
+    rho
+        ``(B, Nt + 1, n_grid_cells)`` densities on the time nodes (flattened grid).
+    kernel
+        ``(n_grid_cells, n_support)`` row-stochastic kernel (dense or sparse COO).
+    cost
+        ``(n_support, n_support)`` HK cost of the support.
+    delta, epsilon
+        HK length scale and entropic smoothing.
+    cell_volume
+        Converts densities to masses.
+    warm
+        Potentials of a previous call, for warm starts.
+    """
+    batch, nodes, n_cells = rho.shape
+    dt = 1.0 / (nodes - 1)
+    masses = (
+        (rho.reshape(-1, n_cells) * cell_volume) @ kernel
+        if not kernel.is_sparse
+        else (torch.sparse.mm(kernel.t(), (rho.reshape(-1, n_cells) * cell_volume).T).T)
+    )
+    masses = masses.reshape(batch, nodes, -1)
+    a = masses[:, :-1].reshape(batch * (nodes - 1), -1)
+    b = masses[:, 1:].reshape(batch * (nodes - 1), -1)
+    res = entropic_hk2(a, b, cost, delta, epsilon, warm=warm, tol=tol, max_iter=max_iter)
+    value = res.value.reshape(batch, nodes - 1).sum(1) / dt
+    grad_mass = torch.zeros_like(masses)
+    grad_mass[:, :-1] += res.grad_a.reshape(batch, nodes - 1, -1)
+    grad_mass[:, 1:] += res.grad_b.reshape(batch, nodes - 1, -1)
+    flat = grad_mass.reshape(-1, grad_mass.shape[-1])
+    grad = (flat @ kernel.T if not kernel.is_sparse else torch.sparse.mm(kernel, flat.T).T) * (cell_volume / dt)
+    return SecondaryAction(value, grad.reshape(batch, nodes, n_cells), res.converged, res.n_iter, (res.f, res.g))

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from sc_syncot.solvers.hellinger_kantorovich import entropic_hk2, hk_cost
+from sc_syncot.solvers.kantorovich import KantorovichSecondary, hk_path_action
+
+SUPPORT = np.random.default_rng(0).normal(size=(6, 10))  # a 10-dimensional secondary
+KERNEL = np.full((12, 6), 1 / 6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"kernel": KERNEL * 1.1}, "kernel.*rows summing to 1"),
+        ({"kernel": np.where(np.eye(12, 6) > 0, -0.1, KERNEL + 0.02)}, "kernel.*nonnegative"),
+        ({"kernel": np.where(np.eye(12, 6) > 0, np.nan, KERNEL)}, "kernel.*finite"),
+        ({"kernel": KERNEL[:, :5] * 6 / 5}, "kernel, support"),
+        ({"kernel": np.ones(6) / 6}, "kernel.*2-D"),
+        ({"support": np.where(np.eye(6, 10) > 0, np.inf, SUPPORT)}, "support.*finite"),
+        ({"epsilon": 0.0}, "epsilon"),
+        ({"epsilon": -1.0}, "epsilon"),
+        ({"weight": -1.0}, "weight"),
+        ({"delta": 0.0}, "delta"),
+    ],
+)
+def test_bad_input_is_a_clear_error(kwargs, match):
+    args = {"kernel": KERNEL, "support": SUPPORT, "delta": 2.0, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        KantorovichSecondary(**args)
+
+
+def test_default_epsilon_is_reported_and_scales_with_the_cost():
+    sec = KantorovichSecondary(KERNEL, SUPPORT, delta=2.0)
+    small = KantorovichSecondary(KERNEL, SUPPORT / 10, delta=2.0)
+    assert 0 < small.effective_epsilon < sec.effective_epsilon
+    assert KantorovichSecondary(KERNEL, SUPPORT, delta=2.0, epsilon=0.3).effective_epsilon == 0.3
+
+
+def _path(batch=2, nodes=4, n=12, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, nodes, n, generator=gen, dtype=torch.float64) + 0.05
+
+
+def test_identity_kernel_path_action_is_the_sum_of_static_problems():
+    x = torch.linspace(0, 1, 12, dtype=torch.float64)[:, None]
+    cost = hk_cost(x, x, 0.3)
+    rho = _path()
+    res = hk_path_action(rho, torch.eye(12, dtype=torch.float64), cost, 0.3, 0.05, cell_volume=0.5, tol=1e-12)
+    dt = 1 / 3
+    for bi in range(2):
+        direct = (
+            sum(
+                float(
+                    entropic_hk2(0.5 * rho[bi, k][None], 0.5 * rho[bi, k + 1][None], cost, 0.3, 0.05, tol=1e-12).value[
+                        0
+                    ]
+                )
+                for k in range(3)
+            )
+            / dt
+        )
+        assert float(res.value[bi]) == pytest.approx(direct, rel=1e-10)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_path_action_gradient_matches_finite_differences(sparse):
+    rng = np.random.default_rng(2)
+    k = rng.random((12, 6))
+    k /= k.sum(1, keepdims=True)
+    sec = KantorovichSecondary(sp.csr_matrix(k) if sparse else k, SUPPORT, delta=3.0, epsilon=0.05)
+    kernel = sec.kernel_tensor(dtype=torch.float64, device="cpu")
+    cost = hk_cost(*(2 * [torch.as_tensor(sec.support)]), 3.0)
+    rho = _path()
+    base = hk_path_action(rho, kernel, cost, 3.0, 0.05, 0.5, tol=1e-13)
+    direction = rho * torch.randn(rho.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    h = 1e-6
+    plus = hk_path_action(rho + h * direction, kernel, cost, 3.0, 0.05, 0.5, tol=1e-13, warm=base.warm)
+    minus = hk_path_action(rho - h * direction, kernel, cost, 3.0, 0.05, 0.5, tol=1e-13, warm=base.warm)
+    fd = (plus.value - minus.value) / (2 * h)
+    analytic = (base.grad * direction).sum((1, 2))
+    torch.testing.assert_close(analytic, fd, rtol=1e-5, atol=0)
