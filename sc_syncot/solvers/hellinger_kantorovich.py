@@ -104,9 +104,31 @@ def entropic_hk2(
         Iteration cap; ``converged`` tells whether ``tol`` was reached.
     """
     eps = float(epsilon)
-    scale = 1.0 / (1.0 + eps)  # the KL marginal weight is 1: lambda / (lambda + eps)
     log_a, log_b = torch.log(a), torch.log(b)  # -inf where a mass is 0: those points drop out of the sums
-    f, g = (torch.zeros_like(a), torch.zeros_like(b)) if warm is None else (warm[0].clone(), warm[1].clone())
+    if warm is None:
+        # epsilon scaling: a cold start at small eps needs thousands of sweeps; halving eps from 1 with a few
+        # sweeps each lands near the fixed point first.
+        f, g = torch.zeros_like(a), torch.zeros_like(b)
+        eps_k = 1.0
+        while eps_k > eps:
+            f, g, _, _ = _sweeps(cost, log_a, log_b, f, g, eps_k, 1e-3, 20)
+            eps_k *= 0.5
+    else:
+        f, g = warm[0].clone(), warm[1].clone()
+    f, g, n_iter, error = _sweeps(cost, log_a, log_b, f, g, eps, tol, max_iter)
+    log_plan = (f.unsqueeze(2) + g.unsqueeze(1) - cost.unsqueeze(0)) / eps + log_a.unsqueeze(2) + log_b.unsqueeze(1)
+    plan = torch.exp(log_plan)
+    value = _primal(plan, cost, a, b, eps)
+    mass_a, mass_b = a.sum(1, keepdim=True), b.sum(1, keepdim=True)
+    grad_a = 1.0 + eps * mass_b - (1.0 + eps) * torch.exp(-f)
+    grad_b = 1.0 + eps * mass_a - (1.0 + eps) * torch.exp(-g)
+    four = 4.0 * delta**2
+    return HKResult(four * value, four * grad_a, four * grad_b, f, g, n_iter, error < tol, error)
+
+
+def _sweeps(cost, log_a, log_b, f, g, eps, tol, max_iter):
+    """Log-domain Sinkhorn sweeps until the potentials move by less than ``tol``."""
+    scale = 1.0 / (1.0 + eps)  # the KL marginal weight is 1: lambda / (lambda + eps)
     error, n_iter = math.inf, 0
     while n_iter < max_iter:
         n_iter += 1
@@ -116,14 +138,7 @@ def entropic_hk2(
         f, g = f_new, g_new
         if error < tol:
             break
-    log_plan = (f.unsqueeze(2) + g.unsqueeze(1) - cost.unsqueeze(0)) / eps + log_a.unsqueeze(2) + log_b.unsqueeze(1)
-    plan = torch.exp(log_plan)
-    value = _primal(plan, cost, a, b, eps)
-    mass_a, mass_b = a.sum(1, keepdim=True), b.sum(1, keepdim=True)
-    grad_a = 1.0 + eps * mass_b - (1.0 + eps) * torch.exp(-f)
-    grad_b = 1.0 + eps * mass_a - (1.0 + eps) * torch.exp(-g)
-    four = 4.0 * delta**2
-    return HKResult(four * value, four * grad_a, four * grad_b, f, g, n_iter, error < tol, error)
+    return f, g, n_iter, error
 
 
 def _kl(p: torch.Tensor, q: torch.Tensor, dims) -> torch.Tensor:

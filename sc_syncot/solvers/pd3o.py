@@ -1,0 +1,102 @@
+"""Yan's PD3O for ``min_x f(x) + g(x) + h(A x)`` with ``f`` smooth (math.md section 3, Kantorovich type).
+
+    x   = prox_{gamma g}(z)
+    s+  = prox_{delta h*}((I - gamma delta A A^T) s + delta A (2 x - z - gamma grad f(x)))
+    z+  = x - gamma grad f(x) - gamma A^T s+
+
+converges for ``gamma < 2 / L`` (``L`` the Lipschitz constant of ``grad f``) and ``gamma delta ||A||^2 <= 1``;
+with ``f = 0`` it is the Chambolle-Pock iteration. For Kantorovich secondaries ``g`` is the projection onto the
+balance equation, ``h`` the primary action after interpolation and ``f`` the secondaries' action
+(:func:`~sc_syncot.solvers.kantorovich.hk_path_action`); that use is not wired into ``solve`` yet.
+
+Stopping follows :func:`~sc_syncot.solvers.chambolle_pock`: the relative objective change per iteration below
+``tol`` and the relative fixed-point residual ``||z+ - z|| / ||z||`` below ``sqrt(tol)``, on two checks in a row.
+
+References
+----------
+M. Yan, "A new primal-dual algorithm for minimizing the sum of three functions with a linear operator",
+J. Sci. Comput. 76 (2018).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from .chambolle_pock import PrimalDualOperators, PrimalDualState, _norm
+
+
+class SmoothOperators(PrimalDualOperators, Protocol):
+    """The operators of :class:`PrimalDualOperators` plus a smooth term."""
+
+    def smooth(self, x: list[torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
+        """``(f(x), grad f(x))``."""
+
+
+def pd3o(
+    ops: SmoothOperators,
+    state: PrimalDualState,
+    *,
+    tol: float = 1e-6,
+    max_iter: int = 5000,
+    check_every: int = 20,
+    progress: bool = False,
+) -> PrimalDualState:
+    """Run PD3O from ``state`` (``x`` is the point ``z``, ``tau`` is ``gamma``, ``sigma`` the dual step)."""
+    z, s = state.x, state.y
+    gamma, delta = state.tau, state.sigma
+    last_objective, last_it, passed = None, state.n_iter, 0
+    history = state.history
+    history.setdefault("smooth", [])
+    bar = tqdm(total=max_iter, disable=not progress, desc="sc_syncot (PD3O)", leave=False)
+    x = v = None
+    try:
+        for it in range(state.n_iter + 1, state.n_iter + max_iter + 1):
+            x = [t.clone() for t in z]
+            ops.primal_prox_(x)
+            smooth_value, grad = ops.smooth(x)
+            step = torch._foreach_add(x, grad, alpha=-gamma)  # x - gamma grad f(x)
+            lifted = torch._foreach_sub(torch._foreach_add(step, x), z)  # 2x - z - gamma grad f(x)
+            w = s - (gamma * delta) * ops.apply(ops.adjoint(s)) + delta * ops.apply(lifted)
+            s, v = ops.dual_prox(w, delta)
+            z_new = torch._foreach_add(step, ops.adjoint(s), alpha=-gamma)
+            stop = False
+            if it % check_every == 0 or it == state.n_iter + max_iter:
+                residual = _norm(torch._foreach_sub(z_new, z)) / max(_norm(z_new), 1e-300)
+                objective = ops.objective(v) + smooth_value
+                if not all(math.isfinite(val) for val in (residual, objective)):
+                    raise FloatingPointError(f"the PD3O iterates became non-finite at iteration {it}")
+                change = (
+                    math.inf
+                    if last_objective is None
+                    else abs(objective - last_objective) / max(abs(objective), 1e-300) / (it - last_it)
+                )
+                last_objective, last_it = objective, it
+                for key, val in (
+                    ("iteration", it),
+                    ("primal_residual", residual),
+                    ("dual_residual", residual),
+                    ("objective", objective),
+                    ("relative_change", change),
+                    ("tau", gamma),
+                    ("sigma", delta),
+                    ("smooth", smooth_value),
+                ):
+                    history[key].append(float(val))
+                bar.update(it - bar.n)
+                bar.set_postfix(residual=f"{residual:.1e}", objective=f"{objective:.5g}")
+                passed = passed + 1 if (residual < math.sqrt(tol) and change < tol) else 0
+                stop = passed >= 2
+            z = z_new
+            state.n_iter = it
+            if stop:
+                state.converged = True
+                break
+    finally:
+        bar.close()
+    # report the projected point x (it satisfies the balance equation), not z
+    state.x, state.y, state.v = x, s, v
+    return state
