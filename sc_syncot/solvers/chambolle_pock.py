@@ -76,6 +76,42 @@ def _norm(tensors) -> float:
     return math.sqrt(sum(float(torch.linalg.vector_norm(t)) ** 2 for t in tensors))
 
 
+class ConvergenceMonitor:
+    """The stopping rule and history shared by the primal-dual loops (see the module docstring)."""
+
+    def __init__(self, state: PrimalDualState, tol: float, bar, name: str = "primal-dual"):
+        self.state, self.tol, self.bar, self.name = state, tol, bar, name
+        self.last_objective, self.last_it, self.passed = None, state.n_iter, 0
+
+    def check(self, it: int, primal: float, dual: float, objective: float, **extra: float) -> bool:
+        """Record one check; ``True`` once the criteria held on two checks in a row."""
+        if not all(math.isfinite(val) for val in (primal, dual, objective)):
+            raise FloatingPointError(
+                f"the {self.name} iterates became non-finite at iteration {it}; "
+                "check the inputs' scale or try dtype=torch.float64"
+            )
+        change = (
+            math.inf
+            if self.last_objective is None
+            else abs(objective - self.last_objective) / max(abs(objective), 1e-300) / (it - self.last_it)
+        )
+        self.last_objective, self.last_it = objective, it
+        record = {
+            "iteration": it,
+            "primal_residual": primal,
+            "dual_residual": dual,
+            "objective": objective,
+            "relative_change": change,
+            **extra,
+        }
+        for key, val in record.items():
+            self.state.history.setdefault(key, []).append(float(val))
+        self.bar.update(it - self.bar.n)
+        self.bar.set_postfix(primal=f"{primal:.1e}", dual=f"{dual:.1e}", objective=f"{objective:.5g}")
+        self.passed = self.passed + 1 if (max(primal, dual) < math.sqrt(self.tol) and change < self.tol) else 0
+        return self.passed >= 2
+
+
 def chambolle_pock(
     ops: PrimalDualOperators,
     state: PrimalDualState,
@@ -113,8 +149,8 @@ def chambolle_pock(
     x, y = state.x, state.y
     tau, sigma = state.tau, state.sigma
     adapt, decay, band = 0.5, 0.95, 1.5
-    last_objective, last_it, passed = None, state.n_iter, 0
     bar = tqdm(total=max_iter, disable=not progress, desc="sc_syncot", leave=False)
+    monitor = ConvergenceMonitor(state, tol, bar)
     try:
         for it in range(state.n_iter + 1, state.n_iter + max_iter + 1):
             x_new = torch._foreach_add(x, ops.adjoint(y), alpha=-tau)
@@ -129,24 +165,7 @@ def chambolle_pock(
                 dual = dy.div_(sigma).sub_(ops.apply(dx))
                 rp = _norm(primal) / max(_norm(ops.adjoint(y_new)), 1e-300)
                 rd = _norm(dual) / max(_norm(ops.apply(x_new)), 1e-300)
-                objective = ops.objective(v)
-                if not all(math.isfinite(val) for val in (rp, rd, objective)):
-                    raise FloatingPointError(
-                        f"the primal-dual iterates became non-finite at iteration {it}; "
-                        "check the inputs' scale or try dtype=torch.float64"
-                    )
-                change = (
-                    math.inf
-                    if last_objective is None
-                    else abs(objective - last_objective) / max(abs(objective), 1e-300) / (it - last_it)
-                )
-                last_objective, last_it = objective, it
-                for key, val in zip(state.history, (it, rp, rd, objective, change, tau, sigma), strict=True):
-                    state.history[key].append(float(val))
-                bar.update(it - bar.n)
-                bar.set_postfix(primal=f"{rp:.1e}", dual=f"{rd:.1e}", objective=f"{objective:.5g}")
-                passed = passed + 1 if (max(rp, rd) < math.sqrt(tol) and change < tol) else 0
-                stop = passed >= 2
+                stop = monitor.check(it, rp, rd, ops.objective(v), tau=tau, sigma=sigma)
                 if adaptive and not stop:
                     if rp > band * rd:
                         tau, sigma, adapt = tau / (1 - adapt), sigma * (1 - adapt), adapt * decay

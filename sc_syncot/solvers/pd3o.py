@@ -20,13 +20,12 @@ J. Sci. Comput. 76 (2018).
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from .chambolle_pock import PrimalDualOperators, PrimalDualState, _norm
+from .chambolle_pock import ConvergenceMonitor, PrimalDualOperators, PrimalDualState, _norm
 
 
 class SmoothOperators(PrimalDualOperators, Protocol):
@@ -48,10 +47,8 @@ def pd3o(
     """Run PD3O from ``state`` (``x`` is the point ``z``, ``tau`` is ``gamma``, ``sigma`` the dual step)."""
     z, s = state.x, state.y
     gamma, delta = state.tau, state.sigma
-    last_objective, last_it, passed = None, state.n_iter, 0
-    history = state.history
-    history.setdefault("smooth", [])
     bar = tqdm(total=max_iter, disable=not progress, desc="sc_syncot (PD3O)", leave=False)
+    monitor = ConvergenceMonitor(state, tol, bar, name="PD3O")
     x = v = None
     try:
         for it in range(state.n_iter + 1, state.n_iter + max_iter + 1):
@@ -67,29 +64,7 @@ def pd3o(
             if it % check_every == 0 or it == state.n_iter + max_iter:
                 residual = _norm(torch._foreach_sub(z_new, z)) / max(_norm(z_new), 1e-300)
                 objective = ops.objective(v) + smooth_value
-                if not all(math.isfinite(val) for val in (residual, objective)):
-                    raise FloatingPointError(f"the PD3O iterates became non-finite at iteration {it}")
-                change = (
-                    math.inf
-                    if last_objective is None
-                    else abs(objective - last_objective) / max(abs(objective), 1e-300) / (it - last_it)
-                )
-                last_objective, last_it = objective, it
-                for key, val in (
-                    ("iteration", it),
-                    ("primal_residual", residual),
-                    ("dual_residual", residual),
-                    ("objective", objective),
-                    ("relative_change", change),
-                    ("tau", gamma),
-                    ("sigma", delta),
-                    ("smooth", smooth_value),
-                ):
-                    history[key].append(float(val))
-                bar.update(it - bar.n)
-                bar.set_postfix(residual=f"{residual:.1e}", objective=f"{objective:.5g}")
-                passed = passed + 1 if (residual < math.sqrt(tol) and change < tol) else 0
-                stop = passed >= 2
+                stop = monitor.check(it, residual, residual, objective, tau=gamma, sigma=delta, smooth=smooth_value)
             z = z_new
             state.n_iter = it
             if stop:
