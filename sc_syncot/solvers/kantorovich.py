@@ -136,6 +136,11 @@ class SecondaryAction:
     warm: tuple[torch.Tensor, torch.Tensor]
 
 
+def _kernel_product(rows: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``rows @ matrix.T`` for a dense or sparse COO ``matrix`` (torch.sparse.mm wants the sparse factor first)."""
+    return torch.sparse.mm(matrix, rows.T).T if matrix.is_sparse else rows @ matrix.T
+
+
 def hk_path_action(
     rho: torch.Tensor,
     kernel: torch.Tensor,
@@ -171,12 +176,7 @@ def hk_path_action(
     """
     batch, nodes, n_cells = rho.shape
     dt = 1.0 / (nodes - 1)
-    masses = (
-        (rho.reshape(-1, n_cells) * cell_volume) @ kernel
-        if not kernel.is_sparse
-        else (torch.sparse.mm(kernel.t(), (rho.reshape(-1, n_cells) * cell_volume).T).T)
-    )
-    masses = masses.reshape(batch, nodes, -1)
+    masses = _kernel_product(rho.reshape(-1, n_cells) * cell_volume, kernel.t()).reshape(batch, nodes, -1)
     a = masses[:, :-1].reshape(batch * (nodes - 1), -1)
     b = masses[:, 1:].reshape(batch * (nodes - 1), -1)
     res = entropic_hk2(a, b, cost, delta, epsilon, warm=warm, tol=tol, max_iter=max_iter)
@@ -185,5 +185,5 @@ def hk_path_action(
     grad_mass[:, :-1] += res.grad_a.reshape(batch, nodes - 1, -1)
     grad_mass[:, 1:] += res.grad_b.reshape(batch, nodes - 1, -1)
     flat = grad_mass.reshape(-1, grad_mass.shape[-1])
-    grad = (flat @ kernel.T if not kernel.is_sparse else torch.sparse.mm(kernel, flat.T).T) * (cell_volume / dt)
+    grad = _kernel_product(flat, kernel) * (cell_volume / dt)
     return SecondaryAction(value, grad.reshape(batch, nodes, n_cells), res.converged, res.n_iter, (res.f, res.g))

@@ -74,7 +74,7 @@ def prox_action(
         Step of the proximal map.
     weights
         ``(C - 1, ...)`` broadcastable weights ``w_j`` (metric eigenvalues, then 1 for the source); ``None``
-        means all ones (``G = I``), which takes the closed-form path.
+        means all ones (``G = I``), which takes a cheaper path (one weight, no channel sums).
     rotation
         ``(d, d, ...)`` eigenvectors ``Q`` of the metric (``Q[:, j]`` the ``j``-th), broadcast over cells, or
         ``None`` when the metric is diagonal.
@@ -86,7 +86,7 @@ def prox_action(
         Newton takes its last step once ``|phi| <= sqrt(rtol) * (1 + max rho)`` in every cell; as ``phi' >= 1``
         that bounds the distance to the root, which the quadratic last step brings to about ``rtol``.
     max_newton
-        Safety cap on Newton iterations in the weighted case.
+        Safety cap on Newton iterations.
 
     Returns
     -------
@@ -98,12 +98,14 @@ def prox_action(
     b2 = b.square()
     w = 1.0 if weights is None else weights
     if weights is None:
+        wb2 = b2
         s_w = b2.sum(0)
         zero = rho_bar + s_w / (4.0 * gamma) <= 0
     else:
-        s_w = (w * b2).sum(0)
+        wb2 = w * b2
+        s_w = wb2.sum(0)
         zero = rho_bar + (b2 / w).sum(0) / (4.0 * gamma) <= 0
-    rho = _newton(rho_bar, b2, s_w, weights, gamma, rtol, max_newton, start)
+    rho = _newton(rho_bar, wb2, s_w, weights, gamma, rtol, max_newton, start)
     rho = torch.where(zero, 0.0, rho)
     shrink = rho / (rho + 2.0 * gamma * w)
     b_out = b * shrink if rotation is None else b.mul_(shrink)  # b is a view of v only without rotation
@@ -113,8 +115,8 @@ def prox_action(
     return out
 
 
-def _newton(rho_bar, b2, s_w, weights, gamma, rtol, max_newton, start=None):
-    """Safeguarded Newton for the root of ``phi``, started left of it (see the module docstring)."""
+def _newton(rho_bar, wb2, s_w, weights, gamma, rtol, max_newton, start=None):
+    """Safeguarded Newton for the root of ``phi`` (see the module docstring); ``wb2 = w * b^2`` per channel."""
     w_max = 1.0 if weights is None else float(weights.max())
     # Left of the root when rho_bar >= -2 gamma w_max: there rho - rho_bar <= rho + 2 gamma w_max and every
     # rho + 2 gamma w_j <= rho + 2 gamma w_max, so phi((gamma S_w)^(1/3) - 2 gamma w_max) <= 0.
@@ -123,8 +125,7 @@ def _newton(rho_bar, b2, s_w, weights, gamma, rtol, max_newton, start=None):
     if start is not None:
         rho = torch.maximum(rho, start)
     scale = 1.0 + float(rho.max())
-    if weights is not None:
-        wb2, two_gw = weights * b2, 2.0 * gamma * weights
+    two_gw = None if weights is None else 2.0 * gamma * weights
     for it in range(max_newton):
         if weights is None:  # G = I: one weight, fewer passes over memory
             inv = (rho + 2.0 * gamma).reciprocal_()
