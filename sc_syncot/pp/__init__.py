@@ -1,0 +1,29 @@
+"""Preprocessing: embeddings, primary grids and densities, masses, and couplings to the secondary space.
+
+Scanpy-style functions (``embed_rna``, ``embed_atac``, ``growth_prior``) write into the AnnData; the adapters
+that build solver inputs (``primary_grid``, ``kde_density``, ``fit_monge_map``, ``kantorovich_kernel``, ...)
+take arrays and return arrays or small objects, and :func:`sc_syncot.tl.syncot` chains them.
+"""
+
+from .densities import interval_densities, kde_density, primary_grid, scott_bandwidth, time_point_masses
+from .embedding import embed_atac, embed_rna, tfidf
+from .growth import gene_sets, growth_prior
+from .kantorovich import kantorovich_kernel, secondary_support
+from .monge import MongeMap, fit_monge_map
+
+__all__ = [
+    "MongeMap",
+    "embed_atac",
+    "embed_rna",
+    "fit_monge_map",
+    "gene_sets",
+    "growth_prior",
+    "interval_densities",
+    "kantorovich_kernel",
+    "kde_density",
+    "primary_grid",
+    "scott_bandwidth",
+    "secondary_support",
+    "tfidf",
+    "time_point_masses",
+]

@@ -1,0 +1,194 @@
+"""Primary-space adapters: a grid over a 1-3 D basis, per-time-point densities on it, and masses per time point.
+
+Densities are binned kernel density estimates (Silverman, "Density estimation", 1986, section 3.5): cells are
+spread linearly onto the grid's nodes and the histogram is smoothed with a Gaussian filter, so the cost is
+``O(n_cells + n_grid_cells)`` rather than ``O(n_cells * n_grid_cells)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from ..solvers import Grid
+
+
+def primary_grid(coords: np.ndarray, n_bins: int | Sequence[int] = 64, n_time: int = 16, margin: float = 0.15) -> Grid:
+    """A grid over the box that holds ``coords``, widened by ``margin`` times its extent on each side.
+
+    The margin leaves room for the smoothing of :func:`kde_densities` and for paths that bulge outside the
+    observed cloud; the solver's no-flux boundary then does not bend them.
+
+    Parameters
+    ----------
+    coords
+        ``(n_cells, d)`` cell coordinates, ``d`` in 1..3.
+    n_bins
+        Cells per axis (one number for all, or one per axis).
+    n_time
+        Time steps per interval.
+    margin
+        Fraction of each axis' extent added on both sides.
+    """
+    coords = np.asarray(coords, dtype=float)
+    if coords.ndim != 2 or not 1 <= coords.shape[1] <= 3:
+        raise ValueError(f"coords: expected an (n_cells, d) array with d in 1..3, got shape {coords.shape}")
+    lo, hi = coords.min(0), coords.max(0)
+    extent = np.where(hi > lo, hi - lo, 1.0)
+    bounds = np.stack([lo - margin * extent, hi + margin * extent], axis=1)
+    return Grid(bounds, n_bins, n_time)
+
+
+def scott_bandwidth(coords: np.ndarray, n: int | None = None) -> np.ndarray:
+    """Scott's rule per axis, ``h_i = sigma_i n^{-1 / (d + 4)}`` (Scott, "Multivariate density estimation", 1992).
+
+    ``n`` defaults to the number of points.
+    """
+    n = len(coords) if n is None else n
+    d = coords.shape[1]
+    sigma = coords.std(0, ddof=1) if n > 1 else np.ones(d)
+    return np.where(sigma > 0, sigma, 1.0) * n ** (-1.0 / (d + 4))
+
+
+def _linear_binning(coords: np.ndarray, weights: np.ndarray, grid: Grid) -> np.ndarray:
+    """Spread each point's weight onto the 2^d nearest cell centres, in proportion to proximity."""
+    lo = np.array([b[0] for b in grid.bounds])
+    h = np.array(grid.spacing)
+    pos = (coords - lo) / h - 0.5  # in cell-centre index units
+    base = np.floor(pos).astype(int)
+    frac = pos - base
+    hist = np.zeros(grid.shape)
+    shape = np.array(grid.shape)
+    for corner in np.ndindex(*([2] * grid.ndim)):
+        c = np.array(corner)
+        idx = np.clip(base + c, 0, shape - 1)  # points in the margin half-cells go to the edge cell
+        w = weights * np.prod(np.where(c == 1, frac, 1 - frac), axis=1)
+        np.add.at(hist, tuple(idx.T), w)
+    return hist
+
+
+def kde_density(
+    coords: np.ndarray,
+    grid: Grid,
+    *,
+    mass: float = 1.0,
+    bandwidth: float | np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Binned Gaussian kernel density estimate of ``coords`` on the grid's cell centres, with total ``mass``.
+
+    Parameters
+    ----------
+    coords
+        ``(n, d)`` points.
+    grid
+        Where to evaluate.
+    mass
+        Total mass of the result (``sum * grid.cell_volume``).
+    bandwidth
+        Standard deviation of the Gaussian kernel per axis (a number or ``(d,)``); default
+        :func:`scott_bandwidth`, and never below one cell (a narrower kernel only resolves the binning).
+    weights
+        Nonnegative per-point weights (default uniform).
+    """
+    coords = np.asarray(coords, dtype=float)
+    if coords.ndim != 2 or coords.shape[1] != grid.ndim:
+        raise ValueError(f"coords: expected (n, {grid.ndim}) points, got shape {coords.shape}")
+    if len(coords) == 0:
+        raise ValueError("coords: expected at least one point")
+    w = np.ones(len(coords)) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (len(coords),) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
+        raise ValueError("weights: expected finite nonnegative weights, one per point, with a positive sum")
+    h = scott_bandwidth(coords) if bandwidth is None else np.broadcast_to(np.asarray(bandwidth, float), (grid.ndim,))
+    spacing = np.array(grid.spacing)
+    sigma_cells = np.maximum(h / spacing, 1.0)
+    hist = ndimage.gaussian_filter(_linear_binning(coords, w, grid), sigma_cells, mode="constant", truncate=4.0)
+    total = hist.sum() * grid.cell_volume
+    if total <= 0:
+        raise ValueError("coords: the density vanishes on the grid (points far outside its bounds?)")
+    return hist * (mass / total)
+
+
+def time_point_masses(
+    times: np.ndarray,
+    counts: np.ndarray,
+    masses: str | Sequence[float] | Mapping | np.ndarray = "equal",
+    growth_rates: np.ndarray | None = None,
+    cell_times: np.ndarray | None = None,
+) -> np.ndarray:
+    """Relative population size at each observed time point, with mean 1.
+
+    Parameters
+    ----------
+    times
+        Sorted observed times ``(K,)``.
+    counts
+        Cells per time point ``(K,)``.
+    masses
+        ``"equal"``: the same at every time (balanced totals; growth still redistributes mass locally);
+        ``"counts"``: proportional to the cell counts (when sampling is proportional to population size);
+        ``"growth_prior"``: chained from per-cell growth rates, ``M_{k+1} = M_k mean_{c in t_k} exp(g_c
+        (t_{k+1} - t_k))`` (Waddington-OT's prior; needs ``growth_rates`` and ``cell_times``); or population
+        sizes, a sequence ``(K,)`` or a mapping time -> size.
+    """
+    times = np.asarray(times, dtype=float)
+    if isinstance(masses, str):
+        if masses == "equal":
+            out = np.ones(len(times))
+        elif masses == "counts":
+            out = np.asarray(counts, dtype=float)
+        elif masses == "growth_prior":
+            out = _chained_growth(times, growth_rates, cell_times)
+        else:
+            raise ValueError(f"masses: expected 'equal', 'counts', 'growth_prior' or sizes, got {masses!r}")
+    elif isinstance(masses, Mapping):
+        missing = [t for t in times if t not in masses]
+        if missing:
+            raise ValueError(f"masses: no population size for time point(s) {missing}")
+        out = np.array([float(masses[t]) for t in times])
+    else:
+        out = np.asarray(masses, dtype=float)
+        if out.shape != times.shape:
+            raise ValueError(f"masses: expected {len(times)} population sizes (one per time point), got {out.shape}")
+    if not np.all(np.isfinite(out)) or np.any(out <= 0):
+        raise ValueError(f"masses: expected positive finite population sizes, got {out}")
+    return out / out.mean()
+
+
+def _chained_growth(times: np.ndarray, growth_rates, cell_times) -> np.ndarray:
+    if growth_rates is None or cell_times is None:
+        raise ValueError("masses='growth_prior' needs per-cell growth rates (run sc_syncot.pp.growth_prior first)")
+    g = np.asarray(growth_rates, dtype=float)
+    out = [1.0]
+    for t0, t1 in zip(times[:-1], times[1:], strict=True):
+        sel = np.asarray(cell_times) == t0
+        out.append(out[-1] * float(np.mean(np.exp(g[sel] * (t1 - t0)))))
+    return np.array(out)
+
+
+def interval_densities(
+    coords: np.ndarray,
+    cell_times: np.ndarray,
+    times: np.ndarray,
+    grid: Grid,
+    masses: np.ndarray,
+    bandwidth: float | np.ndarray | None = None,
+) -> np.ndarray:
+    """Densities ``(K, *grid.shape)`` of the cells observed at each time, scaled to ``masses``.
+
+    The bandwidth defaults to Scott's rule with the spread and the number of cells averaged over the time points:
+    one bandwidth for every time point, so that a time point with fewer cells is not smoothed more than its
+    neighbours and the change between time points is not a change of smoothing.
+    """
+    if bandwidth is None:
+        per_time = [coords[cell_times == t] for t in times]
+        d = coords.shape[1]
+        n = float(np.mean([len(c) for c in per_time]))
+        sigma = np.mean([c.std(0) if len(c) > 1 else np.zeros(d) for c in per_time], axis=0)
+        bandwidth = np.where(sigma > 0, sigma, np.ptp(coords, axis=0) + 1.0) * n ** (-1.0 / (d + 4))
+    h = bandwidth
+    return np.stack(
+        [kde_density(coords[cell_times == t], grid, mass=m, bandwidth=h) for t, m in zip(times, masses, strict=True)]
+    )

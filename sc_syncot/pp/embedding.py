@@ -1,0 +1,131 @@
+"""Embedding helpers for users who start from counts: RNA PCA (through scanpy) and ATAC LSI (TF-IDF + SVD)."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import scanpy as sc
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+
+
+def _matrix(adata: ad.AnnData, layer: str | None, obsm: str | None = None):
+    if obsm is not None:
+        if obsm not in adata.obsm:
+            raise ValueError(f"obsm: key {obsm!r} not in adata.obsm (keys: {list(adata.obsm)})")
+        return adata.obsm[obsm]
+    if layer is not None:
+        if layer not in adata.layers:
+            raise ValueError(f"layer: key {layer!r} not in adata.layers (keys: {list(adata.layers)})")
+        return adata.layers[layer]
+    return adata.X
+
+
+def _check_counts(x, name: str):
+    values = x.data if sp.issparse(x) else np.asarray(x)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name}: expected finite counts, found NaN or inf")
+    if np.any(values < 0):
+        raise ValueError(f"{name}: expected nonnegative counts")
+
+
+def embed_rna(
+    adata: ad.AnnData,
+    n_comps: int = 30,
+    n_top_genes: int = 2000,
+    layer: str | None = None,
+    key_added: str = "X_pca",
+    random_state: int = 0,
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """PCA of RNA counts: ``normalize_total``, ``log1p``, highly variable genes, ``pca`` (scanpy).
+
+    Works on a copy of the counts (``adata.X`` or ``layer``), so ``adata.X`` is left as it is; writes
+    ``adata.obsm[key_added]``.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes counts.
+    n_comps
+        Principal components kept.
+    n_top_genes
+        Highly variable genes used (all genes when there are fewer).
+    layer
+        Take the counts from this layer instead of ``X``.
+    key_added
+        ``.obsm`` key written.
+    random_state
+        Seed of the SVD solver.
+    copy
+        Return a modified copy instead of writing in place.
+    """
+    x = _matrix(adata, layer)
+    _check_counts(x, layer or "X")
+    work = ad.AnnData(x.copy())
+    sc.pp.normalize_total(work)
+    sc.pp.log1p(work)
+    n_comps = min(n_comps, min(work.shape) - 1)
+    if work.n_vars > n_top_genes:
+        sc.pp.highly_variable_genes(work, n_top_genes=n_top_genes, subset=True)
+    sc.pp.pca(work, n_comps=n_comps, random_state=random_state)
+    out = adata.copy() if copy else adata
+    out.obsm[key_added] = work.obsm["X_pca"]
+    return out if copy else None
+
+
+def tfidf(x) -> sp.csr_matrix:
+    """``log1p(1e4 * tf * idf)`` with ``tf`` the per-cell peak frequencies and ``idf = log(1 + n / (1 + df))``."""
+    x = sp.csr_matrix(x, dtype=float)
+    depth = np.asarray(x.sum(1)).ravel()
+    tf = sp.diags(1.0 / np.where(depth > 0, depth, 1.0)) @ x
+    df = np.asarray((x > 0).sum(0)).ravel()
+    idf = np.log1p(x.shape[0] / (1.0 + df))
+    out = tf @ sp.diags(idf)
+    out.data = np.log1p(1e4 * out.data)
+    return sp.csr_matrix(out)
+
+
+def embed_atac(
+    adata: ad.AnnData,
+    n_comps: int = 30,
+    layer: str | None = None,
+    obsm: str | None = None,
+    drop_first: bool = True,
+    key_added: str = "X_lsi",
+    random_state: int = 0,
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """Latent semantic indexing of ATAC peak counts: TF-IDF, truncated SVD, components scaled by singular values.
+
+    The first component follows sequencing depth in most data sets and is dropped by default (as in Signac and
+    ArchR). Writes ``adata.obsm[key_added]`` with ``n_comps`` columns.
+
+    Parameters
+    ----------
+    adata
+        Cells x peaks counts in ``X``, ``layer`` or ``obsm[obsm]`` (e.g. the ATAC of a paired RNA object).
+    n_comps
+        Components kept (after dropping the first).
+    layer, obsm
+        Where the peak counts are, when not in ``X``.
+    drop_first
+        Drop the first SVD component.
+    key_added
+        ``.obsm`` key written.
+    random_state
+        Seed of the randomized SVD.
+    copy
+        Return a modified copy instead of writing in place.
+    """
+    x = _matrix(adata, layer, obsm)
+    _check_counts(x, obsm or layer or "X")
+    m = tfidf(x)
+    k = n_comps + int(drop_first)
+    k = min(k, min(m.shape) - 1)
+    svd = TruncatedSVD(n_components=k, algorithm="randomized", random_state=random_state)
+    z = svd.fit_transform(m)
+    z = z[:, int(drop_first) :]
+    out = adata.copy() if copy else adata
+    out.obsm[key_added] = z
+    return out if copy else None

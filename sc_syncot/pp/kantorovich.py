@@ -1,0 +1,92 @@
+"""Kantorovich-type coupling: secondary support points and a Markov kernel from primary grid cells to them.
+
+Support points are k-means centroids of the secondary embedding. The kernel row of a grid cell at ``x`` is the
+distribution of the secondary labels of the paired cells near ``x``,
+
+    K(x, j) = sum_c w_c(x) [label_c = j] / sum_c w_c(x),   w_c(x) = exp(-|x - x_c|^2 / (2 h^2)),
+
+so every grid cell has a probability row (far from the cells the nearest ones dominate). Entries below
+``threshold`` times the row maximum are dropped and the rows renormalized, which keeps the kernel sparse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.cluster.vq import kmeans2
+
+from ..solvers import Grid
+from .densities import scott_bandwidth
+
+_CHUNK = 2048  # grid cells per block: bounds memory to _CHUNK x n_cells
+
+
+def secondary_support(y: np.ndarray, n_support: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """k-means (k-means++ start) centroids of the secondary coordinates and each cell's label.
+
+    Empty clusters are dropped, so fewer than ``n_support`` points may come back.
+
+    Returns
+    -------
+    support
+        ``(n_support', dY)`` centroids.
+    labels
+        ``(n,)`` index of each cell's centroid.
+    """
+    y = np.asarray(y, dtype=float)
+    if y.ndim == 1:
+        y = y[:, None]
+    if not 2 <= n_support:
+        raise ValueError(f"n_support: expected at least 2 support points, got {n_support}")
+    if len(y) < n_support:
+        raise ValueError(f"n_support: {n_support} support points need at least as many cells, got {len(y)}")
+    centroids, labels = kmeans2(y, n_support, minit="++", seed=seed)
+    used = np.unique(labels)
+    remap = np.full(n_support, -1)
+    remap[used] = np.arange(len(used))
+    return centroids[used], remap[labels]
+
+
+def kantorovich_kernel(
+    x: np.ndarray,
+    labels: np.ndarray,
+    grid: Grid,
+    n_support: int | None = None,
+    bandwidth: float | None = None,
+    threshold: float = 1e-4,
+) -> sp.csr_matrix:
+    """Row-stochastic sparse kernel ``(grid.n_cells, n_support)`` from grid cells to secondary support points.
+
+    Parameters
+    ----------
+    x
+        ``(n, d)`` primary coordinates of the paired cells.
+    labels
+        ``(n,)`` support point of each cell (from :func:`secondary_support`).
+    grid
+        The primary grid; rows follow ``grid.points().reshape(-1, d)``.
+    n_support
+        Number of support points (default ``labels.max() + 1``).
+    bandwidth
+        Width ``h`` of the primary kernel; default Scott's rule (mean over axes), at least one grid cell.
+    threshold
+        Relative size below which entries are dropped.
+    """
+    x = np.asarray(x, dtype=float)
+    labels = np.asarray(labels)
+    if x.ndim != 2 or x.shape[1] != grid.ndim or len(labels) != len(x):
+        raise ValueError(f"x, labels: expected (n, {grid.ndim}) points and n labels, got {x.shape}, {labels.shape}")
+    n_support = int(labels.max()) + 1 if n_support is None else n_support
+    h = float(np.mean(scott_bandwidth(x))) if bandwidth is None else float(bandwidth)
+    h = max(h, max(grid.spacing))
+    onehot = sp.csr_matrix((np.ones(len(x)), (np.arange(len(x)), labels)), shape=(len(x), n_support))
+    pts = grid.points().reshape(-1, grid.ndim)
+    blocks = []
+    for start in range(0, len(pts), _CHUNK):
+        q = pts[start : start + _CHUNK]
+        logw = -np.square(q[:, None, :] - x[None]).sum(-1) / (2 * h * h)
+        w = np.exp(logw - logw.max(1, keepdims=True))
+        rows = np.asarray((onehot.T @ w.T).T)  # (chunk, n_support)
+        rows[rows < threshold * rows.max(1, keepdims=True)] = 0.0
+        blocks.append(sp.csr_matrix(rows / rows.sum(1, keepdims=True)))
+    return sp.vstack(blocks, format="csr")

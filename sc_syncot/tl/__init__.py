@@ -1,0 +1,7 @@
+"""Tools: reconstruct the dynamics of a time course into AnnData, and read fates and paths off the result."""
+
+from .fates import pull, push
+from .paths import interpolate, trajectories
+from .syncot import syncot
+
+__all__ = ["interpolate", "pull", "push", "syncot", "trajectories"]

@@ -1,0 +1,121 @@
+"""Where a group of cells goes (``push``) and where it comes from (``pull``), along the computed flow."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import pp
+from .flow import Flow
+from .inputs import primary_table, read_cells
+
+
+def _group_mask(table, groupby: str, groups) -> np.ndarray:
+    if groupby not in table.obs:
+        raise ValueError(f"groupby={groupby!r}: not in .obs (columns: {list(table.obs.columns)})")
+    wanted = [groups] if isinstance(groups, str | int | float) else list(groups)
+    col = table.obs[groupby]
+    missing = [g for g in wanted if g not in set(col.unique())]
+    if missing:
+        raise ValueError(f"groups: {missing} not found in .obs[{groupby!r}]")
+    return col.isin(wanted).to_numpy()
+
+
+def _share(flow: Flow, x: np.ndarray, in_group: np.ndarray, bandwidth) -> np.ndarray:
+    """Fraction of the local density that belongs to the group, in ``[0, 1]``.
+
+    The ratio of two kernel estimates with one bandwidth (masses proportional to the cell counts), zero where
+    there are no cells.
+    """
+    if not in_group.any():
+        raise ValueError("groups: no cell of the group is observed at that time point")
+    h = pp.scott_bandwidth(x) if bandwidth is None else bandwidth
+    everyone = pp.kde_density(x, flow.grid, mass=len(x), bandwidth=h)
+    group = pp.kde_density(x[in_group], flow.grid, mass=int(in_group.sum()), bandwidth=h)
+    floor = 1e-6 * everyone.max()
+    return np.where(everyone > floor, group / np.maximum(everyone, floor), 0.0).clip(0, 1)
+
+
+def _carry(data, groupby, groups, time, key, key_added, direction, copy):
+    flow = Flow.from_uns(data, key)
+    params = data.uns[key]["params"]
+    table = primary_table(data, params["primary"])
+    cells = read_cells(data, params["time_key"], params["primary"], None, int(params["n_dims"]))
+    tp = flow.time_points
+    if time is None:
+        time = tp[0] if direction > 0 else tp[-1]
+    if time not in set(tp):
+        raise ValueError(f"time: expected one of the observed time points {list(tp)}, got {time}")
+    k0 = int(np.flatnonzero(tp == time)[0])
+    mask = _group_mask(table, groupby, groups)
+    at = cells.time == time
+    bw = params.get("bandwidth", "none")
+    share = _share(flow, cells.x[at], mask[at], None if isinstance(bw, str) else bw)
+    result = np.full(len(cells.x), np.nan)
+    result[at] = mask[at].astype(float)
+    intervals = range(k0, len(tp) - 1) if direction > 0 else range(k0 - 1, -1, -1)
+    for k in intervals:
+        share = flow.advect_share(share, k, direction)
+        nxt = k + 1 if direction > 0 else k
+        sel = cells.time == tp[nxt]
+        result[sel] = flow.sample(share, cells.x[sel]).clip(0, 1)
+    out = data.copy() if copy else data
+    primary_table(out, params["primary"]).obs[key_added] = result
+    return out if copy else None
+
+
+def push(
+    adata,
+    groupby: str,
+    groups,
+    time: float | None = None,
+    key: str = "syncot",
+    key_added: str | None = None,
+    copy: bool = False,
+):
+    """Where a group of cells goes: for every later cell, the share of its mass that descends from the group.
+
+    The group's share of the density at ``time`` is carried forward along the computed velocity (a share is
+    transported without source: growth scales the group and the whole population alike). Writes
+    ``adata.obs[key_added]`` (default ``f"{key}_push_{groups}"``): 1/0 membership at ``time``, the descending
+    share in ``[0, 1]`` at later time points, NaN before.
+
+    Parameters
+    ----------
+    adata
+        AnnData with a result of :func:`sc_syncot.tl.syncot` under ``key``.
+    groupby, groups
+        ``.obs`` column and the group(s) of it to follow.
+    time
+        Observed time point the group is taken at (default: the first).
+    key
+        The result to use.
+    key_added
+        ``.obs`` column written.
+    copy
+        Return a modified copy instead of writing in place.
+    """
+    key_added = key_added or f"{key}_push_{_label(groups)}"
+    return _carry(adata, groupby, groups, time, key, key_added, +1, copy)
+
+
+def pull(
+    adata,
+    groupby: str,
+    groups,
+    time: float | None = None,
+    key: str = "syncot",
+    key_added: str | None = None,
+    copy: bool = False,
+):
+    """Where a group of cells comes from: for every earlier cell, the share of its descendants in the group.
+
+    The group's share of the density at ``time`` (default: the last time point) is carried backward along the
+    flow. Writes ``adata.obs[key_added]`` (default ``f"{key}_pull_{groups}"``); NaN after ``time``. Parameters as
+    in :func:`push`.
+    """
+    key_added = key_added or f"{key}_pull_{_label(groups)}"
+    return _carry(adata, groupby, groups, time, key, key_added, -1, copy)
+
+
+def _label(groups) -> str:
+    return str(groups) if isinstance(groups, str | int | float) else "_".join(map(str, groups))

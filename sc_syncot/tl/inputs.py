@@ -1,0 +1,128 @@
+"""Reading and checking what ``tl`` functions take: AnnData or MuData, a time key, primary and secondary bases.
+
+Nothing here writes into the user's object; every problem is a ``ValueError`` that names the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+
+def is_mudata(data) -> bool:
+    """MuData without importing it (mudata is optional): it has modalities in ``.mod``."""
+    return isinstance(getattr(data, "mod", None), Mapping)
+
+
+def _split(key: str, data) -> tuple[str | None, str]:
+    if is_mudata(data):
+        if ":" not in key:
+            raise ValueError(f"{key!r}: with MuData, name bases as 'modality:obsm_key' (modalities: {list(data.mod)})")
+        mod, name = key.split(":", 1)
+        if mod not in data.mod:
+            raise ValueError(f"{key!r}: no modality {mod!r} (modalities: {list(data.mod)})")
+        return mod, name
+    return None, key
+
+
+def _table(data, mod: str | None) -> ad.AnnData:
+    return data if mod is None else data.mod[mod]
+
+
+def basis(data, key: str, what: str) -> pd.DataFrame:
+    """``.obsm[key]`` as a DataFrame indexed by cell names, checked finite."""
+    mod, name = _split(key, data)
+    table = _table(data, mod)
+    if name not in table.obsm:
+        raise ValueError(f"{what}={key!r}: not in .obsm (keys: {list(table.obsm)})")
+    arr = np.asarray(table.obsm[name], dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    bad = int(np.sum(~np.isfinite(arr).all(1)))
+    if bad:
+        raise ValueError(f"{what}={key!r}: {bad} cells have NaN or inf coordinates; drop or impute them first")
+    return pd.DataFrame(arr, index=table.obs_names)
+
+
+def times(data, time_key: str, primary: str) -> pd.Series:
+    """Numeric times per cell of the primary table (ordered categoricals map to their codes)."""
+    mod, _ = _split(primary, data)
+    obs = _table(data, mod).obs
+    if time_key not in obs:
+        alt = data.obs if mod is not None else None
+        if alt is None or time_key not in alt:
+            raise ValueError(f"time_key={time_key!r}: not in .obs (columns: {list(obs.columns)})")
+        col = alt[time_key].reindex(obs.index)
+    else:
+        col = obs[time_key]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories
+        if pd.api.types.is_numeric_dtype(cats):
+            col = col.astype(float)
+        elif col.cat.ordered:
+            col = col.cat.codes.astype(float).where(col.notna())
+        else:
+            raise ValueError(
+                f"time_key={time_key!r}: categories {list(cats)} are neither numbers nor ordered; make it an "
+                "ordered categorical or numeric"
+            )
+    elif not pd.api.types.is_numeric_dtype(col):
+        raise ValueError(f"time_key={time_key!r}: expected numeric times or an ordered categorical, got {col.dtype}")
+    col = col.astype(float)
+    bad = int(col.isna().sum() + np.isinf(col).sum())
+    if bad:
+        raise ValueError(f"time_key={time_key!r}: {bad} cells have no time (NaN or inf)")
+    return col
+
+
+@dataclass
+class CellData:
+    """Arrays a solve needs, aligned over the primary table's cells."""
+
+    names: pd.Index  # cells of the primary table
+    time: np.ndarray  # (n,)
+    x: np.ndarray  # (n, d) primary coordinates used
+    y: np.ndarray | None  # (n, dY) secondary coordinates, NaN for unpaired cells
+    paired: np.ndarray  # (n,) bool
+    time_points: np.ndarray  # (K,) sorted distinct times
+
+
+def read_cells(data, time_key: str, primary: str, secondary: str | None, n_dims: int, min_cells: int = 3) -> CellData:
+    """Collect and check times, primary coordinates (first ``n_dims`` columns) and secondary coordinates."""
+    if not isinstance(data, ad.AnnData) and not is_mudata(data):
+        raise ValueError(f"data: expected an AnnData or a MuData, got {type(data).__name__}")
+    x = basis(data, primary, "primary")
+    if not 1 <= n_dims <= 3:
+        raise ValueError(f"n_dims: the primary grid has 1 to 3 dimensions, got {n_dims}")
+    if x.shape[1] < n_dims:
+        raise ValueError(f"primary={primary!r}: has {x.shape[1]} columns, n_dims={n_dims} needs at least that many")
+    t = times(data, time_key, primary).to_numpy()
+    points, counts = np.unique(t, return_counts=True)
+    if len(points) < 2:
+        raise ValueError(f"time_key={time_key!r}: expected at least two time points, found {points.tolist()}")
+    few = points[counts < min_cells]
+    if len(few):
+        raise ValueError(
+            f"time_key={time_key!r}: time point(s) {few.tolist()} have fewer than {min_cells} cells; drop or merge them"
+        )
+    y, paired = None, np.ones(len(x), bool)
+    if secondary is not None:
+        sec = basis(data, secondary, "secondary")
+        paired = x.index.isin(sec.index)
+        if paired.sum() < min_cells:
+            raise ValueError(
+                f"secondary={secondary!r}: only {int(paired.sum())} cells are paired with primary={primary!r} "
+                "(matched by cell name); for unpaired views use sc_syncot.pp.couple_views first"
+            )
+        y = sec.reindex(x.index).to_numpy()
+    return CellData(x.index, t, x.to_numpy()[:, :n_dims], y, paired, points)
+
+
+def primary_table(data, primary: str) -> ad.AnnData:
+    """The AnnData that per-cell results go to (the primary modality of a MuData)."""
+    mod, _ = _split(primary, data)
+    return _table(data, mod)

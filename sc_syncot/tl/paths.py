@@ -1,0 +1,109 @@
+"""The reconstructed population between observations: density at any time, and particle trajectories."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .flow import Flow
+from .inputs import primary_table, read_cells
+
+
+def interpolate(adata, time: float, key: str = "syncot") -> tuple[np.ndarray, float]:
+    """Density of the reconstructed population on the grid at any ``time`` of the observed range, and its mass.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with a result of :func:`sc_syncot.tl.syncot` under ``key``.
+    time
+        In the units of the time key.
+    key
+        The result to use.
+
+    Returns
+    -------
+    density
+        ``adata.uns[key]["grid"]["shape"]`` array on the grid's cell centres.
+    mass
+        Its mass, relative to the mean mass of the observed time points.
+    """
+    flow = Flow.from_uns(adata, key)
+    density = flow.density_at(float(time))
+    return density, float(flow.grid.mass(density))
+
+
+def trajectories(
+    adata,
+    start_time: float | None = None,
+    n_particles: int = 200,
+    groupby: str | None = None,
+    groups=None,
+    seed: int = 0,
+    key: str = "syncot",
+    key_added: str | None = None,
+    copy: bool = False,
+):
+    """Particle paths through the computed flow, with weights ``exp(int g dt)`` along each path.
+
+    Particles start at cells observed at ``start_time`` (default: the first time point), optionally only those
+    of ``groups`` in ``.obs[groupby]``, and follow the velocity field (midpoint steps, one per time step of the
+    solve) to the last time point. Writes ``adata.uns[key_added]`` (default ``f"{key}_trajectories"``) with
+    ``paths`` ``(n_particles, n_steps + 1, d)``, ``times`` ``(n_steps + 1,)``, ``weights``
+    ``(n_particles, n_steps + 1)`` (expected number of descendants of each particle) and ``cells`` (the
+    starting cells' names).
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with a result of :func:`sc_syncot.tl.syncot` under ``key``.
+    start_time
+        Observed time point to start from.
+    n_particles
+        Particles (sampled among the starting cells without replacement; all of them when fewer).
+    groupby, groups
+        Restrict the starting cells to these groups.
+    seed
+        Seed of the sampling.
+    key
+        The result to use.
+    key_added
+        ``.uns`` key written.
+    copy
+        Return a modified copy instead of writing in place.
+    """
+    flow = Flow.from_uns(adata, key)
+    params = adata.uns[key]["params"]
+    table = primary_table(adata, params["primary"])
+    cells = read_cells(adata, params["time_key"], params["primary"], None, int(params["n_dims"]))
+    tp = flow.time_points
+    start_time = tp[0] if start_time is None else start_time
+    if start_time not in set(tp[:-1]):
+        raise ValueError(f"start_time: expected an observed time point before the last, {list(tp[:-1])}")
+    eligible = cells.time == start_time
+    if groupby is not None:
+        from .fates import _group_mask
+
+        eligible &= _group_mask(table, groupby, groups)
+    idx = np.flatnonzero(eligible)
+    if len(idx) == 0:
+        raise ValueError("groups: no cell of the group is observed at start_time")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(idx, min(n_particles, len(idx)), replace=False))
+    pts, log_w = cells.x[idx], np.zeros(len(idx))
+    paths, weights, times = [pts], [np.ones(len(idx))], [float(start_time)]
+    k0 = int(np.flatnonzero(tp == start_time)[0])
+    for k in range(k0, len(tp) - 1):
+        for j in range(flow.grid.n_time):
+            pts, growth = flow.step(pts, k, j)
+            log_w += growth
+            paths.append(pts)
+            weights.append(np.exp(log_w))
+            times.append(tp[k] + (j + 1) * flow.durations[k] / flow.grid.n_time)
+    out = adata.copy() if copy else adata
+    primary_table(out, params["primary"]).uns[key_added or f"{key}_trajectories"] = {
+        "paths": np.stack(paths, axis=1),
+        "times": np.asarray(times),
+        "weights": np.stack(weights, axis=1),
+        "cells": np.asarray(cells.names[idx], dtype=str),
+    }
+    return out if copy else None

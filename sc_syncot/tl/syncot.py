@@ -1,0 +1,303 @@
+"""``tl.syncot``: reconstruct the dynamics of a time course, synchronized with a secondary space, into AnnData."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import pp
+from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
+from ..solvers.kantorovich import KantorovichSecondary
+from ..solvers.solve import resolve_device
+from .flow import Flow
+from .inputs import CellData, is_mudata, primary_table, read_cells
+
+logger = logging.getLogger("sc_syncot")
+
+COUPLINGS = ("kantorovich", "monge")
+# Peak memory of a solve, in scalar grid fields of (n_time + 1) x n_cells doubles: measured 80-100 on the
+# oracles of benchmarks/solver.py (64^2 and 128^2 space cells, 32 time steps), rounded up.
+FIELDS_PER_SOLVE = 120
+
+
+@dataclass
+class Coupling:
+    """The secondary term of the problem and what the write-back needs from it."""
+
+    secondary: MongeSecondary | KantorovichSecondary | None
+    info: dict
+    monge_map: pp.MongeMap | None = None
+
+
+def _secondary_scale(x: np.ndarray, y: np.ndarray) -> float:
+    """One factor for the secondary coordinates so that their total variance equals the primary's.
+
+    ``weight`` then compares spaces of the same overall spread, whatever units each embedding comes in.
+    """
+    vy = float(np.var(y, axis=0).sum())
+    return float(np.sqrt(np.var(x, axis=0).sum() / vy)) if vy > 0 else 1.0
+
+
+def _coupling(cells: CellData, grid: Grid, coupling: str, weight: float, secondary_delta, n_support: int, seed: int):
+    if cells.y is None or weight == 0:
+        return Coupling(None, {})
+    x, y = cells.x[cells.paired], cells.y[cells.paired]
+    scale = _secondary_scale(x, y)
+    y = y * scale
+    info = {"scale": scale, "n_paired": int(len(x))}
+    if coupling == "monge":
+        fitted = pp.fit_monge_map(x, y, seed=seed)
+        if fitted.r2 < 0.2:
+            logger.warning(
+                "the secondary is poorly explained by a map of the primary basis (leave-one-out R^2 = %.2f); "
+                "coupling='kantorovich' is the better choice",
+                fitted.r2,
+            )
+        info.update(r2=fitted.r2, bandwidth=fitted.bandwidth)
+        jac = fitted.jacobian_on(grid)
+        return Coupling(MongeSecondary(jac, weight, delta=secondary_delta, name="secondary"), info, fitted)
+    support, labels = pp.secondary_support(y, n_support=min(n_support, len(y)), seed=seed)
+    kernel = pp.kantorovich_kernel(x, labels, grid, n_support=len(support))
+    sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, name="secondary")
+    info.update(support=support / scale, epsilon=sec.effective_epsilon, n_support=len(support))
+    return Coupling(sec, info)
+
+
+def _check_memory(grid: Grid, n_intervals: int, device: str) -> None:
+    need = FIELDS_PER_SOLVE * n_intervals * (grid.n_time + 1) * grid.n_cells * 8
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        free = torch.cuda.mem_get_info(dev)[0]
+    else:
+        free = _available_ram()
+    if free is not None and need > 0.8 * free:
+        raise ValueError(
+            f"n_bins, n_time: the grid {grid.shape} x {grid.n_time} time steps for {n_intervals} interval(s) needs "
+            f"about {need / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are available on {dev}; lower n_bins or "
+            "n_time"
+        )
+
+
+def _available_ram() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _auto_delta(x: np.ndarray) -> float:
+    """Half the largest extent of the cells.
+
+    Mass can be transported up to ``pi delta`` (~1.6 extents) away, so moves are explained by transport, while
+    local changes of mass are explained by growth. A smaller ``delta`` makes growth cheaper and soaks up part of
+    the transport: a blob translated by a third of the extent gets 12% of its displacement explained by
+    destruction and creation at ``0.3`` extents, 4% at ``0.5`` and 1% at ``1``.
+    """
+    return 0.5 * float(np.ptp(x, axis=0).max())
+
+
+def syncot(
+    data,
+    time_key: str,
+    primary: str,
+    secondary: str | None = None,
+    coupling: str = "kantorovich",
+    weight: float = 1.0,
+    delta: float | str | None = "auto",
+    secondary_delta: float | None = None,
+    n_dims: int = 2,
+    n_bins: int | tuple[int, ...] = 64,
+    n_time: int = 16,
+    masses="equal",
+    growth_key: str | None = None,
+    bandwidth: float | None = None,
+    n_support: int = 200,
+    tol: float = 1e-5,
+    max_iter: int = 5000,
+    device: str = "auto",
+    progress: bool = False,
+    seed: int = 0,
+    key_added: str = "syncot",
+    copy: bool = False,
+):
+    r"""Reconstruct growth-aware dynamics in the primary basis, synchronized with a secondary one.
+
+    Every interval ``[t_k, t_{k+1}]`` of the time course is an unbalanced dynamic transport problem between the
+    densities of the cells observed at its ends (math.md sections 1-4); all intervals are solved in one batched
+    call on a common grid over the first ``n_dims`` columns of the primary basis. With a secondary basis, the
+    path also pays ``weight`` times the action it induces there, through a smooth map fitted on the paired cells
+    (``coupling="monge"``) or a Markov kernel from grid cells to k-means support points of the secondary basis
+    (``coupling="kantorovich"``).
+
+    Parameters
+    ----------
+    data
+        AnnData with the bases in ``.obsm``, or MuData with bases named ``"modality:obsm_key"`` (paired cells are
+        matched by name).
+    time_key
+        ``.obs`` column of times (numbers, or an ordered categorical).
+    primary, secondary
+        ``.obsm`` keys of the primary basis (first ``n_dims`` columns used) and of the secondary basis (all
+        columns; ``None``: primary space only). The secondary is scaled by one factor so that its total variance
+        equals that of the primary columns used (recorded in ``.uns``).
+    coupling
+        ``"kantorovich"`` or ``"monge"``.
+    weight
+        ``lambda``, the weight of the secondary action.
+    delta
+        Growth length scale in primary units; ``"auto"`` is half the cells' largest extent; ``None``:
+        balanced transport (no growth; needs equal masses).
+    secondary_delta
+        Growth length scale of the secondary (default: ``delta``).
+    n_dims
+        Dimensions of the primary grid (1 to 3).
+    n_bins, n_time
+        Space cells per axis and time steps per interval.
+    masses
+        Population size per time point: ``"equal"``, ``"counts"``, ``"growth_prior"`` (from ``.obs[growth_key]``,
+        see :func:`sc_syncot.pp.growth_prior`), or sizes (a sequence, or a mapping time -> size).
+    growth_key
+        ``.obs`` column of per-cell growth rates for ``masses="growth_prior"`` (default ``"growth_prior"``).
+    bandwidth
+        Kernel density bandwidth in primary units (default: Scott's rule, see
+        :func:`sc_syncot.pp.interval_densities`).
+    n_support
+        Secondary support points of a Kantorovich coupling.
+    tol, max_iter, device, progress
+        Passed to :func:`sc_syncot.solvers.solve`.
+    seed
+        Seed of the subsampling and k-means steps.
+    key_added
+        Where results go: ``.uns[key_added]`` (parameters, grid, time points, masses, and per interval and time
+        node the densities, velocity and growth fields in physical units, costs per interval and space,
+        convergence), ``.obsm[f"{key_added}_velocity"]``, ``.obs[f"{key_added}_growth"]`` and, for a Monge
+        coupling, ``.obsm[f"{key_added}_velocity_secondary"]`` (in the secondary basis' own units).
+    copy
+        Return a new object with the results instead of writing into ``data``.
+
+    Returns
+    -------
+    ``None``, or the new object when ``copy=True``. Nothing is written unless the whole computation succeeds.
+    """
+    if coupling not in COUPLINGS:
+        raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
+    if not (np.isfinite(weight) and weight >= 0):
+        raise ValueError(f"weight: expected a finite float >= 0, got {weight}")
+    cells = read_cells(data, time_key, primary, secondary, n_dims)
+    grid = pp.primary_grid(cells.x, n_bins, n_time)
+    delta = _auto_delta(cells.x) if isinstance(delta, str) and delta == "auto" else delta
+    if isinstance(delta, str):
+        raise ValueError(f"delta: expected a positive float, 'auto' or None, got {delta!r}")
+    tp = cells.time_points
+    counts = np.array([np.sum(cells.time == t) for t in tp])
+    rates = None
+    if isinstance(masses, str) and masses == "growth_prior":
+        rates = _growth_rates(data, primary, growth_key or "growth_prior")
+    rel_mass = pp.time_point_masses(tp, counts, masses, rates, cells.time)
+    if delta is None and not np.allclose(rel_mass, rel_mass[0]):
+        raise ValueError("delta=None (balanced) needs equal masses at every time point; use masses='equal'")
+    _check_memory(grid, len(tp) - 1, device)
+    dens = pp.interval_densities(cells.x, cells.time, tp, grid, rel_mass, bandwidth)
+    cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, seed)
+    problem = SyncOTProblem(
+        grid, dens[:-1], dens[1:], delta=delta, secondaries=() if cpl.secondary is None else [cpl.secondary]
+    )
+    result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress)
+    if not result.converged:
+        logger.warning("sc_syncot: the solver stopped after %d iterations without converging", result.n_iter)
+    summary = _summary(result, grid, tp, rel_mass, cpl, locals_params(locals()))
+    flow = Flow(grid, tp, summary["density"], summary["velocity"], summary["growth"])
+    per_cell = _per_cell(flow, cells, cpl)
+    out = data.copy() if copy else data
+    _write(out, primary, key_added, summary, per_cell, cells)
+    return out if copy else None
+
+
+def locals_params(env: dict) -> dict:
+    """The call's parameters as h5ad-writable values (``None`` becomes the string ``"none"``)."""
+    keys = (
+        "time_key primary secondary coupling weight delta secondary_delta n_dims n_bins n_time bandwidth n_support "
+        "tol max_iter seed"
+    ).split()
+    out = {}
+    for k in keys:
+        v = env[k]
+        out[k] = "none" if v is None else (np.asarray(v) if isinstance(v, tuple) else v)
+    m = env["masses"]
+    out["masses"] = m if isinstance(m, str) else "given"
+    return out
+
+
+def _growth_rates(data, primary: str, key: str) -> np.ndarray:
+    obs = primary_table(data, primary).obs
+    if key not in obs:
+        raise ValueError(f"growth_key={key!r}: not in .obs; run sc_syncot.pp.growth_prior first or pass masses")
+    rates = obs[key].to_numpy(dtype=float)
+    if not np.all(np.isfinite(rates)):
+        raise ValueError(f"growth_key={key!r}: expected finite growth rates")
+    return rates
+
+
+def _physical(result: SyncOTResult, durations: np.ndarray, grid: Grid):
+    """Unit-time solutions back to physical time: ``v / Delta``, ``g / Delta``, action ``/ Delta``."""
+    shape = (-1,) + (1,) * (grid.ndim + 1)
+    velocity = result.velocity / durations.reshape(*shape, 1)
+    growth = result.growth / durations.reshape(shape)
+    costs = {k: np.asarray(v, float) / durations for k, v in result.costs.items()}
+    return velocity, growth, costs
+
+
+def _summary(result: SyncOTResult, grid: Grid, tp, rel_mass, cpl: Coupling, params: dict) -> dict:
+    durations = np.diff(tp)
+    velocity, growth, costs = _physical(result, durations, grid)
+    conv = {"converged": bool(result.converged), "n_iter": int(result.n_iter), "device": result.device}
+    conv["history"] = {k: np.asarray(v, float) for k, v in result.history.items() if len(v)}
+    out = {
+        "params": params,
+        "grid": {"bounds": np.asarray(grid.bounds), "shape": np.asarray(grid.shape), "n_time": grid.n_time},
+        "time_points": np.asarray(tp, float),
+        "masses": np.asarray(rel_mass, float),
+        "density": result.rho.astype(np.float32),
+        "velocity": velocity.astype(np.float32),
+        "growth": growth.astype(np.float32),
+        "costs": costs,
+        "convergence": conv,
+        "coupling": {k: v for k, v in cpl.info.items()},
+    }
+    sec_density = getattr(result, "secondary_density", None)
+    if sec_density:
+        out["coupling"]["secondary_density"] = np.asarray(sec_density[0], np.float32)
+    return out
+
+
+def _per_cell(flow: Flow, cells: CellData, cpl: Coupling) -> dict[str, np.ndarray]:
+    n, d = cells.x.shape
+    velocity, growth = np.zeros((n, d)), np.zeros(n)
+    for k, t in enumerate(cells.time_points):
+        sel = cells.time == t
+        velocity[sel] = flow.cell_values(flow.velocity, cells.x[sel], k)
+        growth[sel] = flow.cell_values(flow.growth, cells.x[sel], k)
+    out = {"velocity": velocity, "growth": growth}
+    if cpl.monge_map is not None:
+        jac = cpl.monge_map.jacobian(cells.x) / cpl.info["scale"]  # back to the secondary's own units
+        out["velocity_secondary"] = np.einsum("nki,ni->nk", jac, velocity)
+    return out
+
+
+def _write(out, primary: str, key: str, summary: dict, per_cell: dict, cells: CellData) -> None:
+    table = primary_table(out, primary)
+    table.uns[key] = summary
+    if is_mudata(out):
+        out.uns[key] = summary
+    table.obsm[f"{key}_velocity"] = per_cell["velocity"]
+    table.obs[f"{key}_growth"] = per_cell["growth"]
+    if "velocity_secondary" in per_cell:
+        table.obsm[f"{key}_velocity_secondary"] = per_cell["velocity_secondary"]

@@ -1,0 +1,135 @@
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sc_syncot import pp
+from sc_syncot.solvers import Grid
+
+
+def test_kde_matches_smoothed_gaussian():
+    # The KDE of a Gaussian sample estimates the Gaussian convolved with the kernel: variance sigma^2 + h^2.
+    rng = np.random.default_rng(0)
+    x = rng.normal([0.2, -0.1], [0.5, 0.3], size=(20000, 2))
+    grid = Grid([(-3, 3), (-3, 3)], 96, 4)
+    h = 0.15
+    dens = pp.kde_density(x, grid, mass=2.0, bandwidth=h)
+    assert grid.mass(dens) == pytest.approx(2.0, rel=1e-12)
+    pts = grid.points()
+    var = np.array([0.5, 0.3]) ** 2 + h**2
+    truth = np.exp(-0.5 * (((pts - [0.2, -0.1]) ** 2) / var).sum(-1)) / (2 * np.pi * np.sqrt(var.prod()))
+    l1 = np.abs(dens / 2.0 - truth).sum() * grid.cell_volume
+    assert l1 < 0.05  # sampling error of 20,000 points plus binning; a wrong variance gives > 0.1
+
+
+def test_primary_grid_holds_cells_with_margin():
+    x = np.array([[0.0, 1.0], [2.0, 3.0], [1.0, 2.0]])
+    grid = pp.primary_grid(x, n_bins=16, n_time=4, margin=0.1)
+    assert grid.bounds == ((-0.2, 2.2), (0.8, 3.2))
+    with pytest.raises(ValueError, match="coords"):
+        pp.primary_grid(np.zeros((5, 4)))
+
+
+def test_time_point_masses():
+    times = np.array([0.0, 1.0, 3.0])
+    counts = np.array([10, 20, 30])
+    assert np.allclose(pp.time_point_masses(times, counts, "equal"), 1)
+    assert np.allclose(pp.time_point_masses(times, counts, "counts"), [0.5, 1, 1.5])
+    assert np.allclose(pp.time_point_masses(times, counts, {0.0: 1, 1.0: 1, 3.0: 4}), [0.5, 0.5, 2])
+    # constant growth rate 0.5: M(t) ~ exp(0.5 t)
+    cell_times = np.repeat(times, 5)
+    m = pp.time_point_masses(times, counts, "growth_prior", np.full(15, 0.5), cell_times)
+    assert m[1] / m[0] == pytest.approx(np.exp(0.5)) and m[2] / m[1] == pytest.approx(np.exp(1.0))
+    with pytest.raises(ValueError, match="masses"):
+        pp.time_point_masses(times, counts, [1, 2])
+    with pytest.raises(ValueError, match="masses"):
+        pp.time_point_masses(times, counts, [1, -2, 3])
+    with pytest.raises(ValueError, match="growth"):
+        pp.time_point_masses(times, counts, "growth_prior")
+
+
+def test_monge_map_recovers_linear_jacobian():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, size=(2000, 2))
+    a = np.array([[1.0, 2.0], [-0.5, 0.3], [0.2, 0.0]])
+    y = x @ a.T + 0.01 * rng.normal(size=(2000, 3))
+    fitted = pp.fit_monge_map(x, y)
+    assert fitted.r2 > 0.99
+    inner = rng.uniform(-0.5, 0.5, size=(50, 2))  # away from the boundary, where kernel regression is biased
+    jac = fitted.jacobian(inner)
+    assert np.abs(jac - a).max() < 0.1 * np.abs(a).max()
+    assert np.abs(fitted(inner) - inner @ a.T).max() < 0.01
+
+
+def test_monge_map_slope_of_a_curved_map():
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1, 1, size=(2000, 2))
+    y = np.column_stack([np.sin(2 * x[:, 0]), x[:, 0] * x[:, 1]])
+    fitted = pp.fit_monge_map(x, y + 0.02 * rng.normal(size=y.shape))
+    q = rng.uniform(-0.6, 0.6, size=(50, 2))
+    truth = np.zeros((50, 2, 2))
+    truth[:, 0, 0] = 2 * np.cos(2 * q[:, 0])
+    truth[:, 1, 0], truth[:, 1, 1] = q[:, 1], q[:, 0]
+    assert np.abs(fitted.jacobian(q) - truth).max() < 0.15  # 7.5% of the largest slope, 2
+
+
+def test_monge_map_reports_poor_fit():
+    rng = np.random.default_rng(2)
+    fitted = pp.fit_monge_map(rng.normal(size=(500, 2)), rng.normal(size=(500, 5)))
+    assert fitted.r2 < 0.1
+
+
+def test_kantorovich_kernel_rows_follow_labels():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(-1, 0.2, (300, 1)), rng.normal(1, 0.2, (300, 1))])
+    y = np.concatenate([rng.normal(0, 0.1, (300, 4)), rng.normal(3, 0.1, (300, 4))])
+    support, labels = pp.secondary_support(y, n_support=2, seed=0)
+    grid = Grid([(-2, 2)], 40, 4)
+    kernel = pp.kantorovich_kernel(x, labels, grid)
+    assert sp.issparse(kernel) and kernel.shape == (40, 2)
+    assert np.allclose(kernel.sum(1), 1)
+    left = labels[0]  # the support point of the cells at x = -1
+    assert kernel[5, left] > 0.99 and kernel[34, left] < 0.01
+
+
+def test_embeddings_leave_counts_untouched():
+    rng = np.random.default_rng(4)
+    counts = sp.csr_matrix(rng.poisson(1.0, size=(120, 300)).astype(np.float32))
+    adata = ad.AnnData(counts.copy())
+    adata.obsm["atac"] = sp.csr_matrix(rng.binomial(1, 0.1, size=(120, 500)).astype(np.float32))
+    pp.embed_rna(adata, n_comps=10)
+    pp.embed_atac(adata, n_comps=8, obsm="atac")
+    assert adata.obsm["X_pca"].shape == (120, 10) and adata.obsm["X_lsi"].shape == (120, 8)
+    assert (adata.X != counts).nnz == 0
+    with pytest.raises(ValueError, match="obsm"):
+        pp.embed_atac(adata, obsm="missing")
+
+
+def test_embed_atac_separates_two_groups():
+    rng = np.random.default_rng(5)
+    p = np.full((200, 400), 0.05)
+    p[:100, :200] = 0.3  # group A opens the first half of the peaks
+    p[100:, 200:] = 0.3
+    adata = ad.AnnData(sp.csr_matrix(rng.binomial(1, p).astype(np.float32)))
+    pp.embed_atac(adata, n_comps=2)
+    z = adata.obsm["X_lsi"][:, 0]
+    assert abs(z[:100].mean() - z[100:].mean()) > 3 * max(z[:100].std(), z[100:].std())
+
+
+def test_growth_prior_follows_proliferation_genes():
+    genes = pp.gene_sets("human")
+    names = genes["proliferation"][:30] + genes["apoptosis"][:30] + [f"G{i}" for i in range(100)]
+    rng = np.random.default_rng(6)
+    x = rng.normal(1.0, 0.2, size=(200, len(names)))
+    x[:100, :30] += 2.0  # the first half of the cells express the proliferation genes
+    adata = ad.AnnData(x, var={"gene": names})
+    adata.var_names = names
+    pp.growth_prior(adata)
+    g = adata.obs["growth_prior"].to_numpy()
+    assert g[:100].mean() > g[100:].mean() + 0.5
+    assert np.all((g > -1.4) & (g < 1.4))
+    mouse = ad.AnnData(x, var={"gene": names})
+    mouse.var_names = names
+    with pytest.raises(ValueError, match="proliferation_genes"):
+        pp.growth_prior(mouse, organism="mouse")
+    assert "growth_prior" not in mouse.obs

@@ -1,0 +1,187 @@
+import anndata as ad
+import numpy as np
+import pytest
+
+from sc_syncot import tl
+
+SHIFTS = np.array([[0.0, 0.0], [1.0, 0.5], [2.0, 0.0]])
+TIMES = np.array([0.0, 2.0, 3.0])  # unequal intervals: physical rescaling is tested
+
+
+def translated(n=300, seed=0, secondary=None):
+    """A blob translated rigidly between three time points (velocity = shift / interval length)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 0.3, (n, 2))
+    x = np.concatenate([base + s for s in SHIFTS])
+    adata = ad.AnnData(np.zeros((3 * n, 1), np.float32))
+    adata.obs["time"] = np.repeat(TIMES, n)
+    adata.obsm["X_pca"] = x
+    adata.obs["side"] = np.where(np.tile(base[:, 1], 3) > 0, "up", "down")
+    if secondary is not None:
+        adata.obsm["X_sec"] = secondary(x)
+    return adata
+
+
+@pytest.fixture(scope="module")
+def balanced():
+    adata = translated()
+    tl.syncot(adata, "time", "X_pca", delta=None, n_bins=40, n_time=8)
+    return adata
+
+
+def test_velocity_and_cost_of_a_translation(balanced):
+    n = balanced.n_obs // 3
+    v = balanced.obsm["syncot_velocity"]
+    expected = [(SHIFTS[1] - SHIFTS[0]) / 2.0, (SHIFTS[2] - SHIFTS[1]) / 1.0]
+    assert np.allclose(v[:n].mean(0), expected[0], atol=0.01)
+    assert np.allclose(v[2 * n :].mean(0), expected[1], atol=0.01)
+    # time point 1 sits between both intervals: the mean of the two velocities
+    assert np.allclose(v[n : 2 * n].mean(0), 0.5 * (expected[0] + expected[1]), atol=0.01)
+    assert np.allclose(balanced.obs["syncot_growth"], 0)
+    costs = balanced.uns["syncot"]["costs"]
+    # W2^2 of a translation is |shift|^2; the action over an interval of length D is W2^2 / D
+    assert np.allclose(costs["total"], [1.25 / 2.0, 1.25 / 1.0], rtol=0.01)
+
+
+def test_pure_growth_rate_per_cell():
+    # The same cells, four times the mass: WFR pure growth, g(t) = 2 (sqrt(c) - 1) / ((1 - t) + t sqrt(c)).
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 0.3, (400, 2))
+    adata = ad.AnnData(np.zeros((800, 1), np.float32))
+    adata.obs["time"] = np.repeat([0.0, 1.0], 400)
+    adata.obsm["X_pca"] = np.concatenate([base, base])
+    tl.syncot(adata, "time", "X_pca", delta=1.0, masses=[1.0, 4.0], n_bins=32, n_time=16, tol=1e-6)
+    g = adata.obs["syncot_growth"].to_numpy()
+    t_first, t_last = 0.5 / 16, 1 - 0.5 / 16  # the centred time steps next to the observations
+    expected = [2 / ((1 - t) + 2 * t) for t in (t_first, t_last)]
+    assert np.median(g[:400]) == pytest.approx(expected[0], rel=0.02)
+    assert np.median(g[400:]) == pytest.approx(expected[1], rel=0.02)
+    assert adata.uns["syncot"]["costs"]["primary_growth"] == pytest.approx(4 * (2 - 1) ** 2 * 0.4, rel=0.02)
+
+
+def test_monge_secondary_velocity_is_jacobian_times_velocity():
+    a = np.array([[1.0, 0.0], [0.5, 2.0], [0.0, -1.0]])
+    adata = translated(secondary=lambda x: x @ a.T)
+    tl.syncot(adata, "time", "X_pca", "X_sec", coupling="monge", delta=None, n_bins=32, n_time=8)
+    v = adata.obsm["syncot_velocity"]
+    vy = adata.obsm["syncot_velocity_secondary"]
+    assert np.allclose(vy, v @ a.T, atol=0.02)
+    info = adata.uns["syncot"]["coupling"]
+    assert info["r2"] > 0.99
+    # for a linear map the synchronized cost is (1 + lambda s^2) on the primary direction: the fitted map must
+    # report a secondary cost equal to |s A shift|^2 / D with s the variance-matching scale
+    s = info["scale"]
+    shift = SHIFTS[1] - SHIFTS[0]
+    assert adata.uns["syncot"]["costs"]["secondary"][0] == pytest.approx(s**2 * np.sum((a @ shift) ** 2) / 2, rel=0.02)
+
+
+def test_push_and_pull_follow_the_flow(balanced):
+    n = balanced.n_obs // 3
+    tl.push(balanced, "side", "up")
+    share = balanced.obs["syncot_push_up"].to_numpy()
+    up = (balanced.obs["side"] == "up").to_numpy()
+    for k in (1, 2):
+        sl = slice(k * n, (k + 1) * n)
+        assert share[sl].mean() == pytest.approx(up[:n].mean(), abs=0.03)  # a share is conserved
+        assert share[sl][up[sl]].mean() > 0.7 and share[sl][~up[sl]].mean() < 0.3
+    tl.pull(balanced, "side", "down")
+    back = balanced.obs["syncot_pull_down"].to_numpy()
+    assert np.isnan(back).sum() == 0
+    assert back[:n][~up[:n]].mean() > 0.7 and back[:n][up[:n]].mean() < 0.3
+
+
+def test_trajectories_and_interpolation(balanced):
+    tl.trajectories(balanced, n_particles=50)
+    traj = balanced.uns["syncot_trajectories"]
+    assert traj["paths"].shape == (50, 2 * 8 + 1, 2)
+    assert traj["times"][[0, -1]].tolist() == [0.0, 3.0]
+    moved = traj["paths"][:, -1] - traj["paths"][:, 0]
+    assert np.allclose(moved.mean(0), SHIFTS[2] - SHIFTS[0], atol=0.05)
+    assert np.allclose(traj["weights"], 1.0)  # balanced: no growth along paths
+    density, mass = tl.interpolate(balanced, 1.0)  # halfway through the first interval
+    grid = balanced.uns["syncot"]["grid"]
+    (lo, hi), nx = grid["bounds"][0], grid["shape"][0]
+    centres = lo + (hi - lo) * (np.arange(nx) + 0.5) / nx
+    mean_x = (density.sum(1) * centres).sum() / density.sum()
+    n = balanced.n_obs // 3
+    x = balanced.obsm["X_pca"][:, 0]
+    assert mass == pytest.approx(1.0, rel=1e-6)
+    assert mean_x == pytest.approx(0.5 * (x[:n].mean() + x[n : 2 * n].mean()), abs=0.01)
+    with pytest.raises(ValueError, match="time"):
+        tl.interpolate(balanced, 7.0)
+
+
+def test_results_round_trip_h5ad(balanced, tmp_path):
+    path = tmp_path / "out.h5ad"
+    balanced.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    assert np.allclose(back.obsm["syncot_velocity"], balanced.obsm["syncot_velocity"])
+    d0, _ = tl.interpolate(balanced, 2.5)
+    d1, _ = tl.interpolate(back, 2.5)
+    assert np.allclose(d0, d1)
+
+
+def test_copy_leaves_input_alone():
+    adata = translated(n=100)
+    before = set(adata.obsm) | set(adata.obs) | set(adata.uns)
+    out = tl.syncot(adata, "time", "X_pca", n_bins=16, n_time=4, copy=True)
+    assert set(adata.obsm) | set(adata.obs) | set(adata.uns) == before
+    assert "syncot_velocity" in out.obsm and "syncot" in out.uns
+
+
+def test_mudata_input():
+    mudata = pytest.importorskip("mudata")
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    rna = translated(n=150, secondary=lambda x: x @ a.T)
+    atac = ad.AnnData(np.zeros((rna.n_obs, 1), np.float32), obs=rna.obs[[]].copy())
+    atac.obsm["X_lsi"] = rna.obsm.pop("X_sec")
+    mdata = mudata.MuData({"rna": rna, "atac": atac})
+    tl.syncot(mdata, "time", "rna:X_pca", "atac:X_lsi", coupling="monge", delta=None, n_bins=24, n_time=4)
+    assert mdata.mod["rna"].obsm["syncot_velocity_secondary"].shape == (rna.n_obs, 3)
+    assert "syncot" in mdata.uns
+    with pytest.raises(ValueError, match="modality"):
+        tl.syncot(mdata, "time", "X_pca", n_bins=8, n_time=2)
+
+
+BAD = [
+    ({"time_key": "missing"}, "time_key='missing'"),
+    ({"primary": "X_umap"}, "primary='X_umap'"),
+    ({"secondary": "X_none"}, "secondary='X_none'"),
+    ({"coupling": "gromov"}, "coupling"),
+    ({"n_dims": 4}, "n_dims"),
+    ({"weight": -1.0}, "weight"),
+    ({"delta": None, "masses": "counts"}, "masses"),
+    ({"masses": [1.0, 2.0]}, "masses"),
+    ({"n_bins": 4096, "n_time": 512}, "n_bins"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), BAD)
+def test_bad_input_names_the_key_and_writes_nothing(kwargs, match):
+    adata = translated(n=40, secondary=lambda x: x)
+    adata.obs.loc[adata.obs_names[:50], "time"] = 0.0  # unequal counts
+    before = (set(adata.obsm), set(adata.obs), set(adata.uns))
+    args = {"time_key": "time", "primary": "X_pca", "secondary": None, "n_bins": 16, "n_time": 4} | kwargs
+    with pytest.raises(ValueError, match=match):
+        tl.syncot(adata, **args)
+    assert (set(adata.obsm), set(adata.obs), set(adata.uns)) == before
+
+
+def test_bad_cells():
+    adata = translated(n=40)
+    nan = adata.copy()
+    nan.obsm["X_pca"][3, 0] = np.nan
+    with pytest.raises(ValueError, match="1 cells have NaN"):
+        tl.syncot(nan, "time", "X_pca", n_bins=8, n_time=2)
+    one = adata[adata.obs["time"] == 0].copy()
+    with pytest.raises(ValueError, match="at least two time points"):
+        tl.syncot(one, "time", "X_pca", n_bins=8, n_time=2)
+    few = adata[(adata.obs["time"] != 2) | (np.arange(adata.n_obs) % 40 == 0)].copy()
+    with pytest.raises(ValueError, match=r"time point\(s\) \[2.0\] have fewer than 3 cells"):
+        tl.syncot(few, "time", "X_pca", n_bins=8, n_time=2)
+    labels = adata.copy()
+    labels.obs["stage"] = labels.obs["time"].map({0.0: "E1", 2.0: "E2", 3.0: "E3"}).astype("category")
+    with pytest.raises(ValueError, match="ordered"):
+        tl.syncot(labels, "stage", "X_pca", n_bins=8, n_time=2)
+    with pytest.raises(ValueError, match="sc_syncot.tl.syncot first"):
+        tl.push(adata, "side", "up")
