@@ -20,3 +20,40 @@ def test_demo_bad_grid_is_a_clear_error(tmp_path, capsys):
 def test_console_script_help_shows_examples():
     done = subprocess.run([sys.executable, "-m", "sc_syncot.cli", "demo", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "examples:" in done.stdout
+
+
+def _time_course(path):
+    import anndata as ad
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 0.3, (150, 2))
+    x = np.concatenate([base, base + [1.0, 0.0]])
+    adata = ad.AnnData(np.zeros((300, 1), np.float32))
+    adata.obs["day"] = np.repeat([0.0, 1.0], 150)
+    adata.obsm["X_pca"] = x
+    adata.obsm["X_sec"] = np.column_stack([x, np.sin(x[:, 0])])
+    adata.write_h5ad(path)
+
+
+def test_run_writes_results(tmp_path, capsys):
+    import anndata as ad
+    import numpy as np
+
+    src, dst = tmp_path / "cells.h5ad", tmp_path / "out.h5ad"
+    _time_course(src)
+    argv = ["run", str(src), "--time-key", "day", "--primary", "X_pca", "--secondary", "X_sec"]
+    argv += ["--coupling", "monge", "--delta", "none", "--n-bins", "24", "--n-time", "6", "-o", str(dst)]
+    assert main(argv) == 0
+    assert "1 interval(s) converged" in capsys.readouterr().out
+    out = ad.read_h5ad(dst)
+    assert np.allclose(out.obsm["syncot_velocity"].mean(0), [1.0, 0.0], atol=0.02)
+    assert "syncot_velocity_secondary" in out.obsm
+
+
+def test_run_bad_key_is_a_clear_error(tmp_path, capsys):
+    src = tmp_path / "cells.h5ad"
+    _time_course(src)
+    assert main(["run", str(src), "--time-key", "hour", "--primary", "X_pca"]) == 2
+    assert "time_key='hour'" in capsys.readouterr().err
+    assert not (tmp_path / "cells_syncot.h5ad").exists()
