@@ -10,9 +10,11 @@ from .embedding import embed_atac, embed_rna, tfidf
 from .growth import gene_sets, growth_prior
 from .kantorovich import kantorovich_kernel, secondary_support
 from .monge import MongeMap, fit_monge_map
+from .views import couple_views
 
 __all__ = [
     "MongeMap",
+    "couple_views",
     "embed_atac",
     "embed_rna",
     "fit_monge_map",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import pp
+from ..pp.inputs import primary_table, read_cells
 from .flow import Flow
-from .inputs import primary_table, read_cells
 
 
 def _group_mask(table, groupby: str, groups) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..pp.inputs import primary_table, read_cells
 from .flow import Flow
-from .inputs import primary_table, read_cells
 
 
 def interpolate(adata, time: float, key: str = "syncot") -> tuple[np.ndarray, float]:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import pp
+from ..pp.inputs import CellData, is_mudata, primary_table, read_cells
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
 from ..solvers.kantorovich import KantorovichSecondary
 from ..solvers.solve import resolve_device
 from .flow import Flow
-from .inputs import CellData, is_mudata, primary_table, read_cells
 
 logger = logging.getLogger("sc_syncot")
 
