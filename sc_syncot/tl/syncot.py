@@ -187,6 +187,50 @@ def syncot(
     -------
     ``None``, or the new object when ``copy=True``. Nothing is written unless the whole computation succeeds.
     """
+    params = {k: v for k, v in locals().items() if k not in ("data", "key_added", "copy")}
+    fitted = fit(data, **params)
+    out = data.copy() if copy else data
+    _write(out, primary, key_added, fitted.summary, fitted.per_cell)
+    return out if copy else None
+
+
+@dataclass
+class Fitted:
+    """What :func:`syncot` computes before writing.
+
+    The ``.uns`` summary, per-cell values and the pieces (cells, coupling, flow) that evaluations reuse.
+    """
+
+    summary: dict
+    per_cell: dict
+    cells: CellData
+    coupling: Coupling
+    flow: Flow
+
+
+def fit(
+    data,
+    time_key: str,
+    primary: str,
+    secondary: str | None,
+    coupling: str,
+    weight: float,
+    delta,
+    secondary_delta,
+    n_dims: int,
+    n_bins,
+    n_time: int,
+    masses,
+    growth_key,
+    bandwidth,
+    n_support: int,
+    tol: float,
+    max_iter: int,
+    device: str,
+    progress: bool,
+    seed: int,
+) -> Fitted:
+    """The computation of :func:`syncot` (same parameters), without writing anything."""
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
     if not (np.isfinite(weight) and weight >= 0):
@@ -215,10 +259,7 @@ def syncot(
         logger.warning("sc_syncot: the solver stopped after %d iterations without converging", result.n_iter)
     summary = _summary(result, grid, tp, rel_mass, cpl, locals_params(locals()))
     flow = Flow(grid, tp, summary["density"], summary["velocity"], summary["growth"])
-    per_cell = _per_cell(flow, cells, cpl)
-    out = data.copy() if copy else data
-    _write(out, primary, key_added, summary, per_cell, cells)
-    return out if copy else None
+    return Fitted(summary, _per_cell(flow, cells, cpl), cells, cpl, flow)
 
 
 def locals_params(env: dict) -> dict:
@@ -292,7 +333,7 @@ def _per_cell(flow: Flow, cells: CellData, cpl: Coupling) -> dict[str, np.ndarra
     return out
 
 
-def _write(out, primary: str, key: str, summary: dict, per_cell: dict, cells: CellData) -> None:
+def _write(out, primary: str, key: str, summary: dict, per_cell: dict) -> None:
     table = primary_table(out, primary)
     table.uns[key] = summary
     if is_mudata(out):
