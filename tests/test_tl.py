@@ -57,6 +57,8 @@ def test_pure_growth_rate_per_cell():
     assert np.median(g[:400]) == pytest.approx(expected[0], rel=0.02)
     assert np.median(g[400:]) == pytest.approx(expected[1], rel=0.02)
     assert adata.uns["syncot"]["costs"]["primary_growth"] == pytest.approx(4 * (2 - 1) ** 2 * 0.4, rel=0.02)
+    # masses 0.4 and 1.6 (mean 1): the WFR path has mass ((1 - t) + 2 t)^2 0.4, 0.9 at t = 1/2
+    assert tl.interpolate(adata, 0.5)[1] == pytest.approx(0.9, rel=0.01)
 
 
 def test_monge_secondary_velocity_is_jacobian_times_velocity():

@@ -41,7 +41,7 @@ def _secondary_scale(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _coupling(cells: CellData, grid: Grid, coupling: str, weight: float, secondary_delta, n_support: int, seed: int):
-    if cells.y is None or weight == 0:
+    if cells.y is None:
         return Coupling(None, {})
     x, y = cells.x[cells.paired], cells.y[cells.paired]
     scale = _secondary_scale(x, y)
@@ -251,9 +251,9 @@ def fit(
     _check_memory(grid, len(tp) - 1, device)
     dens = pp.interval_densities(cells.x, cells.time, tp, grid, rel_mass, bandwidth)
     cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, seed)
-    problem = SyncOTProblem(
-        grid, dens[:-1], dens[1:], delta=delta, secondaries=() if cpl.secondary is None else [cpl.secondary]
-    )
+    # weight 0 keeps the fitted coupling (for the induced secondary path and evaluations) out of the problem
+    secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
+    problem = SyncOTProblem(grid, dens[:-1], dens[1:], delta=delta, secondaries=secondaries)
     result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress)
     if not result.converged:
         logger.warning("sc_syncot: the solver stopped after %d iterations without converging", result.n_iter)
@@ -266,7 +266,7 @@ def locals_params(env: dict) -> dict:
     """The call's parameters as h5ad-writable values (``None`` becomes the string ``"none"``)."""
     keys = (
         "time_key primary secondary coupling weight delta secondary_delta n_dims n_bins n_time bandwidth n_support "
-        "tol max_iter seed"
+        "tol max_iter seed growth_key"
     ).split()
     out = {}
     for k in keys:
@@ -296,6 +296,11 @@ def _physical(result: SyncOTResult, durations: np.ndarray, grid: Grid):
     return velocity, growth, costs
 
 
+def _batched(arr: np.ndarray, grid: Grid) -> np.ndarray:
+    """Node densities with the interval axis, also for a single interval (the solver drops it then)."""
+    return arr if arr.ndim == grid.ndim + 2 else arr[None]
+
+
 def _summary(result: SyncOTResult, grid: Grid, tp, rel_mass, cpl: Coupling, params: dict) -> dict:
     durations = np.diff(tp)
     velocity, growth, costs = _physical(result, durations, grid)
@@ -306,7 +311,7 @@ def _summary(result: SyncOTResult, grid: Grid, tp, rel_mass, cpl: Coupling, para
         "grid": {"bounds": np.asarray(grid.bounds), "shape": np.asarray(grid.shape), "n_time": grid.n_time},
         "time_points": np.asarray(tp, float),
         "masses": np.asarray(rel_mass, float),
-        "density": result.rho.astype(np.float32),
+        "density": _batched(result.rho, grid).astype(np.float32),
         "velocity": velocity.astype(np.float32),
         "growth": growth.astype(np.float32),
         "costs": costs,

@@ -1,0 +1,70 @@
+import anndata as ad
+import numpy as np
+import pytest
+
+from sc_syncot import datasets, tl
+
+
+def _table(df):
+    return {(m, s): (w, e) for m, s, w, e in df.itertuples(index=False)}
+
+
+def test_pure_growth_reproduces_known_mass_errors():
+    # One shape at every time, masses 1 : 2 : 4 (cell counts). Holding out the middle: the WFR path's mass at
+    # the midpoint is ((1 + sqrt 4) / 2)^2 = 2.25 against 2 (error 1/8); linear interpolation gives 2.5 (1/4);
+    # the nearest time point (ties go earlier) 1 (1/2). Every prediction has the right shape: W1 near the noise.
+    rng = np.random.default_rng(0)
+    counts = [200, 400, 800]
+    x = np.concatenate([rng.normal(0, 0.3, (k, 2)) for k in counts])
+    adata = ad.AnnData(np.zeros((len(x), 1), np.float32))
+    adata.obs["time"] = np.repeat([0.0, 1.0, 2.0], counts)
+    adata.obsm["X_pca"] = x
+    adata.obsm["X_sec"] = np.column_stack([x, x[:, 0] ** 2])
+    df = tl.evaluate_heldout(
+        adata, "time", 1.0, "X_pca", "X_sec", coupling="monge", masses="counts", delta=1.0, n_bins=24, n_time=8
+    )
+    t = _table(df)
+    assert set(df["method"]) == {"syncot", "primary_only", "static_ot", "static_uot", "nearest", "noise_floor"}
+    assert t["syncot", "primary"][1] == pytest.approx(0.125, abs=0.005)
+    assert t["static_ot", "primary"][1] == pytest.approx(0.25, abs=1e-9)
+    assert t["nearest", "primary"][1] == pytest.approx(0.5, abs=1e-9)
+    floor = t["noise_floor", "primary"][0]
+    for method in ("syncot", "primary_only", "static_ot", "nearest"):
+        assert t[method, "primary"][0] < 2 * floor
+    assert "syncot_heldout" in adata.uns
+
+
+def test_translation_beats_nearest():
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 0.2, (300, 2))
+    x = np.concatenate([base + [s, 0.0] for s in (0.0, 1.0, 2.0)])
+    adata = ad.AnnData(np.zeros((900, 1), np.float32))
+    adata.obs["time"] = np.repeat([0.0, 1.0, 2.0], 300)
+    adata.obsm["X_pca"] = x
+    df = tl.evaluate_heldout(adata, "time", 1.0, "X_pca", delta=None, n_bins=32, n_time=8)
+    t = _table(df)
+    assert t["syncot", "primary"][0] < 0.2 * t["nearest", "primary"][0]
+    assert t["syncot", "primary"][0] < 2 * t["noise_floor", "primary"][0]
+    assert ("syncot", "secondary") not in t
+
+
+def test_simulator_syncot_beats_nearest():
+    adata = datasets.simulate_multiome(n_cells=900, n_timepoints=3, seed=0)
+    middle = adata.uns["simulation"]["time_points"][1]
+    df = tl.evaluate_heldout(
+        adata, "time", middle, "X_pca", "X_lsi", coupling="monge", n_bins=16, n_time=4, masses="counts", tol=1e-4
+    )
+    t = _table(df)
+    for space in ("primary", "secondary"):
+        assert t["syncot", space][0] < t["nearest", space][0]
+
+
+def test_heldout_must_be_inner():
+    rng = np.random.default_rng(2)
+    adata = ad.AnnData(np.zeros((30, 1), np.float32))
+    adata.obs["time"] = np.repeat([0.0, 1.0, 2.0], 10)
+    adata.obsm["X_pca"] = rng.normal(size=(30, 2))
+    with pytest.raises(ValueError, match="heldout"):
+        tl.evaluate_heldout(adata, "time", 0.0, "X_pca")
+    with pytest.raises(ValueError, match="syncot_kwargs"):
+        tl.evaluate_heldout(adata, "time", 1.0, "X_pca", n_bin=3)
