@@ -1,0 +1,24 @@
+"""Plots of a reconstruction (matplotlib): the density path, velocity, growth, trajectories, fates, costs.
+
+Functions read everything from ``adata.uns`` / ``.obs`` / ``.obsm`` (so they work on a file read back from disk),
+write nothing into the AnnData, and follow scanpy: ``ax`` to draw into existing axes, ``show`` to call
+``plt.show()`` (by default only with an interactive backend), ``return_fig`` to get the Figure to save.
+"""
+
+from .animation import animate
+from .costs import cost_table, tradeoff
+from .fates import fates
+from .fields import growth, velocity
+from .paths import density_path, secondary_path, trajectories
+
+__all__ = [
+    "animate",
+    "cost_table",
+    "density_path",
+    "fates",
+    "growth",
+    "secondary_path",
+    "tradeoff",
+    "trajectories",
+    "velocity",
+]

@@ -1,0 +1,96 @@
+"""The trade-off between the primary and the secondary cost over a sweep of the weight ``lambda``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ._figure import finish, label_axes, panels
+
+COLUMNS = ("weight", "primary", "secondary")
+
+
+def cost_table(results, key: str = "syncot") -> pd.DataFrame:
+    """``weight``, ``primary`` and ``secondary`` costs from a table or from stored results.
+
+    Parameters
+    ----------
+    results
+        A DataFrame (or a mapping of columns) with ``weight``, ``primary`` and ``secondary``; or a sequence of
+        results of :func:`sc_syncot.tl.syncot`, each an ``.uns[key]`` dict or an AnnData holding one. From a
+        result, ``primary`` is the primary action (transport + growth) and ``secondary`` the secondary action
+        without its weight (the stored secondary cost divided by ``lambda``), both summed over the intervals; a
+        run with ``lambda = 0`` stores no secondary cost, so its ``secondary`` is NaN.
+    key
+        ``.uns`` key of the results given as AnnData.
+    """
+    if isinstance(results, Mapping) and "costs" in results:  # a single stored result
+        results = [results]
+    if isinstance(results, pd.DataFrame):
+        table = results
+    elif isinstance(results, Mapping):
+        table = pd.DataFrame(dict(results))
+    else:
+        table = pd.DataFrame([_costs_of(r, key) for r in results])
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"results: missing column(s) {missing}; expected {list(COLUMNS)}")
+    return table.loc[:, list(COLUMNS)].astype(float)
+
+
+def _costs_of(result, key: str) -> dict[str, float]:
+    uns = result.uns.get(key) if hasattr(result, "uns") else result
+    if not isinstance(uns, Mapping) or "costs" not in uns or "params" not in uns:
+        raise ValueError(f"results: expected .uns[{key!r}] results of sc_syncot.tl.syncot, got {type(result).__name__}")
+    costs, weight = uns["costs"], float(uns["params"]["weight"])
+    primary = float(np.sum(costs["primary_transport"]) + np.sum(costs["primary_growth"]))
+    stored = costs.get("secondary")
+    secondary = float(np.sum(stored)) / weight if stored is not None and weight > 0 else np.nan
+    return {"weight": weight, "primary": primary, "secondary": secondary}
+
+
+def tradeoff(
+    results: pd.DataFrame | Mapping | Sequence,
+    key: str = "syncot",
+    annotate: bool = True,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    return_fig: bool | None = None,
+) -> Figure | Axes | None:
+    """Primary cost against secondary cost over a sweep of the weight ``lambda``, each point labelled with it.
+
+    A larger weight buys a cheaper secondary path with a costlier primary one; the curve shows how much of one is
+    paid for the other.
+
+    Parameters
+    ----------
+    results
+        A DataFrame with columns ``weight``, ``primary``, ``secondary`` (or a mapping of such columns), or a
+        sequence of ``.uns`` results (or AnnData holding them under ``key``); see :func:`cost_table`. Rows with a
+        missing cost are left out.
+    key
+        ``.uns`` key of results given as AnnData.
+    annotate
+        Label each point with its weight.
+    ax, show, return_fig
+        As in :func:`sc_syncot.pl.density_path` (one panel).
+
+    Returns
+    -------
+    The Figure when ``return_fig``; else the axes when not shown; else ``None``.
+    """
+    table = cost_table(results, key).dropna().sort_values("weight")
+    if table.empty:
+        raise ValueError("results: no row with a weight, a primary and a secondary cost")
+    fig, axes = panels(1, ax)
+    a = axes[0]
+    a.plot(table["primary"], table["secondary"], "-o", color="k", markersize=5)
+    if annotate:
+        for w, p, s in table.itertuples(index=False):
+            a.annotate(f"λ = {w:g}", (p, s), textcoords="offset points", xytext=(5, 5), fontsize="small")
+    label_axes(a, ["primary cost", "secondary cost (without λ)"], "cost trade-off")
+    return finish(fig, axes, show, return_fig)

@@ -1,0 +1,63 @@
+"""Fates: the shares written by :func:`sc_syncot.tl.push` and :func:`sc_syncot.tl.pull`, one panel per group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ._figure import finish, label_axes, panels, point_size, scatter_values
+from ._result import stored
+
+
+def fates(
+    adata,
+    keys: str | Sequence[str],
+    key: str = "syncot",
+    size: float | None = None,
+    ncols: int = 3,
+    cmap: str = "viridis",
+    ax: Axes | Sequence[Axes] | None = None,
+    show: bool | None = None,
+    return_fig: bool | None = None,
+) -> Figure | Axes | list[Axes] | None:
+    """Cells coloured by the share of their mass that descends from (push) or leads to (pull) a group.
+
+    One panel per ``.obs`` column, on the first two primary axes (against time for a 1-D grid), with a common
+    ``[0, 1]`` colour scale; cells without a value (before a push, after a pull) are grey.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with a result of :func:`sc_syncot.tl.syncot` under ``key``.
+    keys
+        ``.obs`` column(s) written by :func:`sc_syncot.tl.push` / :func:`sc_syncot.tl.pull`, e.g.
+        ``"syncot_push_up"``.
+    key
+        The result whose primary basis places the cells.
+    size
+        Marker area of the cells.
+    ncols, cmap
+        Panels per row; colormap of the share.
+    ax
+        Axes to draw into: one per column in ``keys``.
+    show, return_fig
+        As in :func:`sc_syncot.pl.density_path`.
+
+    Returns
+    -------
+    The Figure when ``return_fig``; else the axes when not shown; else ``None``.
+    """
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    st = stored(adata, key)
+    for k in keys:
+        if k not in st.obs:
+            raise ValueError(f"keys: {k!r} is not in .obs; run sc_syncot.tl.push or sc_syncot.tl.pull first")
+    xy = st.cell_xy()
+    fig, axes = panels(len(keys), ax, ncols)
+    for a, k in zip(axes, keys, strict=True):
+        values = st.obs[k].to_numpy(dtype=float)
+        scatter_values(a, xy, values, size or point_size(len(xy)), cmap=cmap, label="share", vmin=0, vmax=1)
+        label_axes(a, st.labels(), k)
+    return finish(fig, axes, show, return_fig)

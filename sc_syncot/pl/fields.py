@@ -1,0 +1,179 @@
+"""The velocity and growth fields: streamlines over the cells, growth as a map and per cell."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from ._figure import finish, label_axes, panels, point_size, scatter_obs, scatter_values
+from ._result import Stored, at_centres, extent, stored, weighted_projection
+
+
+def _time(st: Stored, time: float | None) -> float:
+    return float(st.flow.time_points[0] if time is None else time)
+
+
+def _plane(st: Stored, field: np.ndarray, t: float, min_density: float) -> tuple[np.ndarray, np.ndarray]:
+    """A grid field at ``t`` on the first two axes (density-weighted along the third) and where it is shown.
+
+    Only where the density at ``t`` exceeds ``min_density`` times its maximum: elsewhere there is no mass and the
+    field is an artefact of the solver's regularization.
+    """
+    rho = st.flow.density_at(t)
+    if st.ndim == 3:
+        field, rho = weighted_projection(field, rho), rho.sum(axis=2)
+    return field, rho > min_density * rho.max()
+
+
+def velocity(
+    adata,
+    color: str | None = None,
+    key: str = "syncot",
+    time: float | None = None,
+    density: float = 1.0,
+    min_density: float = 0.01,
+    size: float | None = None,
+    cmap: str = "viridis",
+    ax: Axes | None = None,
+    show: bool | None = None,
+    return_fig: bool | None = None,
+) -> Figure | Axes | None:
+    """Streamlines of the velocity field at one time, over the cells.
+
+    The field at an observed time point is the mean of the two time steps next to it, as for
+    ``.obsm[f"{key}_velocity"]``; between time points it is interpolated. Streamlines are drawn where the density
+    at that time exceeds ``min_density`` of its maximum. A 3-D grid shows its first two velocity components,
+    averaged along the third axis with the density as weight. Needs a grid of 2 or 3 dimensions.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with a result of :func:`sc_syncot.tl.syncot` under ``key``.
+    color
+        ``.obs`` column colouring the cells (categorical: legend; numeric: colorbar); default: the time key.
+    key
+        The result to plot.
+    time
+        Time of the field (default: the first time point).
+    density
+        Streamline density, as in :meth:`matplotlib.axes.Axes.streamplot`.
+    min_density
+        Fraction of the maximum density below which no streamline is drawn.
+    size
+        Marker area of the cells (default: after their number).
+    cmap
+        Colormap of a numeric ``color``.
+    ax, show, return_fig
+        As in :func:`sc_syncot.pl.density_path` (one panel).
+
+    Returns
+    -------
+    The Figure when ``return_fig``; else the axes when not shown; else ``None``.
+    """
+    st = stored(adata, key)
+    if st.ndim == 1:
+        raise ValueError(f"key={key!r}: streamlines need a grid of 2 or 3 dimensions, the result has n_dims=1")
+    if color is not None and color not in st.obs:
+        raise ValueError(f"color={color!r}: not in .obs (columns: {list(st.obs.columns)})")
+    t = _time(st, time)
+    v, shown = _plane(st, at_centres(st.flow, st.flow.velocity, t), t, min_density)
+    fig, axes = panels(1, ax)
+    a = axes[0]
+    size = size or point_size(len(st.x))
+    if color is None:  # the times as read for the solve (the time key may live in a MuData's global .obs)
+        scatter_values(a, st.x[:, :2], st.time, size, cmap=cmap, label=st.params["time_key"])
+    else:
+        scatter_obs(a, st.x[:, :2], st.obs, st.table_uns, color, size, cmap)
+    gx, gy = st.flow.grid.axes()[:2]
+    u = np.ma.masked_where(~shown, v[..., 0]).T  # streamplot wants (y, x) arrays
+    w = np.ma.masked_where(~shown, v[..., 1]).T
+    a.streamplot(gx, gy, u, w, density=density, color="k", linewidth=0.8, arrowsize=0.9)
+    label_axes(a, st.labels(), f"velocity at t = {t:.3g}")
+    return finish(fig, axes, show, return_fig)
+
+
+def growth(
+    adata,
+    key: str = "syncot",
+    time: float | None = None,
+    per_cell: bool = False,
+    min_density: float = 0.01,
+    size: float | None = None,
+    cmap: str = "RdBu_r",
+    ax: Axes | None = None,
+    show: bool | None = None,
+    return_fig: bool | None = None,
+) -> Figure | Axes | None:
+    """Growth rate (per unit time; positive: proliferation, negative: death), as a map or per cell.
+
+    The map is the grid field at ``time`` (as for :func:`velocity`), blank where the density is below
+    ``min_density`` of its maximum; a 3-D grid is averaged along its third axis with the density as weight, a
+    1-D grid is a curve. Per cell, the cells are coloured by ``.obs[f"{key}_growth"]``. Colours are centred at 0.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with a result of :func:`sc_syncot.tl.syncot` under ``key``.
+    key
+        The result to plot.
+    time
+        Time of the map (default: the first time point); per cell: draw only the cells observed at this time
+        point (default: all cells).
+    per_cell
+        Draw the cells instead of the grid field.
+    min_density
+        Fraction of the maximum density below which the map is blank.
+    size
+        Marker area of the cells.
+    cmap
+        A diverging colormap.
+    ax, show, return_fig
+        As in :func:`sc_syncot.pl.density_path` (one panel).
+
+    Returns
+    -------
+    The Figure when ``return_fig``; else the axes when not shown; else ``None``.
+    """
+    st = stored(adata, key)
+    fig, axes = panels(1, ax)
+    if per_cell:
+        _growth_cells(axes[0], st, key, time, size, cmap)
+    else:
+        _growth_map(axes[0], st, _time(st, time), min_density, cmap)
+    return finish(fig, axes, show, return_fig)
+
+
+def _centred(values: np.ndarray) -> Normalize:
+    top = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
+    return Normalize(-(top or 1.0), top or 1.0)
+
+
+def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap) -> None:
+    g, shown = _plane(st, at_centres(st.flow, st.flow.growth, t), t, min_density)
+    g = np.where(shown, g, np.nan)
+    norm = _centred(g)
+    if st.ndim == 1:
+        ax.plot(st.flow.grid.axes()[0], g)
+        ax.axhline(0, color="grey", lw=0.8)
+        label_axes(ax, [f"{st.params['primary']} 1", "growth rate"], f"growth at t = {t:.3g}")
+        return
+    im = ax.imshow(np.ma.masked_invalid(g).T, origin="lower", extent=extent(st.flow), aspect="auto", cmap=cmap)
+    im.set_norm(norm)
+    ax.figure.colorbar(im, ax=ax, label="growth rate", shrink=0.8)
+    label_axes(ax, st.labels(), f"growth at t = {t:.3g}")
+
+
+def _growth_cells(ax: Axes, st: Stored, key: str, time: float | None, size, cmap) -> None:
+    col = f"{key}_growth"
+    if col not in st.obs:
+        raise ValueError(f"key={key!r}: .obs[{col!r}] is missing; run sc_syncot.tl.syncot first")
+    sel = np.ones(len(st.time), bool) if time is None else st.time == time
+    if not sel.any():
+        raise ValueError(f"time: expected an observed time point {list(st.flow.time_points)}, got {time}")
+    values = st.obs[col].to_numpy(dtype=float)[sel]
+    xy = st.cell_xy()[sel]
+    scatter_values(ax, xy, values, size or point_size(len(xy)), cmap=cmap, label="growth rate", norm=_centred(values))
+    title = "growth per cell" + ("" if time is None else f" at t = {float(time):.3g}")
+    label_axes(ax, st.labels(), title)

@@ -1,0 +1,279 @@
+"""The reconstructed path: densities over time, the induced path in the secondary space, particle trajectories."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from ..pp.inputs import read_cells
+from ._figure import finish, label_axes, panels, point_size
+from ._result import Stored, at_nodes, extent, panel_times, stored
+
+
+def projected_density(st: Stored, t: float) -> np.ndarray:
+    """Density at ``t`` as drawn: the grid itself in 1-D and 2-D, the maximum over the third axis in 3-D."""
+    rho = st.flow.density_at(t)
+    return rho.max(axis=2) if st.ndim == 3 else rho
+
+
+def draw_density(ax: Axes, st: Stored, t: float, vmax: float, cmap="viridis", cells: bool = True):
+    """One panel of the density path; returns the image (or line, in 1-D) drawn."""
+    rho = projected_density(st, t)
+    mass = float(st.flow.grid.mass(st.flow.density_at(t)))
+    near = st.time == st.nearest_time_point(t)
+    name = st.params["primary"]
+    if st.ndim == 1:
+        centres = st.flow.grid.axes()[0]
+        ax.fill_between(centres, rho, alpha=0.3)
+        (artist,) = ax.plot(centres, rho)
+        if cells:
+            ax.plot(st.x[near, 0], np.zeros(near.sum()), "|", color="k", alpha=0.4)
+        ax.set_ylim(0, 1.05 * vmax)
+        labels = [f"{name} 1", "density"]
+    else:
+        artist = ax.imshow(rho.T, origin="lower", extent=extent(st.flow), aspect="auto", cmap=cmap, vmin=0, vmax=vmax)
+        if cells:
+            ax.scatter(*st.x[near, :2].T, s=point_size(near.sum()) / 3, c="white", alpha=0.5, linewidths=0)
+        labels = st.labels()
+    label_axes(ax, labels, f"t = {t:.3g}, mass {mass:.2f}")
+    return artist
+
+
+def density_path(
+    adata,
+    key: str = "syncot",
+    n_panels: int = 6,
+    times: Sequence[float] | None = None,
+    cells: bool = True,
+    ncols: int = 3,
+    cmap: str = "viridis",
+    ax: Axes | Sequence[Axes] | None = None,
+    show: bool | None = None,
+    return_fig: bool | None = None,
+) -> Figure | Axes | list[Axes] | None:
+    """The reconstructed density in the primary space as small multiples over time.
+
+    A 2-D grid is drawn as an image over its bounds, a 1-D grid as a curve, a 3-D grid as its maximum over the
+    third axis. All panels share one colour (or y) scale, so growth shows as a change of intensity; titles give
+    the time and the mass relative to the mean observed mass.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with a result of :func:`sc_syncot.tl.syncot` under ``key``.
+    key
+        The result to plot.
+    n_panels
+        Number of times, evenly spread from the first to the last time point.
+    times
+        The times to draw instead (one panel each).
+    cells
+        Overlay the cells observed at the time point nearest to each panel's time.
+    ncols
+        Panels per row.
+    cmap
+        Colormap of the density.
+    ax
+        Axes to draw into: one per panel.
+    show
+        Call ``plt.show()``; by default only with an interactive backend and when no figure is returned.
+    return_fig
+        Return the Figure.
+
+    Returns
+    -------
+    The Figure when ``return_fig``; else the axes when not shown; else ``None``.
+    """
+    st = stored(adata, key)
+    ts = panel_times(st.flow, n_panels, times)
+    vmax = max(float(projected_density(st, t).max()) for t in ts) or 1.0
+    fig, axes = panels(len(ts), ax, ncols)
+    for a, t in zip(axes, ts, strict=True):
+        artist = draw_density(a, st, t, vmax, cmap, cells)
+    if st.ndim > 1:
+        fig.colorbar(artist, ax=axes, label="density", shrink=0.8)
+    return finish(fig, axes, show, return_fig)
+
+
+def secondary_path(
+    adata,
+    key: str = "syncot",
+    n_panels: int = 6,
+    times: Sequence[float] | None = None,
+    components: tuple[int, int] = (0, 1),
+    n_arrows: int = 150,
+    cells: bool = True,
+    ncols: int = 3,
+    cmap: str = "viridis",
+    ax: Axes | Sequence[Axes] | None = None,
+    show: bool | None = None,
+    return_fig: bool | None = None,
+) -> Figure | Axes | list[Axes] | None:
+    """The path induced in the secondary space.
+
+    With a Monge coupling: one panel of the paired cells in the secondary basis coloured by time, with arrows of
+    the induced secondary velocity ``.obsm[f"{key}_velocity_secondary"]`` (directions and relative speeds; the
+    fastest arrow spans a tenth of the cloud). With a Kantorovich coupling: small multiples over time of the
+    secondary support points, sized and coloured by the induced secondary mass
+    (``.uns[key]["coupling"]["secondary_density"]``), over the paired cells in grey.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with a result of :func:`sc_syncot.tl.syncot` that has a secondary.
+    key
+        The result to plot.
+    n_panels, times
+        Times of the Kantorovich panels, as in :func:`density_path` (not used for a Monge coupling).
+    components
+        The two secondary coordinates drawn (0-based).
+    n_arrows
+        Largest number of velocity arrows (a random subset of cells, fixed seed).
+    cells
+        Draw the paired cells behind the Kantorovich support points.
+    ncols, cmap
+        Panels per row; colormap of time (Monge) or mass (Kantorovich).
+    ax
+        Axes to draw into: one for a Monge coupling, one per panel for a Kantorovich coupling.
+    show, return_fig
+        As in :func:`density_path`.
+
+    Returns
+    -------
+    The Figure when ``return_fig``; else the axes when not shown; else ``None``.
+    """
+    st = stored(adata, key)
+    if f"{key}_velocity_secondary" in st.obsm:
+        fig, axes = _monge_path(adata, st, key, components, n_arrows, cmap, ax)
+    elif "secondary_density" in st.uns.get("coupling", {}):
+        ts = panel_times(st.flow, n_panels, times)
+        fig, axes = _kantorovich_path(adata, st, ts, components, cells, ncols, cmap, ax)
+    else:
+        raise ValueError(
+            f"key={key!r}: the result has no secondary path (neither .obsm[{key + '_velocity_secondary'!r}] from a "
+            f"Monge coupling nor .uns[{key!r}]['coupling']['secondary_density'] from a Kantorovich one); run "
+            "sc_syncot.tl.syncot with a secondary"
+        )
+    return finish(fig, axes, show, return_fig)
+
+
+def _secondary_cells(adata, st: Stored, components) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Secondary coordinates of the paired cells (in the basis' own units), their mask and axis labels."""
+    p = st.params
+    sec = p.get("secondary", "none")
+    cells = read_cells(adata, p["time_key"], p["primary"], sec, int(p["n_dims"]))
+    comps = list(components)
+    if len(comps) != 2 or max(comps) >= cells.y.shape[1]:
+        raise ValueError(f"components: expected two indices below {cells.y.shape[1]} (secondary={sec!r}), got {comps}")
+    return cells.y[:, comps], cells.paired, [f"{sec} {c + 1}" for c in comps]
+
+
+def _monge_path(adata, st: Stored, key: str, components, n_arrows: int, cmap, ax):
+    y, paired, labels = _secondary_cells(adata, st, components)
+    vel = np.asarray(st.obsm[f"{key}_velocity_secondary"])[:, list(components)]
+    fig, axes = panels(1, ax)
+    a = axes[0]
+    sc = a.scatter(*y[paired].T, c=st.time[paired], cmap=cmap, s=point_size(paired.sum()), linewidths=0)
+    fig.colorbar(sc, ax=a, label=st.params["time_key"], shrink=0.8)
+    idx = np.flatnonzero(paired)
+    idx = np.sort(np.random.default_rng(0).choice(idx, min(n_arrows, len(idx)), replace=False))
+    # the fastest arrow spans a tenth of the cloud: a readable length whatever the units of time
+    top = float(np.linalg.norm(vel[idx], axis=1).max()) or 1.0
+    scale = top / (0.1 * float(np.ptp(y[paired], axis=0).max() or 1.0))
+    a.quiver(*y[idx].T, *vel[idx].T, angles="xy", scale_units="xy", scale=scale, width=0.003, color="k", alpha=0.7)
+    label_axes(a, labels, "secondary path (Monge)")
+    return fig, axes
+
+
+def _kantorovich_path(adata, st: Stored, ts, components, cells: bool, ncols: int, cmap, ax):
+    y, paired, labels = _secondary_cells(adata, st, components)
+    cpl = st.uns["coupling"]
+    support = np.asarray(cpl["support"], float)[:, list(components)]
+    masses = [at_nodes(st.flow, np.asarray(cpl["secondary_density"], float), t) for t in ts]
+    norm = Normalize(0, max(float(m.max()) for m in masses) or 1.0)
+    fig, axes = panels(len(ts), ax, ncols)
+    for a, t, m in zip(axes, ts, masses, strict=True):
+        if cells:
+            a.scatter(*y[paired].T, c="lightgrey", s=point_size(paired.sum()) / 3, linewidths=0)
+        sc = a.scatter(*support.T, s=5 + 120 * norm(m), c=m, cmap=cmap, norm=norm, edgecolors="k", linewidths=0.3)
+        label_axes(a, labels, f"t = {t:.3g}, mass {m.sum():.2f}")
+    fig.colorbar(sc, ax=axes, label="induced secondary mass", shrink=0.8)
+    return fig, axes
+
+
+def trajectories(
+    adata,
+    key: str = "syncot",
+    color_by_weight: bool = True,
+    trajectories_key: str | None = None,
+    cells: bool = True,
+    cmap: str = "viridis",
+    ax: Axes | None = None,
+    show: bool | None = None,
+    return_fig: bool | None = None,
+) -> Figure | Axes | None:
+    """Particle paths computed by :func:`sc_syncot.tl.trajectories`, over the cells.
+
+    Each path is drawn on the first two primary axes (against time for a 1-D grid), starting at a dot. Its weight,
+    ``exp(int g dt)`` (expected descendants of the particle), colours every step of it (``color_by_weight``) or
+    sets the width of the whole path after its final weight.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with a result of :func:`sc_syncot.tl.syncot` and its trajectories.
+    key
+        The result the trajectories follow.
+    color_by_weight
+        Colour by weight along the path; ``False``: one colour, width after the final weight.
+    trajectories_key
+        ``.uns`` key of the trajectories (default ``f"{key}_trajectories"``).
+    cells
+        Draw all cells in grey behind the paths.
+    cmap
+        Colormap of the weights.
+    ax, show, return_fig
+        As in :func:`density_path` (one panel).
+
+    Returns
+    -------
+    The Figure when ``return_fig``; else the axes when not shown; else ``None``.
+    """
+    st = stored(adata, key)
+    tkey = trajectories_key or f"{key}_trajectories"
+    if tkey not in st.table_uns:
+        raise ValueError(f"trajectories_key={tkey!r}: not in .uns; run sc_syncot.tl.trajectories first")
+    traj = st.table_uns[tkey]
+    paths, weights = np.asarray(traj["paths"], float), np.asarray(traj["weights"], float)
+    if st.ndim == 1:  # time on the x axis
+        times = np.broadcast_to(np.asarray(traj["times"], float), paths.shape[:2])
+        paths = np.stack([times, paths[..., 0]], axis=-1)
+    paths = paths[..., :2]
+    fig, axes = panels(1, ax)
+    a = axes[0]
+    if cells:
+        xy = st.cell_xy()
+        a.scatter(*xy.T, c="lightgrey", s=point_size(len(xy)) / 2, linewidths=0)
+    _draw_paths(a, paths, weights, color_by_weight, cmap)
+    a.scatter(*paths[:, 0].T, c="k", s=8, linewidths=0, zorder=3)
+    a.autoscale_view()
+    label_axes(a, st.labels(), f"trajectories ({len(paths)} particles)")
+    return finish(fig, axes, show, return_fig)
+
+
+def _draw_paths(ax: Axes, paths: np.ndarray, weights: np.ndarray, color_by_weight: bool, cmap) -> None:
+    if color_by_weight:
+        segments = np.stack([paths[:, :-1], paths[:, 1:]], axis=2).reshape(-1, 2, 2)
+        seg_weight = 0.5 * (weights[:, :-1] + weights[:, 1:]).ravel()
+        lines = LineCollection(segments, array=seg_weight, cmap=cmap, linewidths=1.2)
+        ax.add_collection(lines)
+        ax.figure.colorbar(lines, ax=ax, label="weight (expected descendants)", shrink=0.8)
+        return
+    final = weights[:, -1]
+    widths = 0.3 + 2.7 * final / (final.max() or 1.0)
+    ax.add_collection(LineCollection(list(paths), linewidths=widths, color="tab:blue", alpha=0.7))

@@ -1,0 +1,243 @@
+import anndata as ad
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.image import AxesImage  # noqa: E402
+from matplotlib.quiver import Quiver  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from sc_syncot import pl, tl  # noqa: E402
+
+N = 60  # cells per time point
+TIMES = [0.0, 2.0, 3.0]
+A = np.array([[1.0, 0.0], [0.5, 2.0], [0.0, -1.0]])  # the secondary is a linear image of the primary
+
+
+def blob(n=N, dims=2, seed=0):
+    """A blob moving along the first axis over three time points, with a secondary view and two groups."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 0.3, (n, dims))
+    shift = np.zeros(dims)
+    shift[0] = 1.0
+    adata = ad.AnnData(np.zeros((3 * n, 1), np.float32))
+    adata.obs["time"] = np.repeat(TIMES, n)
+    adata.obsm["X_pca"] = np.concatenate([base + k * shift for k in range(3)])
+    adata.obs["side"] = pd.Categorical(np.where(np.tile(base[:, -1], 3) > 0, "up", "down"))
+    if dims == 2:
+        adata.obsm["X_sec"] = adata.obsm["X_pca"] @ A.T
+    return adata
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # tiny grids: thread start-up costs more than it saves on a shared machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def monge():
+    adata = blob()
+    tl.syncot(adata, "time", "X_pca", "X_sec", coupling="monge", n_bins=16, n_time=4)
+    tl.trajectories(adata, n_particles=20)
+    tl.push(adata, "side", "up", time=2.0)  # NaN before that time
+    tl.pull(adata, "side", "down")
+    return adata
+
+
+@pytest.fixture(scope="module")
+def kantorovich(monge):
+    # A Kantorovich result as tl.syncot stores it: the plot reads only the support points and the induced
+    # secondary mass per interval and time node, so they are built here from the Monge solve's secondary cells.
+    adata = monge.copy()
+    res = dict(adata.uns["syncot"])
+    support = adata.obsm["X_sec"][:: len(adata) // 15][:15]
+    n_int, n_nodes = res["density"].shape[:2]
+    mass = np.linspace(1.0, 2.0, n_int * n_nodes * 15).reshape(n_int, n_nodes, 15)
+    res["coupling"] = {"scale": 1.0, "support": support, "secondary_density": mass}
+    res["params"] = dict(res["params"]) | {"coupling": "kantorovich", "weight": 2.0}
+    res["costs"] = {k: 0.5 * np.asarray(v) for k, v in res["costs"].items()}
+    del adata.obsm["syncot_velocity_secondary"]
+    adata.uns["kant"] = res
+    return adata
+
+
+def image_axes(fig):
+    return [a for a in fig.axes if any(isinstance(c, AxesImage) for c in a.get_children())]
+
+
+def n_points(ax):
+    return sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
+
+
+def test_density_path_panels_share_one_scale(monge):
+    fig = pl.density_path(monge, n_panels=4, return_fig=True)
+    assert isinstance(fig, Figure)
+    panels = image_axes(fig)
+    assert len(panels) == 4
+    assert len({a.images[0].get_clim() for a in panels}) == 1
+    assert panels[0].get_title().startswith("t = 0,") and panels[-1].get_title().startswith("t = 3,")
+    assert panels[0].get_xlabel() == "X_pca 1" and panels[0].get_ylabel() == "X_pca 2"
+    assert [n_points(a) for a in panels] == [N] * 4  # the cells of the nearest time point
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_density_path_in_1d_and_3d(dims):
+    adata = blob(n=40, dims=dims)
+    tl.syncot(adata, "time", "X_pca", n_dims=dims, n_bins=12 if dims == 1 else 6, n_time=2, max_iter=50)
+    fig = pl.density_path(adata, times=[0.0, 1.0, 3.0], return_fig=True)
+    assert len(fig.axes) == 3 + (dims == 3)  # a colorbar for images
+    assert len(image_axes(fig)) == (3 if dims == 3 else 0)
+    if dims == 1:
+        assert all(len(a.lines) == 2 for a in fig.axes)  # density curve and the cells' rug
+
+
+def test_axes_given_and_returned(monge):
+    fig, axs = plt.subplots(1, 2)
+    out = pl.density_path(monge, n_panels=2, ax=axs, show=False)
+    assert out == list(axs) and len(image_axes(fig)) == 2
+    with pytest.raises(ValueError, match="ax: this plot draws 3 panel"):
+        pl.density_path(monge, n_panels=3, ax=axs)
+    single = pl.growth(monge, ax=axs[0])  # Agg: not shown, so the axes come back
+    assert single is axs[0]
+
+
+def test_velocity_streamlines_over_cells(monge):
+    before = (set(monge.obs), set(monge.obsm), set(monge.uns))
+    fig = pl.velocity(monge, color="side", time=2.0, return_fig=True)
+    ax = fig.axes[0]
+    assert any(isinstance(c, LineCollection) for c in ax.collections)  # the streamlines
+    assert ax.patches  # their arrows
+    assert n_points(ax) == monge.n_obs
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["down", "up"]
+    assert ax.get_title() == "velocity at t = 2"
+    fig = pl.velocity(monge, color="syncot_growth", return_fig=True)
+    assert len(fig.axes) == 2  # numeric colour: a colorbar
+    ax = pl.velocity(monge, show=False)  # by time
+    assert ax.collections[0].get_array().tolist() == monge.obs["time"].tolist()
+    assert (set(monge.obs), set(monge.obsm), set(monge.uns)) == before  # plots write nothing
+
+
+def test_growth_map_and_per_cell(monge):
+    fig = pl.growth(monge, time=1.0, return_fig=True)
+    (ax, _) = fig.axes
+    vmin, vmax = ax.images[0].get_clim()
+    assert vmin == -vmax  # centred at 0
+    fig = pl.growth(monge, per_cell=True, return_fig=True)
+    assert n_points(fig.axes[0]) == monge.n_obs
+    fig = pl.growth(monge, per_cell=True, time=2.0, return_fig=True)
+    assert n_points(fig.axes[0]) == N
+    sc = fig.axes[0].collections[0]
+    assert np.allclose(sc.get_array(), monge.obs["syncot_growth"][monge.obs["time"] == 2.0])
+
+
+def test_trajectories_by_colour_or_width(monge):
+    steps = monge.uns["syncot_trajectories"]["paths"].shape[1] - 1
+    fig = pl.trajectories(monge, return_fig=True)
+    (lines,) = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    assert len(lines.get_segments()) == 20 * steps and lines.get_array() is not None
+    fig = pl.trajectories(monge, color_by_weight=False, cells=False, return_fig=True)
+    (lines,) = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    assert len(lines.get_segments()) == 20 and len(lines.get_linewidths()) == 20
+    assert n_points(fig.axes[0]) == 20  # the starting dots
+    with pytest.raises(ValueError, match="'syncot_trajectories'"):
+        pl.trajectories(blob_with_result())
+
+
+def test_fates_one_panel_per_key(monge):
+    keys = ["syncot_push_up", "syncot_pull_down"]
+    fig = pl.fates(monge, keys, return_fig=True)
+    panels = [a for a in fig.axes if a.get_title() in keys]
+    assert len(panels) == 2
+    assert [n_points(a) for a in panels] == [monge.n_obs] * 2
+    nan = monge.obs[keys[0]].isna().to_numpy()
+    assert nan.sum() == N  # before the push
+    assert len(panels[0].collections[0].get_offsets()) == N  # NaN cells come first, in grey
+    assert np.allclose(panels[0].collections[1].get_array(), monge.obs[keys[0]][~nan])
+    with pytest.raises(ValueError, match="'syncot_push_nope'"):
+        pl.fates(monge, "syncot_push_nope")
+
+
+def test_secondary_path_monge(monge):
+    fig = pl.secondary_path(monge, return_fig=True)
+    ax = fig.axes[0]
+    assert n_points(ax) == monge.n_obs
+    assert any(isinstance(c, Quiver) for c in ax.collections)
+    assert ax.get_xlabel() == "X_sec 1" and ax.get_ylabel() == "X_sec 2"
+
+
+def test_secondary_path_kantorovich(kantorovich):
+    fig = pl.secondary_path(kantorovich, key="kant", n_panels=3, cells=False, return_fig=True)
+    panels = [a for a in fig.axes if a.get_title().startswith("t = ")]
+    assert len(panels) == 3
+    assert all(n_points(a) == 15 for a in panels)  # the support points
+
+
+def test_secondary_path_needs_a_secondary():
+    with pytest.raises(ValueError, match="no secondary path"):
+        pl.secondary_path(blob_with_result())
+
+
+def test_tradeoff_from_table_and_results(monge, kantorovich):
+    table = pd.DataFrame({"weight": [0.0, 1.0, 10.0], "primary": [1.0, 1.2, 2.0], "secondary": [3.0, 2.0, 1.5]})
+    fig = pl.tradeoff(table, return_fig=True)
+    ax = fig.axes[0]
+    assert len(ax.lines[0].get_xdata()) == 3
+    assert [t.get_text() for t in ax.texts] == ["λ = 0", "λ = 1", "λ = 10"]
+    fig = pl.tradeoff([monge.uns["syncot"], kantorovich.uns["kant"]], return_fig=True)
+    assert len(fig.axes[0].lines[0].get_xdata()) == 2
+    with pytest.raises(ValueError, match="secondary"):
+        pl.tradeoff(table.drop(columns="secondary"))
+
+
+def test_animate_writes_a_gif(monge, tmp_path):
+    out = pl.animate(monge, tmp_path / "path.gif", n_frames=3, dpi=40)
+    assert out.exists()
+    with Image.open(out) as gif:
+        assert gif.n_frames == 3
+    with pytest.raises(ValueError, match="gif"):
+        pl.animate(monge, tmp_path / "path.mp4")
+
+
+def blob_with_result():
+    adata = blob(n=30)
+    tl.syncot(adata, "time", "X_pca", n_bins=8, n_time=2, max_iter=30)
+    return adata
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda a: pl.density_path(a, key="other"), "key='other'"),
+        (lambda a: pl.velocity(a, color="nope"), "color='nope'"),
+        (lambda a: pl.growth(a, time=9.0), "time"),
+        (lambda a: pl.animate(a, "x.gif", key="other"), "key='other'"),
+    ],
+)
+def test_bad_input_names_the_key(monge, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(monge)
+
+
+def test_plots_read_a_file_back(monge, tmp_path):
+    monge.write_h5ad(tmp_path / "out.h5ad")
+    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert len(image_axes(pl.density_path(back, n_panels=2, return_fig=True))) == 2
+    assert any(isinstance(c, Quiver) for c in pl.secondary_path(back, return_fig=True).axes[0].collections)
+    assert pl.trajectories(back, return_fig=True).axes[0].collections
