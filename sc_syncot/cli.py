@@ -40,7 +40,7 @@ def _add_run(sub) -> None:
     run.add_argument("--masses", default="equal", choices=["equal", "counts", "growth_prior"])
     run.add_argument("--key-added", default="syncot", help="where results go (default: %(default)s)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    run.add_argument("--progress", action="store_true", help="show a progress bar")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _read(path: str):
@@ -72,7 +72,7 @@ def _run(args) -> int:
         n_time=args.n_time,
         masses=args.masses,
         device=args.device,
-        progress=args.progress,
+        progress=not args.no_progress,
         key_added=args.key_added,
     )
     src = Path(args.input)

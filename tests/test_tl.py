@@ -145,45 +145,97 @@ def test_mudata_input():
         tl.syncot(mdata, "time", "X_pca", n_bins=8, n_time=2)
 
 
+def _snapshot(adata):
+    """Everything a call could change, deep-copied, for a before/after comparison."""
+    return adata.copy()
+
+
+def _assert_untouched(before, after):
+    assert before.obs.equals(after.obs)
+    assert set(before.obsm) == set(after.obsm) and set(before.uns) == set(after.uns)
+    for k in before.obsm:
+        assert np.array_equal(np.asarray(before.obsm[k]), np.asarray(after.obsm[k]), equal_nan=True)
+    assert np.array_equal(before.X, after.X)
+
+
 BAD = [
     ({"time_key": "missing"}, "time_key='missing'"),
+    ({"time_key": "label"}, "time_key='label': expected numeric"),
+    ({"time_key": "stage"}, "neither numbers nor ordered"),
     ({"primary": "X_umap"}, "primary='X_umap'"),
+    ({"primary": "X_1d"}, "n_dims=2 needs"),
     ({"secondary": "X_none"}, "secondary='X_none'"),
+    ({"secondary": "X_bad"}, "secondary='X_bad': 1 cells have NaN or inf"),
+    ({"primary": "X_nan"}, "primary='X_nan': 2 cells have NaN"),
     ({"coupling": "gromov"}, "coupling"),
     ({"n_dims": 4}, "n_dims"),
+    ({"n_bins": 1}, "n_bins"),
+    ({"n_time": 0}, "n_time"),
     ({"weight": -1.0}, "weight"),
+    ({"weight": float("nan")}, "weight"),
+    ({"delta": "large"}, "delta"),
+    ({"delta": -1.0}, "delta"),
     ({"delta": None, "masses": "counts"}, "masses"),
     ({"masses": [1.0, 2.0]}, "masses"),
-    ({"n_bins": 4096, "n_time": 512}, "n_bins"),
+    ({"masses": [1.0, -2.0, 1.0]}, "masses"),
+    ({"masses": "growth_prior"}, "growth_key='growth_prior'"),
+    ({"masses": "proportional"}, "masses"),
+    ({"n_bins": 4096, "n_time": 512}, "n_bins, n_time: the grid"),
 ]
+
+
+def _bad_data():
+    adata = translated(n=40, secondary=lambda x: x)
+    adata.obs.loc[adata.obs_names[:50], "time"] = 0.0  # unequal counts
+    adata.obs["label"] = adata.obs["time"].astype(str)
+    adata.obs["stage"] = adata.obs["label"].astype("category")
+    adata.obsm["X_1d"] = adata.obsm["X_pca"][:, :1]
+    adata.obsm["X_nan"] = adata.obsm["X_pca"].copy()
+    adata.obsm["X_nan"][[3, 7], 1] = np.nan
+    adata.obsm["X_bad"] = adata.obsm["X_sec"].copy()
+    adata.obsm["X_bad"][5, 0] = np.inf
+    return adata
 
 
 @pytest.mark.parametrize(("kwargs", "match"), BAD)
 def test_bad_input_names_the_key_and_writes_nothing(kwargs, match):
-    adata = translated(n=40, secondary=lambda x: x)
-    adata.obs.loc[adata.obs_names[:50], "time"] = 0.0  # unequal counts
-    before = (set(adata.obsm), set(adata.obs), set(adata.uns))
+    adata = _bad_data()
+    before = _snapshot(adata)
     args = {"time_key": "time", "primary": "X_pca", "secondary": None, "n_bins": 16, "n_time": 4} | kwargs
     with pytest.raises(ValueError, match=match):
         tl.syncot(adata, **args)
-    assert (set(adata.obsm), set(adata.obs), set(adata.uns)) == before
+    _assert_untouched(before, adata)
 
 
-def test_bad_cells():
+def test_bad_time_points_and_objects():
     adata = translated(n=40)
-    nan = adata.copy()
-    nan.obsm["X_pca"][3, 0] = np.nan
-    with pytest.raises(ValueError, match="1 cells have NaN"):
-        tl.syncot(nan, "time", "X_pca", n_bins=8, n_time=2)
+    nan_time = adata.copy()
+    nan_time.obs.loc[nan_time.obs_names[0], "time"] = np.nan
     one = adata[adata.obs["time"] == 0].copy()
-    with pytest.raises(ValueError, match="at least two time points"):
-        tl.syncot(one, "time", "X_pca", n_bins=8, n_time=2)
     few = adata[(adata.obs["time"] != 2) | (np.arange(adata.n_obs) % 40 == 0)].copy()
-    with pytest.raises(ValueError, match=r"time point\(s\) \[2.0\] have fewer than 3 cells"):
-        tl.syncot(few, "time", "X_pca", n_bins=8, n_time=2)
-    labels = adata.copy()
-    labels.obs["stage"] = labels.obs["time"].map({0.0: "E1", 2.0: "E2", 3.0: "E3"}).astype("category")
-    with pytest.raises(ValueError, match="ordered"):
-        tl.syncot(labels, "stage", "X_pca", n_bins=8, n_time=2)
+    cases = [
+        (nan_time, "1 cells have no time"),
+        (one, "at least two time points"),
+        (few, r"time point\(s\) \[2.0\] have fewer than 3 cells"),
+    ]
+    for data, match in cases:
+        before = _snapshot(data)
+        with pytest.raises(ValueError, match=match):
+            tl.syncot(data, "time", "X_pca", n_bins=8, n_time=2)
+        _assert_untouched(before, data)
+    with pytest.raises(ValueError, match="data: expected an AnnData or a MuData"):
+        tl.syncot(adata.obsm["X_pca"], "time", "X_pca")
     with pytest.raises(ValueError, match="sc_syncot.tl.syncot first"):
         tl.push(adata, "side", "up")
+
+
+def test_mudata_with_unpaired_cells():
+    mudata = pytest.importorskip("mudata")
+    rna = translated(n=40)
+    atac = ad.AnnData(np.zeros((100, 1), np.float32))
+    atac.obs_names = rna.obs_names[:100]
+    atac.obsm["X_lsi"] = rna.obsm["X_pca"][:100]
+    mdata = mudata.MuData({"rna": rna, "atac": atac})
+    with pytest.raises(ValueError, match="20 of the 120 cells"):
+        tl.syncot(mdata, "time", "rna:X_pca", "atac:X_lsi", coupling="monge", n_bins=8, n_time=2)
+    assert "syncot_velocity" not in mdata.mod["rna"].obsm

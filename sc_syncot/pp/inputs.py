@@ -113,10 +113,11 @@ def read_cells(data, time_key: str, primary: str, secondary: str | None, n_dims:
     if secondary is not None:
         sec = basis(data, secondary, "secondary")
         paired = x.index.isin(sec.index)
-        if paired.sum() < min_cells:
+        if not paired.all():
             raise ValueError(
-                f"secondary={secondary!r}: only {int(paired.sum())} cells are paired with primary={primary!r} "
-                "(matched by cell name); for unpaired views use sc_syncot.pp.couple_views first"
+                f"secondary={secondary!r}: {int((~paired).sum())} of the {len(x)} cells of primary={primary!r} "
+                "have no secondary coordinates (cells are matched by name); subset the data to the paired cells, "
+                "or for unpaired views use sc_syncot.pp.couple_views first"
             )
         y = sec.reindex(x.index).to_numpy()
     return CellData(x.index, t, x.to_numpy()[:, :n_dims], y, paired, points)

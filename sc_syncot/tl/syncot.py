@@ -123,7 +123,7 @@ def syncot(
     tol: float = 1e-5,
     max_iter: int = 5000,
     device: str = "auto",
-    progress: bool = False,
+    progress: bool = True,
     seed: int = 0,
     key_added: str = "syncot",
     copy: bool = False,
@@ -172,7 +172,7 @@ def syncot(
     n_support
         Secondary support points of a Kantorovich coupling.
     tol, max_iter, device, progress
-        Passed to :func:`sc_syncot.solvers.solve`.
+        Passed to :func:`sc_syncot.solvers.solve` (``progress``: a tqdm bar over the iterations).
     seed
         Seed of the subsampling and k-means steps.
     key_added
@@ -235,6 +235,10 @@ def fit(
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
     if not (np.isfinite(weight) and weight >= 0):
         raise ValueError(f"weight: expected a finite float >= 0, got {weight}")
+    if int(n_time) != n_time or n_time < 1:
+        raise ValueError(f"n_time: expected a positive integer (time steps per interval), got {n_time}")
+    if np.any(np.asarray(n_bins) < 2):
+        raise ValueError(f"n_bins: expected at least 2 grid cells per axis, got {n_bins}")
     cells = read_cells(data, time_key, primary, secondary, n_dims)
     grid = pp.primary_grid(cells.x, n_bins, n_time)
     delta = _auto_delta(cells.x) if isinstance(delta, str) and delta == "auto" else delta
