@@ -6,8 +6,8 @@ import argparse
 import sys
 
 EXAMPLES = """examples:
-  sc-syncot demo                       solve the built-in example, write figures to ./sc_syncot_demo
-  sc-syncot demo --out results --n 64  a finer grid, another folder
+  sc-syncot demo                       reconstruct a simulated RNA + ATAC time course into ./sc_syncot_demo
+  sc-syncot demo --out results --n-bins 48 --n-time 12   a finer grid, another folder
   sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi -o cells_syncot.h5ad
   sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi --coupling monge --weight 2
 """
@@ -102,14 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
-        help="run the built-in example and write its figures",
+        help="reconstruct a simulated RNA + ATAC time course and write results and figures",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--out", default="sc_syncot_demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--n", type=int, default=48, help="grid cells per space axis (default: %(default)s)")
-    demo.add_argument("--n-time", type=int, default=24, help="time steps (default: %(default)s)")
+    demo.add_argument("--n-cells", type=int, default=1500, help="simulated cells (default: %(default)s)")
+    demo.add_argument("--n-bins", type=int, default=32, help="grid cells per axis (default: %(default)s)")
+    demo.add_argument("--n-time", type=int, default=8, help="time steps per interval (default: %(default)s)")
     demo.add_argument("--weight", type=float, default=1.0, help="secondary weight lambda (default: %(default)s)")
+    demo.add_argument("--coupling", default="monge", choices=["kantorovich", "monge"])
     demo.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_run(sub)
@@ -125,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run_demo(
                 args.out,
-                n=args.n,
+                n_cells=args.n_cells,
+                n_bins=args.n_bins,
                 n_time=args.n_time,
                 weight=args.weight,
+                coupling=args.coupling,
                 device=args.device,
                 progress=not args.no_progress,
             )

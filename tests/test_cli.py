@@ -4,17 +4,26 @@ import sys
 from sc_syncot.cli import main
 
 
-def test_demo_writes_figure_and_summary(tmp_path, capsys):
+def test_demo_writes_results_figures_and_summary(tmp_path, capsys):
+    import anndata as ad
+
+    from sc_syncot.demo import FIGURES
+
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--n", "16", "--n-time", "8", "--no-progress"]) == 0
-    assert (out / "density_path.png").stat().st_size > 10_000
+    argv = ["demo", "--out", str(out), "--n-cells", "600", "--n-bins", "16", "--n-time", "4", "--no-progress"]
+    assert main(argv) == 0
+    for name in FIGURES:
+        assert (out / f"{name}.png").stat().st_size > 10_000
     summary = capsys.readouterr().out
-    assert "primary-only W2^2" in summary and "synchronized" in summary and str(out) in summary
+    assert "velocity median cosine" in summary and str(out / "demo.h5ad") in summary
+    adata = ad.read_h5ad(out / "demo.h5ad")
+    assert {"syncot_velocity", "syncot_velocity_secondary"} <= set(adata.obsm)
+    assert "syncot_trajectories" in adata.uns
 
 
 def test_demo_bad_grid_is_a_clear_error(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--n", "1", "--no-progress"]) == 2
-    assert "shape" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path), "--n-bins", "1", "--no-progress"]) == 2
+    assert "n_bins" in capsys.readouterr().err
 
 
 def test_console_script_help_shows_examples():
