@@ -5,11 +5,11 @@ Unbalanced synchronized optimal transport (UnSyncOT) on a staggered space-time g
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, pl, pp, solvers, tl
+from . import datasets, gaussian, pl, pp, solvers, tl
 
 try:
     __version__ = version("sc-syncot")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["datasets", "pl", "pp", "solvers", "tl", "__version__"]
+__all__ = ["datasets", "gaussian", "pl", "pp", "solvers", "tl", "__version__"]
