@@ -2,7 +2,8 @@
 
 from .evaluation import evaluate_heldout
 from .fates import pull, push
+from .gaussian_growth import gaussian_growth
 from .paths import interpolate, trajectories
 from .syncot import syncot
 
-__all__ = ["evaluate_heldout", "interpolate", "pull", "push", "syncot", "trajectories"]
+__all__ = ["evaluate_heldout", "gaussian_growth", "interpolate", "pull", "push", "syncot", "trajectories"]
