@@ -36,7 +36,7 @@ def _figures(adata, out: Path) -> list[Path]:
 
     draw = {
         "density_path": lambda: pl.density_path(adata, return_fig=True),
-        "velocity": lambda: pl.velocity(adata, color="branch", return_fig=True),
+        "velocity": lambda: pl.velocity(adata, color="branch", return_fig=True),  # every cell's own velocity
         "secondary_path": lambda: pl.secondary_path(adata, return_fig=True),
         "growth": lambda: pl.growth(adata, per_cell=True, return_fig=True),
         "fates": lambda: pl.fates(adata, ["syncot_pull_A", "syncot_pull_B"], return_fig=True),

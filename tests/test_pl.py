@@ -129,8 +129,10 @@ def test_velocity_streamlines_over_cells(monge):
     assert ax.get_title() == "velocity at t = 2"
     fig = pl.velocity(monge, color="syncot_growth", return_fig=True)
     assert len(fig.axes) == 2  # numeric colour: a colorbar
-    ax = pl.velocity(monge, show=False)  # by time
+    ax = pl.velocity(monge, show=False)  # by time; the cells' own velocities
     assert ax.collections[0].get_array().tolist() == monge.obs["time"].tolist()
+    assert ax.get_title() == "velocity of the cells"
+    assert any(isinstance(c, LineCollection) for c in ax.collections)
     assert (set(monge.obs), set(monge.obsm), set(monge.uns)) == before  # plots write nothing
 
 

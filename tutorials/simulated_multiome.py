@@ -77,7 +77,7 @@ assert np.median(cosine) > (0.5 if FAST else 0.7)
 
 # %%
 save(so.pl.density_path(adata, return_fig=True), "density_path")
-save(so.pl.velocity(adata, color="branch", time=1.0, return_fig=True), "velocity")
+save(so.pl.velocity(adata, color="branch", return_fig=True), "velocity")
 save(so.pl.secondary_path(adata, return_fig=True), "secondary_path")
 save(so.pl.growth(adata, per_cell=True, return_fig=True), "growth")
 

@@ -6,6 +6,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from scipy import ndimage
 
 from ._figure import finish, label_axes, panels, point_size, scatter_obs, scatter_values
 from ._result import Stored, at_centres, extent, stored, weighted_projection
@@ -13,6 +14,31 @@ from ._result import Stored, at_centres, extent, stored, weighted_projection
 
 def _time(st: Stored, time: float | None) -> float:
     return float(st.flow.time_points[0] if time is None else time)
+
+
+def _cells_field(st: Stored, key: str, min_density: float) -> tuple[np.ndarray, np.ndarray]:
+    """The cells' own velocities (all time points) averaged on the grid's first two axes, smoothed over a cell.
+
+    Shown where the smoothed cell count exceeds ``min_density`` of its maximum, as scvelo's stream plots do.
+    """
+    name = f"{key}_velocity"
+    if name not in st.obsm:
+        raise ValueError(f"key={key!r}: no .obsm[{name!r}] (run sc_syncot.tl.syncot)")
+    grid = st.flow.grid
+    lo = np.array([b[0] for b in grid.bounds[:2]])
+    idx = np.floor((st.x[:, :2] - lo) / np.array(grid.spacing[:2])).astype(int)
+    idx = np.clip(idx, 0, np.array(grid.shape[:2]) - 1)
+    vel = np.asarray(st.obsm[name], float)[:, :2]
+    count = np.zeros(grid.shape[:2])
+    np.add.at(count, tuple(idx.T), 1.0)
+    count = ndimage.gaussian_filter(count, 1.0)
+    sums = []
+    for i in range(2):
+        s = np.zeros(grid.shape[:2])
+        np.add.at(s, tuple(idx.T), vel[:, i])
+        sums.append(ndimage.gaussian_filter(s, 1.0))
+    field = np.stack(sums, axis=-1) / np.maximum(count, 1e-12)[..., None]
+    return field, count > min_density * count.max()
 
 
 def _plane(st: Stored, field: np.ndarray, t: float, min_density: float) -> tuple[np.ndarray, np.ndarray]:
@@ -40,9 +66,11 @@ def velocity(
     show: bool | None = None,
     return_fig: bool | None = None,
 ) -> Figure | Axes | None:
-    """Streamlines of the velocity field at one time, over the cells.
+    """Streamlines of the velocity, over the cells.
 
-    The field at an observed time point is the mean of the two time steps next to it, as for
+    By default the cells' own velocities (``.obsm[f"{key}_velocity"]``, every time point) averaged on the grid, as
+    in scvelo's stream plots. With ``time``, the solver's field at that time instead: the field at an observed
+    time point is the mean of the two time steps next to it, as for
     ``.obsm[f"{key}_velocity"]``; between time points it is interpolated. Streamlines are drawn where the density
     at that time exceeds ``min_density`` of its maximum. A 3-D grid shows its first two velocity components,
     averaged along the third axis with the density as weight. Needs a grid of 2 or 3 dimensions.
@@ -56,7 +84,7 @@ def velocity(
     key
         The result to plot.
     time
-        Time of the field (default: the first time point).
+        Time of the field; default ``None``: the cells' velocities, all time points.
     density
         Streamline density, as in :meth:`matplotlib.axes.Axes.streamplot`.
     min_density
@@ -77,8 +105,13 @@ def velocity(
         raise ValueError(f"key={key!r}: streamlines need a grid of 2 or 3 dimensions, the result has n_dims=1")
     if color is not None and color not in st.obs:
         raise ValueError(f"color={color!r}: not in .obs (columns: {list(st.obs.columns)})")
-    t = _time(st, time)
-    v, shown = _plane(st, at_centres(st.flow, st.flow.velocity, t), t, min_density)
+    if time is None:
+        v, shown = _cells_field(st, key, min_density)
+        title = "velocity of the cells"
+    else:
+        t = float(time)
+        v, shown = _plane(st, at_centres(st.flow, st.flow.velocity, t), t, min_density)
+        title = f"velocity at t = {t:.3g}"
     fig, axes = panels(1, ax)
     a = axes[0]
     size = size or point_size(len(st.x))
@@ -90,7 +123,7 @@ def velocity(
     u = np.ma.masked_where(~shown, v[..., 0]).T  # streamplot wants (y, x) arrays
     w = np.ma.masked_where(~shown, v[..., 1]).T
     a.streamplot(gx, gy, u, w, density=density, color="k", linewidth=0.8, arrowsize=0.9)
-    label_axes(a, st.labels(), f"velocity at t = {t:.3g}")
+    label_axes(a, st.labels(), title)
     return finish(fig, axes, show, return_fig)
 
 
