@@ -161,7 +161,10 @@ def evaluate_heldout(
         raise ValueError(f"heldout: expected an inner observed time point of {tp.tolist()}, got {heldout}")
     sub = data[every.names[every.time != heldout]].copy()
     params = _fit_params(time_key, primary, secondary, syncot_kwargs)
-    fits = {"syncot": fit(sub, **params), "primary_only": fit(sub, **(params | {"weight": 0.0}))}
+    fits = {"syncot": fit(sub, **params)}
+    # without a secondary the two fits are the same problem: solve it once
+    same = secondary is None or params["weight"] == 0
+    fits["primary_only"] = fits["syncot"] if same else fit(sub, **(params | {"weight": 0.0}))
     truth_mass = _true_mass(data, every, heldout, fits["syncot"])
     held = every.time == heldout
     rng = np.random.default_rng(seed)
