@@ -11,9 +11,11 @@ from sc_syncot.solvers import (
     resolve_device,
     solve,
 )
+from sc_syncot.solvers.kantorovich import KantorovichSecondary
 
 G = Grid([(0, 1), (0, 1)], (8, 8), 4)
 RHO = np.ones((8, 8))
+SUPPORT = np.random.default_rng(0).normal(size=(5, 10))
 
 
 @pytest.mark.parametrize(
@@ -35,6 +37,8 @@ RHO = np.ones((8, 8))
         ({"secondaries": [MongeSecondary(lambda x: x[:, 0])]}, "jacobian"),
         ({"secondaries": [MongeSecondary(np.ones((8, 8, 3, 2)), delta=0.3)]}, "unbalanced"),
         ({"secondaries": ["not a secondary"]}, "secondaries"),
+        ({"secondaries": [KantorovichSecondary(np.full((63, 5), 0.2), SUPPORT)]}, "kernel.*64 rows"),
+        ({"secondaries": [KantorovichSecondary(np.full((8, 5), 0.2), SUPPORT)]}, "kernel.*grid"),
         ({"metric": np.broadcast_to(np.diag([1.0, -1.0]), (8, 8, 2, 2))}, "metric.*positive definite"),
         ({"metric": np.broadcast_to([[1.0, 2.0], [0.0, 1.0]], (8, 8, 2, 2))}, "metric.*symmetric"),
         ({"metric": np.full((8, 8, 2, 2), np.nan)}, "metric.*finite"),

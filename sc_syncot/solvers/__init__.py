@@ -1,11 +1,12 @@
 """Solvers for (synchronized, unbalanced) dynamic optimal transport on grids; pure arrays, no AnnData.
 
 The stages follow geometry -> problem -> solver -> output: :class:`Grid` -> :class:`SyncOTProblem` (with
-:class:`MongeSecondary` terms) -> :func:`solve` -> :class:`SyncOTResult`.
+:class:`MongeSecondary` and :class:`KantorovichSecondary` terms) -> :func:`solve` -> :class:`SyncOTResult`.
 """
 
 from .chambolle_pock import PrimalDualState, chambolle_pock
 from .grid import Grid
+from .kantorovich import KantorovichSecondary
 from .problem import MongeSecondary, SyncOTProblem, jacobian_of_map
 from .projection import BalanceProjector
 from .prox import action_density, prox_action
@@ -16,6 +17,7 @@ from .staggered import Staggered, divergence, interpolate, interpolate_adjoint
 __all__ = [
     "BalanceProjector",
     "Grid",
+    "KantorovichSecondary",
     "MongeSecondary",
     "PrimalDualState",
     "Staggered",

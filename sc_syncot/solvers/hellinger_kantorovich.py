@@ -53,13 +53,26 @@ class HKResult:
     error: float
 
 
+# Rows (problems) per chunk: no (T, n, m) array for all rows at once, only (chunk, n, m) with chunk * n * m
+# at most this many entries.
+CHUNK_ELEMENTS = 2**22
+
+
+def _chunks(rows: int, n: int, m: int):
+    step = max(1, CHUNK_ELEMENTS // max(n * m, 1))
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
 def _softmin(cost: torch.Tensor, log_w: torch.Tensor, pot: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
-    """``-eps LSE_j(log w_j + (pot_j - c_ij) / eps)`` over ``dim`` of the ``(T, n, m)`` array."""
-    if dim == 2:  # reduce over the second measure's points
-        z = (pot.unsqueeze(1) - cost.unsqueeze(0)) / eps + log_w.unsqueeze(1)
-    else:
-        z = (pot.unsqueeze(2) - cost.unsqueeze(0)) / eps + log_w.unsqueeze(2)
-    return -eps * torch.logsumexp(z, dim=dim)
+    """``-eps LSE_j(log w_j + (pot_j - c_ij) / eps)`` over ``dim`` of the ``(T, n, m)`` array, by chunks of rows."""
+    out = []
+    for rows in _chunks(pot.shape[0], *cost.shape):
+        if dim == 2:  # reduce over the second measure's points
+            z = (pot[rows].unsqueeze(1) - cost.unsqueeze(0)) / eps + log_w[rows].unsqueeze(1)
+        else:
+            z = (pot[rows].unsqueeze(2) - cost.unsqueeze(0)) / eps + log_w[rows].unsqueeze(2)
+        out.append(-eps * torch.logsumexp(z, dim=dim))
+    return torch.cat(out)
 
 
 def entropic_hk2(
@@ -116,14 +129,25 @@ def entropic_hk2(
     else:
         f, g = warm[0].clone(), warm[1].clone()
     f, g, n_iter, error = _sweeps(cost, log_a, log_b, f, g, eps, tol, max_iter)
-    log_plan = (f.unsqueeze(2) + g.unsqueeze(1) - cost.unsqueeze(0)) / eps + log_a.unsqueeze(2) + log_b.unsqueeze(1)
-    plan = torch.exp(log_plan)
-    value = _primal(plan, cost, a, b, eps)
+    value = torch.cat(
+        [_chunk_value(cost, log_a[r], log_b[r], f[r], g[r], a[r], b[r], eps) for r in _chunks(*_plan_shape(a, b))]
+    )
     mass_a, mass_b = a.sum(1, keepdim=True), b.sum(1, keepdim=True)
     grad_a = 1.0 + eps * mass_b - (1.0 + eps) * torch.exp(-f)
     grad_b = 1.0 + eps * mass_a - (1.0 + eps) * torch.exp(-g)
     four = 4.0 * delta**2
     return HKResult(four * value, four * grad_a, four * grad_b, f, g, n_iter, error < tol, error)
+
+
+def _plan_shape(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int]:
+    """``(T, n, m)``: the shape of a batch of plans."""
+    return a.shape[0], a.shape[1], b.shape[1]
+
+
+def _chunk_value(cost, log_a, log_b, f, g, a, b, eps) -> torch.Tensor:
+    """Primal objective of a chunk of rows, from the potentials."""
+    log_plan = (f.unsqueeze(2) + g.unsqueeze(1) - cost.unsqueeze(0)) / eps + log_a.unsqueeze(2) + log_b.unsqueeze(1)
+    return _primal(torch.exp(log_plan), cost, a, b, eps)
 
 
 def _sweeps(cost, log_a, log_b, f, g, eps, tol, max_iter):

@@ -4,9 +4,10 @@ The induced curve is ``rho_Y(t) = K^T rho(t)`` and its action is discretized on 
 
     A_Y(rho) = sum_{k=0}^{Nt-1} HK_{delta_Y}^2(K^T rho_k, K^T rho_{k+1}) / dt,
 
-with entropic smoothing (:mod:`.hellinger_kantorovich`). This module defines the secondary and evaluates
-``A_Y`` and its gradient in the densities; the three-term primal-dual solver that uses them (PD3O) is not wired
-into :func:`~sc_syncot.solvers.solve` yet.
+with entropic smoothing. This module defines the secondary and evaluates ``A_Y`` and its gradient in the densities
+with the reference ``a (x) b`` of :mod:`.hellinger_kantorovich` (a check of the building blocks on small problems);
+:func:`~sc_syncot.solvers.solve` uses the fixed reference of :mod:`.scaling`, which keeps the smoothed action
+jointly convex in the marginals, through :mod:`.kantorovich_solver`.
 """
 
 from __future__ import annotations
@@ -70,9 +71,13 @@ class KantorovichSecondary:
     weight
         ``lambda >= 0``.
     delta
-        ``None``: balanced W2 secondary (SyncOT); a float: Hellinger-Kantorovich secondary with that length scale.
+        ``None``: balanced W2 secondary (SyncOT) on a balanced problem, and the problem's ``delta`` on an unbalanced
+        one (see :class:`~sc_syncot.solvers.SyncOTProblem`); a float: Hellinger-Kantorovich secondary with that
+        length scale.
     epsilon
-        Entropic smoothing of the static problems, in cost units; default :func:`default_epsilon`.
+        Entropic smoothing of the static problems, in cost units; default :func:`default_epsilon`. The smoothed
+        action's bias adds up over the time steps, about ``Nt^2 eps`` times the mass (and ``4 delta^2`` for HK):
+        keep ``epsilon`` well below ``dt^2`` times the typical cost when the value matters.
     """
 
     kernel: np.ndarray | sp.spmatrix

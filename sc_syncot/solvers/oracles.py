@@ -71,3 +71,62 @@ ORACLES = {
     "pure_growth": pure_growth,
     "two_bumps": two_bumps,
 }
+
+
+def smooth_embedding(points: np.ndarray, dim: int = 10) -> np.ndarray:
+    """A smooth injective image of ``[0, 1]^d`` points in ``R^dim``: the coordinates, then sines and cosines."""
+    pts = np.asarray(points, dtype=float)
+    cols = [pts[:, i] for i in range(pts.shape[1])]
+    k = 1
+    while len(cols) < dim:
+        for i in range(pts.shape[1]):
+            cols.append(0.3 * np.sin(np.pi * k * pts[:, i] + 0.5 * pts[:, (i + 1) % pts.shape[1]]) / k)
+            cols.append(0.3 * np.cos(np.pi * k * pts[:, i]) / k)
+        k += 1
+    return np.stack(cols[:dim], axis=1)
+
+
+def knn_kernel(sources: np.ndarray, support: np.ndarray, k: int = 8, bandwidth: float | None = None):
+    """Sparse row-stochastic kernel: each source spreads over its ``k`` nearest support points, Gaussian weights.
+
+    The bandwidth is the median distance to the ``k``-th neighbour unless given.
+    """
+    import scipy.sparse as sp
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(support).query(sources, k=k)
+    dist, idx = dist.reshape(len(sources), -1), idx.reshape(len(sources), -1)
+    h = float(np.median(dist[:, -1])) if bandwidth is None else bandwidth
+    w = np.exp(-0.5 * (dist / max(h, 1e-12)) ** 2)
+    w /= w.sum(1, keepdims=True)
+    rows = np.repeat(np.arange(len(sources)), idx.shape[1])
+    return sp.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(len(sources), len(support)))
+
+
+def embedded_secondary(
+    n: int = 64,
+    n_time: int = 32,
+    n_support: int = 1000,
+    dim: int = 10,
+    weight: float = 1.0,
+    delta: float | None = 0.3,
+    epsilon: float | None = None,
+    seed: int = 0,
+) -> SyncOTProblem:
+    """Two Gaussians on the unit square synchronized with a Kantorovich secondary in ``R^dim``.
+
+    The support points are random points of the smooth image of the square (:func:`smooth_embedding`), the
+    kernel is :func:`knn_kernel` from the cells' images. Unbalanced (masses 1 and 1.5, growth scale ``delta``)
+    unless ``delta`` is ``None`` (the balanced Gaussians of oracle 1).
+    """
+    from .kantorovich import KantorovichSecondary
+
+    grid = Grid(UNIT_BOX, (n, n), n_time)
+    rng = np.random.default_rng(seed)
+    cells = smooth_embedding(grid.points().reshape(-1, 2), dim)
+    support = smooth_embedding(rng.random((n_support, 2)), dim)
+    kernel = knn_kernel(cells, support)
+    sec = KantorovichSecondary(kernel, support, weight=weight, delta=delta, epsilon=epsilon)
+    rho0 = gaussian_density(grid, MEAN0, COV0)
+    rho1 = gaussian_density(grid, MEAN1, COV1, mass=1.0 if delta is None else 1.5)
+    return SyncOTProblem(grid, rho0, rho1, delta=delta, secondaries=[sec])

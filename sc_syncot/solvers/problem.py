@@ -8,11 +8,12 @@ problem is solved.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .grid import Grid
+from .kantorovich import KantorovichSecondary
 
 MapLike = Callable[[np.ndarray], np.ndarray]
 
@@ -126,7 +127,12 @@ class SyncOTProblem:
     delta
         Growth length scale ``delta_X``, or ``None`` for balanced transport.
     secondaries
-        :class:`MongeSecondary` terms; several add up.
+        :class:`MongeSecondary` and :class:`~sc_syncot.solvers.kantorovich.KantorovichSecondary` terms, mixed
+        freely; several add up. Monge terms fold into ``G`` and ``alpha``; each Kantorovich term adds
+        ``lambda sum_k HK^2(K^T rho_k, K^T rho_{k+1}) / dt`` (math.md section 2). A Kantorovich secondary with
+        ``delta=None`` on an unbalanced problem takes the problem's ``delta`` (Hellinger-Kantorovich, as
+        :class:`MongeSecondary` does): the balanced W2 secondary needs equal masses at consecutive time nodes, which
+        growth breaks. On a balanced problem it is the balanced W2 secondary.
     metric
         Optional primary metric field ``M(x)``, ``(*shape, d, d)``, symmetric positive definite everywhere.
 
@@ -141,7 +147,7 @@ class SyncOTProblem:
     rho0: np.ndarray
     rho1: np.ndarray
     delta: float | None = None
-    secondaries: Sequence[MongeSecondary] = ()
+    secondaries: Sequence[MongeSecondary | KantorovichSecondary] = ()
     metric: np.ndarray | None = None
     _jacobians: tuple = field(init=False, repr=False, compare=False)
 
@@ -162,13 +168,8 @@ class SyncOTProblem:
                 f"rho0, rho1: balanced transport (delta=None) needs equal masses, got {m0} and {m1}; "
                 "normalize the densities or pass delta for unbalanced transport"
             )
-        secondaries = tuple(self.secondaries)
-        for s in secondaries:
-            if not isinstance(s, MongeSecondary):
-                raise ValueError(f"secondaries: expected MongeSecondary entries, got {type(s).__name__}")
-            if delta is None and s.delta is not None:
-                raise ValueError("secondaries: a secondary delta needs an unbalanced problem (set delta)")
-        jacobians = tuple(s.jacobian_on(grid, rho0.shape[0]) for s in secondaries)
+        secondaries = tuple(self._secondary(s, delta) for s in self.secondaries)
+        jacobians = tuple(s.jacobian_on(grid, rho0.shape[0]) for s in secondaries if isinstance(s, MongeSecondary))
         metric = self.metric
         if metric is not None:
             metric = _finite_array(metric, "metric")
@@ -184,6 +185,26 @@ class SyncOTProblem:
         object.__setattr__(self, "secondaries", secondaries)
         object.__setattr__(self, "metric", metric)
         object.__setattr__(self, "_jacobians", jacobians)
+
+    def _secondary(self, s, delta: float | None):
+        """Validate one secondary against the problem; resolve a Kantorovich ``delta=None`` (see the class)."""
+        if isinstance(s, MongeSecondary):
+            if delta is None and s.delta is not None:
+                raise ValueError("secondaries: a secondary delta needs an unbalanced problem (set delta)")
+            return s
+        if not isinstance(s, KantorovichSecondary):
+            raise ValueError(
+                f"secondaries: expected MongeSecondary or KantorovichSecondary entries, got {type(s).__name__}"
+            )
+        n_cells = self.grid.n_cells
+        if s.kernel.shape[0] != n_cells:
+            raise ValueError(
+                f"kernel: expected {n_cells} rows, one per grid cell (grid shape {self.grid.shape}), "
+                f"got {s.kernel.shape[0]}"
+            )
+        if s.delta is None and delta is not None:
+            return replace(s, delta=delta)
+        return s
 
     def _density(self, rho, name: str) -> np.ndarray:
         rho = _finite_array(rho, name)
@@ -207,15 +228,26 @@ class SyncOTProblem:
         return self.delta is None
 
     @property
+    def monge_secondaries(self) -> tuple[tuple[int, MongeSecondary], ...]:
+        """``(index, secondary)`` of the Monge secondaries (index in :attr:`secondaries`)."""
+        return tuple((k, s) for k, s in enumerate(self.secondaries) if isinstance(s, MongeSecondary))
+
+    @property
+    def kantorovich_secondaries(self) -> tuple[tuple[int, KantorovichSecondary], ...]:
+        """``(index, secondary)`` of the Kantorovich secondaries (index in :attr:`secondaries`)."""
+        return tuple((k, s) for k, s in enumerate(self.secondaries) if isinstance(s, KantorovichSecondary))
+
+    @property
     def alpha(self) -> float | None:
         """Weight ``alpha`` of ``zeta^2 / rho`` in the folded action (``None`` when balanced)."""
         if self.delta is None:
             return None
-        deltas = [self.delta if s.delta is None else s.delta for s in self.secondaries]
-        return self.delta**2 + sum(s.weight * dy**2 for s, dy in zip(self.secondaries, deltas, strict=True))
+        monge = [s for _, s in self.monge_secondaries]
+        deltas = [self.delta if s.delta is None else s.delta for s in monge]
+        return self.delta**2 + sum(s.weight * dy**2 for s, dy in zip(monge, deltas, strict=True))
 
     def jacobians(self) -> tuple[np.ndarray, ...]:
-        """Each secondary's ``J`` as ``(B or 1, *shape, dY, d)``."""
+        """Each Monge secondary's ``J`` as ``(B or 1, *shape, dY, d)``."""
         return self._jacobians
 
     def metric_field(self) -> np.ndarray:
@@ -223,7 +255,7 @@ class SyncOTProblem:
         d = self.grid.ndim
         base = np.broadcast_to(np.eye(d), (*self.grid.shape, d, d)) if self.metric is None else self.metric
         g = base[None].copy()
-        for s, jac in zip(self.secondaries, self._jacobians, strict=True):
+        for (_, s), jac in zip(self.monge_secondaries, self._jacobians, strict=True):
             g = g + s.weight * np.einsum("...ki,...kj->...ij", jac, jac)
         return g
 

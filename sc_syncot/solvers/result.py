@@ -34,11 +34,21 @@ class SyncOTResult:
         Total objective (squared distance for a single space).
     costs
         ``primary_transport``, ``primary_growth``, one entry per secondary (``secondary_0``, ... or the
-        secondary's name) and ``total``.
+        secondary's name) and ``total``. A Kantorovich secondary's entry is ``lambda sum_k C_k / dt`` with ``C_k``
+        the transport and Hellinger cost of the entropic plan between the induced masses of consecutive time
+        nodes, without its entropy term (an upper bound of the exact ``HK^2`` that converges to it as ``epsilon``
+        falls).
     converged, n_iter, history
         Convergence flag, iterations run and the per-check history (residuals, objective, steps).
     secondary_velocity
         For each Monge secondary, the induced velocity ``J v``, ``(n_time, *shape, dY)``.
+    secondary_density
+        For each Kantorovich secondary, the induced masses ``K^T rho_k |cell|`` on its support points at every time
+        node, ``(n_time + 1, n_support)``.
+    entropic_costs
+        For each Kantorovich secondary (by name), the smoothed cost that the solver minimizes,
+        ``lambda sum_k HK_eps^2 / dt`` with the entropy term; it decreases as the secondary's weight grows, while the
+        entry in ``costs`` (the same plans without their entropy) need not.
     momentum_staggered, source_staggered
         The raw staggered unknowns, which satisfy the discrete balance equation to rounding.
     """
@@ -56,6 +66,8 @@ class SyncOTResult:
     n_iter: int
     history: dict[str, list[float]]
     secondary_velocity: list[np.ndarray] = field(default_factory=list)
+    secondary_density: list[np.ndarray] = field(default_factory=list)
+    entropic_costs: dict[str, float | np.ndarray] = field(default_factory=dict)
     momentum_staggered: list[np.ndarray] = field(default_factory=list, repr=False)
     support_threshold: float = 1e-4
     device: str = "cpu"

@@ -131,6 +131,10 @@ def solve(
     adaptive: bool = True,
     relaxation: float = 1.8,
     support_threshold: float = 1e-4,
+    method: str = "chambolle_pock",
+    sinkhorn_sweeps: int = 1,
+    sinkhorn_tol: float = 1e-8,
+    sinkhorn_max_iter: int = 5000,
 ) -> SyncOTResult:
     r"""Solve a (batch of) synchronized unbalanced dynamic transport problem(s) with Chambolle-Pock.
 
@@ -139,7 +143,9 @@ def solve(
         \min_{\rho, m, \zeta} \int_0^1 \int_\Omega \frac{m^\top G(x) m + \alpha \zeta^2}{\rho} \, dx\, dt
         \quad \text{s.t.} \quad \partial_t \rho + \nabla\cdot m = \zeta,\ \rho(0) = \rho_0,\ \rho(1) = \rho_1,
 
-    on the staggered grid of Papadakis, Peyre & Oudet (math.md section 3).
+    on the staggered grid of Papadakis, Peyre & Oudet (math.md section 3). Kantorovich secondaries add
+    :math:`\lambda \sum_k HK^2(K^\top\rho_k, K^\top\rho_{k+1}) / \Delta t` (entropic, math.md section 2); see
+    :mod:`~sc_syncot.solvers.kantorovich_solver` for how they enter the iteration.
 
     Parameters
     ----------
@@ -166,6 +172,16 @@ def solve(
         Over-relaxation of the primal-dual step, in ``[1, 2)``.
     support_threshold
         Velocity and growth are set to zero where the density is below this fraction of its maximum.
+    method
+        Splitting used when there are Kantorovich secondaries: ``"chambolle_pock"`` (their proximal maps, the
+        default), ``"pd3o"`` or ``"condat_vu"`` (their gradients, for comparison). Problems without Kantorovich
+        secondaries always use Chambolle-Pock.
+    sinkhorn_sweeps
+        Warm-started Sinkhorn sweeps per iteration for each Kantorovich secondary's proximal map.
+    sinkhorn_tol, sinkhorn_max_iter
+        Tolerance (change of the potentials, in cost units) and sweep cap of the Sinkhorn solves that give the
+        reported secondary costs (and of each gradient with ``pd3o`` / ``condat_vu``). A solve that stops at the
+        cap is reported in ``history["final_sinkhorn_error"]`` and by a ``RuntimeWarning``.
 
     Returns
     -------
@@ -191,9 +207,23 @@ def solve(
 
     x0 = _initial_point(grid, rho0, rho1, zeta_scale)
     projector.project_(x0)
-    y0 = torch.zeros_like(interpolate(x0))
     if step_ratio is None:
         step_ratio = default_step_ratio(problem)
+    if problem.kantorovich_secondaries:
+        from .kantorovich_solver import run_kantorovich  # noqa: PLC0415 (it builds on this module)
+
+        ops, state, v, reports = run_kantorovich(
+            problem, projector, d, weights, rotation, cell_weight, x0, scale, opts,
+            method=method, step_ratio=step_ratio, tol=tol, max_iter=max_iter, check_every=check_every,
+            adaptive=adaptive, relaxation=relaxation, progress=progress, sinkhorn_sweeps=sinkhorn_sweeps,
+            sinkhorn_tol=sinkhorn_tol, sinkhorn_max_iter=sinkhorn_max_iter,
+        )  # fmt: skip
+        state.v = v
+        return _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports)
+    if method not in ("chambolle_pock", "pd3o", "condat_vu"):
+        raise ValueError(f"method: expected 'chambolle_pock', 'pd3o' or 'condat_vu', got {method!r}")
+    ops = TransportOperators(projector, d, weights, rotation, cell_weight)
+    y0 = torch.zeros_like(interpolate(x0))
     tau = math.sqrt(0.99 * step_ratio)
     state = PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau)
     state = chambolle_pock(
@@ -209,7 +239,7 @@ def solve(
     return _result(problem, ops, state, scale, zeta_scale, support_threshold, dev)
 
 
-def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev) -> SyncOTResult:
+def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports=()) -> SyncOTResult:
     grid = problem.grid
     d = grid.ndim
     x = Staggered.from_tensors(state.x, d)
@@ -225,7 +255,7 @@ def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev) -> S
     source = torch.zeros_like(x.rho[:, 1:]) if x.zeta is None else x.zeta * s / zeta_scale
     growth = torch.zeros_like(rho_v) if x.zeta is None else torch.where(support, v[d + 1] / safe / zeta_scale, 0.0)
 
-    costs = _costs(problem, ops, v, zeta_scale)
+    costs = _costs(problem, ops, v, zeta_scale, reports)
     secondary_velocity = []
     for jac in problem.jacobians():
         jt = torch.as_tensor(jac, dtype=v.dtype, device=v.device).unsqueeze(1)  # (B|1, 1, *S, dY, d)
@@ -254,14 +284,22 @@ def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev) -> S
         n_iter=state.n_iter,
         history=state.history,
         secondary_velocity=[host(w) for w in secondary_velocity],
+        secondary_density=[host(rep["masses"]) for _, _, rep in reports],
+        entropic_costs={
+            name: (float(rep["entropic_cost"][0]) if single else rep["entropic_cost"].detach().cpu().numpy())
+            for _, name, rep in reports
+        },
         momentum_staggered=[host(mi * s) for mi in x.m],
         support_threshold=support_threshold,
         device=str(dev),
     )
 
 
-def _costs(problem, ops, v, zeta_scale) -> dict[str, np.ndarray]:
-    """Split the action at the prox point ``v`` into the primary and secondary terms, per problem."""
+def _costs(problem, ops, v, zeta_scale, reports=()) -> dict[str, np.ndarray]:
+    """Split the action at the prox point ``v`` into the primary and secondary terms, per problem.
+
+    ``reports`` are the Kantorovich secondaries' ``(index, name, report)`` (see :mod:`.kantorovich_solver`).
+    """
     d = problem.grid.ndim
     rho = v[0]
     inv = torch.where(rho > 0, 1.0 / torch.where(rho > 0, rho, 1.0), 0.0)
@@ -284,13 +322,17 @@ def _costs(problem, ops, v, zeta_scale) -> dict[str, np.ndarray]:
         out["primary_growth"] = total(problem.delta**2 * zeta2)
     else:
         out["primary_growth"] = torch.zeros_like(out["primary_transport"])
-    for k, (sec, jac) in enumerate(zip(problem.secondaries, problem.jacobians(), strict=True)):
+    terms = {}
+    for (k, sec), jac in zip(problem.monge_secondaries, problem.jacobians(), strict=True):
         jt = torch.as_tensor(jac, **opts).unsqueeze(1)  # (B|1, 1, *S, dY, d)
         jm = torch.einsum("...ki,i...->...k", jt, m).square().sum(-1)
         term = jm
         if zeta2 is not None:
             delta_y = problem.delta if sec.delta is None else sec.delta
             term = term + delta_y**2 * zeta2
-        out[sec.name or f"secondary_{k}"] = sec.weight * total(term)
+        terms[k] = (sec.name or f"secondary_{k}", sec.weight * total(term))
+    for k, name, rep in reports:
+        terms[k] = (name, rep["cost"])
+    out.update(dict(terms[k] for k in sorted(terms)))
     out["total"] = sum(out.values())
     return {k: val.detach().cpu().numpy() for k, val in out.items()}

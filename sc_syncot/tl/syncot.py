@@ -344,9 +344,11 @@ def _summary(result: SyncOTResult, grid: Grid, tp, rel_mass, cpl: Coupling, para
         "convergence": conv,
         "coupling": {k: v for k, v in cpl.info.items()},
     }
-    sec_density = getattr(result, "secondary_density", None)
-    if sec_density:
-        out["coupling"]["secondary_density"] = np.asarray(sec_density[0], np.float32)
+    if result.secondary_density:  # Kantorovich: induced masses on the support, (intervals, nodes, n_support)
+        induced = np.asarray(result.secondary_density[0], np.float32)
+        out["coupling"]["secondary_density"] = induced if induced.ndim == 3 else induced[None]
+        smoothed = np.asarray(result.entropic_costs["secondary"], float) / durations
+        out["coupling"]["entropic_cost"] = smoothed
     return out
 
 

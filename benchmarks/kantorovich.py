@@ -1,0 +1,130 @@
+"""Speed and memory of the Kantorovich-secondary solver at 64^2 x 32 (issue 3).
+
+    python benchmarks/kantorovich.py                       # 200, 1000, 5000 support points, Chambolle-Pock
+    python benchmarks/kantorovich.py --support 200 --methods chambolle_pock,pd3o,condat_vu --max-iter 2000
+    python benchmarks/kantorovich.py --grid 32 --n-time 16  # a smaller grid
+
+The problem is :func:`sc_syncot.solvers.oracles.embedded_secondary`: two Gaussians (masses 1 and 1.5, delta 0.3)
+on the unit square, a 10-dimensional secondary whose support points are random points of a smooth image of the
+square, and a sparse row-stochastic kernel (Gaussian weights over the 8 nearest support points of each cell's
+image). Each row is one solve in a fresh process: iterations, seconds, the split of the time between the Sinkhorn
+sweeps (proximal maps of the secondary and the final cost evaluation), the proximal map of the primary action and
+the projection onto the balance equation, and the peak resident memory of the solve (VmHWM of /proc/self/status,
+reset before the solve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+
+
+def _rss_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def _timed(owner, name: str, bucket: str, clock: dict) -> None:
+    """Wrap ``owner.name`` so that its wall time adds to ``clock[bucket]``."""
+    inner = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            clock[bucket] += time.perf_counter() - start
+
+    setattr(owner, name, wrapper)
+
+
+def _run_case(args) -> dict:
+    n, n_time, n_support, method, max_iter, sweeps, sinkhorn_max_iter = args
+    import importlib
+
+    import torch
+
+    from sc_syncot.solvers import projection, scaling, solve
+    from sc_syncot.solvers.oracles import embedded_secondary
+
+    solve_module = importlib.import_module("sc_syncot.solvers.solve")
+
+    clock = {"sinkhorn": 0.0, "prox": 0.0, "projection": 0.0}
+    _timed(scaling.EntropicSupport, "sweeps", "sinkhorn", clock)
+    _timed(solve_module, "prox_action", "prox", clock)
+    _timed(projection.BalanceProjector, "project_", "projection", clock)
+    problem = embedded_secondary(n, n_time, n_support)
+    eps = problem.secondaries[0].effective_epsilon
+    _reset_peak_rss()
+    base = _rss_mib("VmRSS")
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = solve(
+            problem, method=method, max_iter=max_iter, sinkhorn_sweeps=sweeps, sinkhorn_max_iter=sinkhorn_max_iter
+        )
+    seconds = time.perf_counter() - start
+    return {
+        "support": n_support,
+        "method": method,
+        "iters": res.n_iter,
+        "converged": res.converged,
+        "seconds": seconds,
+        "ms/iter": 1e3 * seconds / res.n_iter,
+        "sinkhorn s": clock["sinkhorn"],
+        "prox s": clock["prox"],
+        "proj s": clock["projection"],
+        "peak MiB": _rss_mib("VmHWM") - base,
+        "cost": res.cost,
+        "secondary": res.costs["secondary_0"],
+        "epsilon": eps,
+        "threads": torch.get_num_threads(),
+        "warnings": len(caught),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", type=int, default=64)
+    parser.add_argument("--n-time", type=int, default=32)
+    parser.add_argument("--support", default="200,1000,5000")
+    parser.add_argument("--methods", default="chambolle_pock")
+    parser.add_argument("--max-iter", type=int, default=5000)
+    parser.add_argument("--sinkhorn-sweeps", type=int, default=1)
+    parser.add_argument("--sinkhorn-max-iter", type=int, default=5000, help="sweep cap of the final cost evaluation")
+    args = parser.parse_args()
+    header = ["support", "method", "iters", "converged", "seconds", "ms/iter", "sinkhorn s", "prox s", "proj s"]
+    header += ["peak MiB", "cost", "secondary", "epsilon", "threads", "warnings"]
+    print(f"grid {args.grid}^2 x {args.n_time}, 10-D secondary, sinkhorn sweeps per iteration {args.sinkhorn_sweeps}")
+    print(" | ".join(f"{h:>14s}" for h in header), flush=True)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+    for n_support in (int(s) for s in args.support.split(",")):
+        for method in args.methods.split(","):
+            task = (
+                args.grid,
+                args.n_time,
+                n_support,
+                method,
+                args.max_iter,
+                args.sinkhorn_sweeps,
+                args.sinkhorn_max_iter,
+            )
+            row = pool.submit(_run_case, task).result()
+            cells = [f"{row[h]:14.4g}" if isinstance(row[h], float) else f"{row[h]!s:>14s}" for h in header]
+            print(" | ".join(cells), flush=True)
+    pool.shutdown()
+
+
+if __name__ == "__main__":
+    main()

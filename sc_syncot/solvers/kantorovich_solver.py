@@ -1,0 +1,378 @@
+"""Kantorovich secondaries inside the primal-dual iteration (math.md sections 2-3).
+
+In the solver's units (densities scaled to unit mean, objective divided by ``scale dt |cell|``, see
+:mod:`.solve`) the problem with Kantorovich secondaries is
+
+    min_U  sum_cells f(I U) + i_C(U) + sum_s w_s sum_k D_s(a_k, b_k),   (a_k, b_k) = mu (K_s^T rho_k, K_s^T rho_{k+1}),
+
+with ``mu = scale |cell|`` (so that ``a_k`` are the induced masses), ``w_s = lambda_s / (mu dt^2)`` and ``D_s``
+the entropic ``HK^2`` (or ``W2^2``) of :mod:`.scaling`.
+
+Three splittings are available (``solve(..., method=...)``):
+
+- ``"chambolle_pock"`` (default): each secondary is one more dual block, ``B_s U = (a_k, b_k)_k / beta_s``, so that
+  ``D_s`` enters only through its proximal map in the marginals (Moreau's identity gives the dual step). That map
+  is one generalized Sinkhorn problem (:meth:`.EntropicSupport.prox_update`), warm-started from the previous
+  iteration and run for a few sweeps per iteration. No step restriction comes from the curvature of ``D_s``.
+- ``"pd3o"`` (Yan) and ``"condat_vu"``: ``D_s`` as the smooth term, with its gradient from the dual potentials
+  (envelope theorem). Their step must stay below ``2 / L`` (PD3O) or ``2 / L`` minus the dual part (Condat-Vu),
+  where ``L`` is the Lipschitz constant of the gradient. The time-discretized HK action is stiff: its curvature in
+  ``rho_k`` grows like ``lambda delta^2 / (dt^2 mu a)`` where the induced mass ``a`` is small, so these steps are
+  far smaller than the Chambolle-Pock steps and the iterations far more numerous; they are kept for comparison.
+
+``beta_s = mu sqrt(2) ||K_s||`` normalizes each block (an interior ``rho_k`` enters two pairs), so that
+``||[I; B_1; ...]||^2 <= 1 + n_blocks`` gives the step condition ``sigma tau (1 + n_blocks) < 1``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from .chambolle_pock import PrimalDualState, _norm, chambolle_pock
+from .kantorovich import KantorovichSecondary
+from .pd3o import condat_vu, pd3o
+from .scaling import MASS_FLOOR, EntropicSupport, ScalingState
+from .solve import TransportOperators
+from .staggered import Staggered, interpolate
+
+METHODS = ("chambolle_pock", "pd3o", "condat_vu")
+# ||B_s|| after normalization: the dual steps of the blocks are sigma BLOCK_NORM^2 / ||B_s||^2 in their own units
+BLOCK_NORM = 1.0
+
+
+def kernel_norm(kernel: torch.Tensor, n_iter: int = 50) -> float:
+    """``||K||_2`` by power iteration on ``K^T K`` (an upper estimate: the iterate's Rayleigh quotient, +1%)."""
+    x = torch.ones(kernel.shape[1], 1, dtype=kernel.dtype, device=kernel.device)
+    val = 0.0
+    for _ in range(n_iter):
+        y = _mm(kernel.t(), _mm(kernel, x))
+        val = float(torch.linalg.vector_norm(y))
+        x = y / max(val, 1e-300)
+    return 1.01 * math.sqrt(val)
+
+
+def _mm(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.sparse.mm(matrix, x) if matrix.is_sparse else matrix @ x
+
+
+class SecondaryBlock:
+    """One Kantorovich secondary: its linear map, its proximal map and its gradient, on a batch of paths.
+
+    Parameters
+    ----------
+    secondary
+        The secondary.
+    grid
+        The problem's grid.
+    scale
+        ``(B,)`` density scale of each problem (see :mod:`.solve`).
+    mean_mass
+        ``(B,)`` mean of the endpoint masses: the reference measure of the entropic term is this mass spread
+        uniformly over the support.
+    opts
+        Torch dtype and device.
+    """
+
+    def __init__(self, secondary: KantorovichSecondary, grid, scale: np.ndarray, mean_mass: np.ndarray, opts: dict):
+        self.secondary = secondary
+        self.kernel = secondary.kernel_tensor(**opts)  # (n_cells, n)
+        self.kernel_t = self.kernel.t().coalesce() if self.kernel.is_sparse else self.kernel.t()
+        support = torch.as_tensor(secondary.support, **opts)
+        self.engine = EntropicSupport(support, secondary.delta, secondary.effective_epsilon)
+        self.n_time = grid.n_time
+        self.n = support.shape[0]
+        batch = len(scale)
+        dt = grid.dt
+        self.mu = torch.as_tensor(scale * grid.cell_volume, **opts)  # (B,)
+        self.w = secondary.weight / (self.mu * dt**2)  # (B,)
+        self.beta = self.mu * math.sqrt(2.0) * kernel_norm(self.kernel) / BLOCK_NORM  # (B,)
+        log_r = torch.as_tensor(np.log(mean_mass / self.n), **opts)
+        self.log_r = log_r.repeat_interleave(self.n_time).reshape(-1, 1)  # one row per (problem, step)
+        rows = batch * self.n_time
+        zeros = torch.zeros(rows, self.n, **opts)
+        self.state = ScalingState(zeros, zeros.clone(), zeros.clone(), zeros.clone())
+        self.sweeps_per_call = 1
+        self.smooth_tol = 1e-9
+        self.smooth_max = 50
+
+    # -- the linear map ------------------------------------------------------------------------------------------
+
+    def masses(self, rho: torch.Tensor) -> torch.Tensor:
+        """Induced masses ``mu K^T rho_k``, ``(B, Nt + 1, n)``, from densities ``(B, Nt + 1, *S)``."""
+        flat = rho.reshape(-1, self.kernel.shape[0])
+        out = _mm(self.kernel_t, flat.T).T
+        return out.reshape(rho.shape[0], rho.shape[1], self.n) * self.mu.reshape(-1, 1, 1)
+
+    def masses_adjoint(self, g: torch.Tensor, shape) -> torch.Tensor:
+        """Adjoint of :meth:`masses`: ``(B, Nt + 1, n)`` -> densities ``shape``."""
+        flat = g.reshape(-1, self.n)
+        out = _mm(self.kernel, flat.T).T
+        return out.reshape(shape) * self.mu.reshape(-1, *([1] * (len(shape) - 1)))
+
+    def apply(self, rho: torch.Tensor) -> torch.Tensor:
+        """``B rho = (a_k, b_k)_k / beta``, ``(B, Nt, 2, n)``."""
+        m = self.masses(rho)
+        return torch.stack([m[:, :-1], m[:, 1:]], dim=2) / self.beta.reshape(-1, 1, 1, 1)
+
+    def adjoint(self, y: torch.Tensor, shape) -> torch.Tensor:
+        """``B* y`` as densities of ``shape``."""
+        y = y / self.beta.reshape(-1, 1, 1, 1)
+        g = y.new_zeros(y.shape[0], y.shape[1] + 1, self.n)
+        g[:, :-1] += y[:, :, 0]
+        g[:, 1:] += y[:, :, 1]
+        return self.masses_adjoint(g, shape)
+
+    # -- the proximal map (Chambolle-Pock) -------------------------------------------------------------------------
+
+    def dual_prox(self, z: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(prox_{sigma h*}(z), prox_{h / sigma}(z / sigma))`` for ``h(u) = sum_k w D(beta u)`` (Moreau).
+
+        ``prox_{t h}(u) = prox_{t beta^2 D_w}(beta u) / beta``: in masses, the step of ``|m - mbar|^2 / 2`` is
+        ``t beta^2``, ``t' = t beta^2 w scale`` in units of ``J`` (:mod:`.scaling`).
+        """
+        beta = self.beta.reshape(-1, 1, 1)
+        target = z * (beta / sigma).unsqueeze(-1)  # masses
+        abar = target[:, :, 0].reshape(-1, self.n)
+        bbar = target[:, :, 1].reshape(-1, self.n)
+        t = (self.beta**2 * self.w * self.engine.scale / sigma).repeat_interleave(self.n_time).reshape(-1, 1)
+        self.engine.sweeps(self.state, self.log_r, self.sweeps_per_call, prox=(abar, bbar, t))
+        a = torch.exp(self.state.log_a).reshape(z.shape[0], self.n_time, self.n)
+        b = torch.exp(self.state.log_b).reshape(z.shape[0], self.n_time, self.n)
+        v = torch.stack([a, b], dim=2) / beta.unsqueeze(-1)
+        return z - sigma * v, v
+
+    def value(self) -> torch.Tensor:
+        """``lambda sum_k D(a_k, b_k) / dt`` per problem at the current Sinkhorn state (real units)."""
+        per_row = self.engine.value(self.state, self.log_r).reshape(-1, self.n_time)
+        return self.secondary.weight * per_row.sum(1) * self.n_time
+
+    # -- value and gradient at fixed marginals (PD3O, Condat-Vu, reported costs) -----------------------------------
+
+    def fix_marginals(self, rho: torch.Tensor) -> None:
+        """Set the Sinkhorn state's marginals to the induced masses of ``rho``."""
+        m = self.masses(rho).clamp(min=0.0)
+        floor = torch.exp(self.log_r).reshape(-1, self.n_time, 1) * MASS_FLOOR
+        log_m = torch.log(torch.maximum(m, torch.cat([floor[:, :1], floor], 1)))
+        self.state.log_a = log_m[:, :-1].reshape(-1, self.n)
+        self.state.log_b = log_m[:, 1:].reshape(-1, self.n)
+
+    def smooth(self, rho: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(value per problem, gradient in the scaled densities)`` of ``sum_k w D(a_k, b_k)`` (solver units)."""
+        self.fix_marginals(rho)
+        self.engine.sweeps(self.state, self.log_r, self.smooth_max, tol=self.smooth_tol)
+        value = self.engine.value(self.state, self.log_r).reshape(-1, self.n_time).sum(1) * self.w
+        da, db = self.marginal_gradients()
+        g = rho.new_zeros(rho.shape[0], self.n_time + 1, self.n)
+        g[:, :-1] += da.reshape(-1, self.n_time, self.n)
+        g[:, 1:] += db.reshape(-1, self.n_time, self.n)
+        g = g * (self.w * self.engine.scale).reshape(-1, 1, 1)
+        return value, self.masses_adjoint(g, rho.shape)
+
+    def marginal_gradients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``dJ/da``, ``dJ/db`` by the envelope theorem: ``1 - gamma_1 / a`` (HK), the potential ``f`` (W2)."""
+        st = self.state
+        if self.engine.balanced:
+            return self.engine.eps * st.F, self.engine.eps * st.G
+        # KL marginal optimality at the fixed point: f = -log(gamma_1 / a), so gamma_1 / a = exp(-eps F)
+        return 1.0 - torch.exp(-self.engine.eps * st.F), 1.0 - torch.exp(-self.engine.eps * st.G)
+
+    def evaluate(self, rho: torch.Tensor, tol: float, max_sweeps: int) -> dict:
+        """Reported quantities at the final densities: sharp cost, entropic cost, convergence of Sinkhorn."""
+        self.fix_marginals(rho)
+        self.engine.sweeps(self.state, self.log_r, max_sweeps, tol=tol)
+        sharp = self.engine.sharp_value(self.state, self.log_r).reshape(-1, self.n_time).sum(1)
+        entropic = self.engine.value(self.state, self.log_r).reshape(-1, self.n_time).sum(1)
+        lam_dt = self.secondary.weight * self.n_time
+        return {
+            "cost": lam_dt * sharp,
+            "entropic_cost": lam_dt * entropic,
+            "converged": self.state.error < tol,
+            "error": self.state.error,
+            "masses": self.masses(rho),
+        }
+
+
+class SynchronizedOperators(TransportOperators):
+    """:class:`TransportOperators` with one more dual block per Kantorovich secondary (flat dual vector)."""
+
+    def __init__(self, projector, ndim, weights, rotation, cell_weight, blocks: list[SecondaryBlock]):
+        super().__init__(projector, ndim, weights, rotation, cell_weight)
+        self.blocks = blocks
+        self.primary_shape = None
+        self.sinkhorn_log: dict[str, list[float]] = {"sinkhorn_error": [], "sinkhorn_sweeps": []}
+
+    def _split(self, y: torch.Tensor) -> list[torch.Tensor]:
+        sizes = [int(np.prod(self.primary_shape))] + [int(np.prod(s)) for s in self.block_shapes]
+        parts = torch.split(y, sizes)
+        return [parts[0].reshape(self.primary_shape)] + [
+            p.reshape(s) for p, s in zip(parts[1:], self.block_shapes, strict=True)
+        ]
+
+    def apply(self, x):
+        """``(I x, B_1 rho, ...)`` as one flat vector."""
+        primary = super().apply(x)
+        self.primary_shape = primary.shape
+        parts = [b.apply(x[0]) for b in self.blocks]
+        self.block_shapes = [p.shape for p in parts]
+        return torch.cat([primary.reshape(-1)] + [p.reshape(-1) for p in parts])
+
+    def adjoint(self, y):
+        """``I* y_0 + sum_s B_s* y_s``."""
+        parts = self._split(y)
+        out = super().adjoint(parts[0])
+        for block, ys in zip(self.blocks, parts[1:], strict=True):
+            out[0] = out[0] + block.adjoint(ys, out[0].shape)
+        return out
+
+    def dual_prox(self, z, sigma):
+        """The primary proximal step and each secondary's (see :meth:`SecondaryBlock.dual_prox`)."""
+        parts = self._split(z)
+        y0, v0 = super().dual_prox(parts[0], sigma)
+        ys, vs = [y0.reshape(-1)], [v0.reshape(-1)]
+        for block, zs in zip(self.blocks, parts[1:], strict=True):
+            y, v = block.dual_prox(zs, sigma)
+            ys.append(y.reshape(-1))
+            vs.append(v.reshape(-1))
+        return torch.cat(ys), torch.cat(vs)
+
+    def primary_point(self, v):
+        """The primary part of a (flat) prox point."""
+        return self._split(v)[0]
+
+    def objective(self, v) -> float:
+        """Primary action plus the secondaries' entropic costs at the prox point; logs Sinkhorn's progress."""
+        self.sinkhorn_log["sinkhorn_error"].append(max(b.state.error for b in self.blocks))
+        self.sinkhorn_log["sinkhorn_sweeps"].append(sum(b.state.sweeps for b in self.blocks))
+        return super().objective(self.primary_point(v)) + sum(float(b.value().sum()) for b in self.blocks)
+
+
+class SmoothSynchronizedOperators(TransportOperators):
+    """:class:`TransportOperators` plus the secondaries as a smooth term (for PD3O and Condat-Vu)."""
+
+    def __init__(self, projector, ndim, weights, rotation, cell_weight, blocks: list[SecondaryBlock]):
+        super().__init__(projector, ndim, weights, rotation, cell_weight)
+        self.blocks = blocks
+        self.n_grad = 0
+        self.sinkhorn_log: dict[str, list[float]] = {"sinkhorn_error": [], "sinkhorn_sweeps": []}
+
+    def smooth(self, x):
+        """``(f(x), grad f(x))``, ``f`` the secondaries' cost in solver units; only ``rho`` has a gradient."""
+        self.n_grad += 1
+        value, grad = 0.0, torch.zeros_like(x[0])
+        for block in self.blocks:
+            v, g = block.smooth(x[0])
+            value = value + float((v * self.cell_weight).sum())
+            grad += g
+        grad[:, 0] = 0.0  # the endpoints are fixed
+        grad[:, -1] = 0.0
+        return value, [grad] + [torch.zeros_like(t) for t in x[1:]]
+
+    def objective(self, v) -> float:
+        """The primary action (the monitors add the smooth value)."""
+        self.sinkhorn_log["sinkhorn_error"].append(max(b.state.error for b in self.blocks))
+        self.sinkhorn_log["sinkhorn_sweeps"].append(sum(b.state.sweeps for b in self.blocks))
+        return super().objective(v)
+
+
+def lipschitz_estimate(ops: SmoothSynchronizedOperators, x: list[torch.Tensor], rel: float = 1e-2) -> float:
+    """Secant estimate ``||grad f(x + h) - grad f(x)|| / ||h||`` along a random perturbation of the densities.
+
+    ``h`` is ``rel`` times the mean density times uniform noise on the free nodes. The curvature of the HK action
+    grows like ``1 / a`` where the induced mass ``a`` is small, so a perturbation relative to the local density
+    would measure the stiffest cell (estimates of 1e11 on the tails of a Gaussian); this one measures the bulk, and
+    the step it gives is not guaranteed to be below ``2 / L`` everywhere.
+    """
+    _, g0 = ops.smooth(x)
+    gen = torch.Generator(device=x[0].device).manual_seed(0)
+    noise = torch.rand(x[0].shape, generator=gen, dtype=x[0].dtype, device=x[0].device)
+    h = noise * rel * x[0].mean()
+    h[:, 0] = 0.0
+    h[:, -1] = 0.0
+    _, g1 = ops.smooth([x[0] + h, *x[1:]])
+    return _norm(g1[0] - g0[0]) / max(_norm(h), 1e-300)
+
+
+def run_kantorovich(
+    problem,
+    projector,
+    d: int,
+    weights,
+    rotation,
+    cell_weight,
+    x0: Staggered,
+    scale: np.ndarray,
+    opts: dict,
+    *,
+    method: str,
+    step_ratio: float,
+    tol: float,
+    max_iter: int,
+    check_every: int,
+    adaptive: bool,
+    relaxation: float,
+    progress: bool,
+    sinkhorn_sweeps: int,
+    sinkhorn_tol: float,
+    sinkhorn_max_iter: int,
+):
+    """Run the chosen splitting; returns ``(ops, state, primary prox point, secondary reports)``."""
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    m0, m1 = problem.masses()
+    mean_mass = 0.5 * (m0 + m1)
+    blocks = [SecondaryBlock(s, problem.grid, scale, mean_mass, opts) for _, s in problem.kantorovich_secondaries]
+    for b in blocks:
+        b.sweeps_per_call = sinkhorn_sweeps
+    y_primary = torch.zeros_like(interpolate(x0))
+    if method == "chambolle_pock":
+        ops = SynchronizedOperators(projector, d, weights, rotation, cell_weight, blocks)
+        tau = math.sqrt(0.99 * step_ratio)
+        y0 = torch.zeros_like(ops.apply(x0.tensors()))
+        state = PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau / (1 + BLOCK_NORM**2 * len(blocks)))
+        state = chambolle_pock(
+            ops,
+            state,
+            tol=tol,
+            max_iter=max_iter,
+            check_every=check_every,
+            adaptive=adaptive,
+            relaxation=relaxation,
+            progress=progress,
+        )
+        v = ops.primary_point(state.v)
+    else:
+        ops = SmoothSynchronizedOperators(projector, d, weights, rotation, cell_weight, blocks)
+        lip = lipschitz_estimate(ops, x0.tensors())
+        tau_cp = math.sqrt(0.99 * step_ratio)
+        if method == "pd3o":
+            gamma = min(tau_cp, 1.0 / lip)  # PD3O needs gamma < 2 / L; 1 / L leaves room for the estimate's error
+            state = PrimalDualState(x=x0.tensors(), y=y_primary, tau=gamma, sigma=0.99 / gamma)
+            state = pd3o(ops, state, tol=tol, max_iter=max_iter, check_every=check_every, progress=progress)
+        else:
+            sigma = 0.99 / tau_cp
+            tau = 0.99 / (sigma + lip / 2)  # Condat-Vu: 1 / tau - sigma ||I||^2 >= L / 2
+            state = PrimalDualState(x=x0.tensors(), y=y_primary, tau=tau, sigma=sigma)
+            state = condat_vu(ops, state, tol=tol, max_iter=max_iter, check_every=check_every, progress=progress)
+        state.history["lipschitz_estimate"] = [lip]
+        v = state.v
+    for key, vals in ops.sinkhorn_log.items():
+        state.history[key] = vals
+    rho = state.x[0]
+    reports = []
+    for (k, sec), block in zip(problem.kantorovich_secondaries, blocks, strict=True):
+        rep = block.evaluate(rho, sinkhorn_tol, sinkhorn_max_iter)
+        name = sec.name or f"secondary_{k}"
+        state.history.setdefault("final_sinkhorn_error", []).append(rep["error"])
+        if not rep["converged"]:
+            warnings.warn(
+                f"{name}: Sinkhorn did not converge for the reported cost (potential change {rep['error']:.2e} > "
+                f"{sinkhorn_tol:.0e} after {sinkhorn_max_iter} sweeps); raise sinkhorn_max_iter or epsilon",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        reports.append((k, name, rep))
+    return ops, state, v, reports
