@@ -6,7 +6,8 @@ and held-out cells, in the primary and in the secondary space, next to baselines
 between two random halves of the held-out cells: no method can beat it by more than chance).
 
 Every grid-based prediction reaches the secondary space through the same coupling fitted on the remaining
-cells (the map ``T`` plus the residual of the nearest paired cell for Monge, the kernel ``K`` for Kantorovich),
+cells (the map ``T`` plus the residual of the nearest paired cell for Monge; for Kantorovich, the kernel ``K`` to
+a support point, then one of the cells it stands for),
 so that methods differ only in their paths.
 """
 
@@ -61,10 +62,13 @@ def _secondary_of(rng, fitted: Fitted, points: np.ndarray, cells_idx: np.ndarray
         residual = y - cpl.monge_map(x) / scale
         nearest = cKDTree(x).query(points)[1]
         return cpl.monge_map(points) / scale + residual[nearest]
-    kernel = cpl.secondary.kernel  # rows: grid cells; a sample of a grid cell picks a support point by its row
-    rows = kernel[cells_idx]
+    # A sample in grid cell i picks a support point j by row i of the kernel, then one of the paired cells that
+    # j stands for: the prediction keeps the spread of the cells within each support point's cluster.
+    rows = cpl.secondary.kernel[cells_idx]
     picks = np.array([rng.choice(r.indices, p=r.data / r.data.sum()) for r in rows])
-    return cpl.secondary.support[picks] / scale
+    y = fitted.cells.y[fitted.cells.paired]
+    members = [np.flatnonzero(cpl.labels == j) for j in range(len(cpl.secondary.support))]
+    return np.stack([y[rng.choice(members[j])] for j in picks])
 
 
 def _predict_grid(rng, fitted: Fitted, t: float, size: int, with_secondary: bool):

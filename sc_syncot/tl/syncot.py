@@ -30,6 +30,7 @@ class Coupling:
     secondary: MongeSecondary | KantorovichSecondary | None
     info: dict
     monge_map: pp.MongeMap | None = None
+    labels: np.ndarray | None = None  # Kantorovich: the support point of each paired cell
 
 
 def _secondary_scale(x: np.ndarray, y: np.ndarray) -> float:
@@ -63,7 +64,7 @@ def _coupling(cells: CellData, grid: Grid, coupling: str, weight: float, seconda
     kernel = pp.kantorovich_kernel(x, labels, grid, n_support=len(support))
     sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, name="secondary")
     info.update(support=support / scale, epsilon=sec.effective_epsilon, n_support=len(support))
-    return Coupling(sec, info)
+    return Coupling(sec, info, labels=labels)
 
 
 def _check_memory(grid: Grid, n_intervals: int, device: str) -> None:
