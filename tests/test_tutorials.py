@@ -59,7 +59,7 @@ def test_scicar_a549(real_data):
     # the time signal is in RNA: the 0 h cells are a poor prediction of the 1 h cells there, unlike any path
     assert w1.loc["nearest", "primary"] > 1.5 * w1.loc["syncot", "primary"]
     # the text says a map of the two RNA components explains little of ATAC
-    assert ns["res"]["coupling"]["r2"] < 0.2
+    assert ns["monge_r2"] < 0.2
 
 
 def test_unpaired_scnmt(real_data):
