@@ -6,7 +6,7 @@ from sc_syncot import datasets, tl
 
 
 def _table(df):
-    return {(m, s): (w, e) for m, s, w, e in df.itertuples(index=False)}
+    return {(r.method, r.space): (r.w1, r.mass_error) for r in df.itertuples(index=False)}
 
 
 def test_pure_growth_reproduces_known_mass_errors():
@@ -32,6 +32,7 @@ def test_pure_growth_reproduces_known_mass_errors():
     for method in ("syncot", "primary_only", "static_ot", "nearest"):
         assert t[method, "primary"][0] < 2 * floor
     assert "syncot_heldout" in adata.uns
+    assert (df["w1_std"].dropna() > 0).all() and (df.loc[df.method == "noise_floor", "mass_error"] == 0).all()
 
 
 def test_translation_beats_nearest():
@@ -68,6 +69,8 @@ def test_heldout_must_be_inner():
         tl.evaluate_heldout(adata, "time", 0.0, "X_pca")
     with pytest.raises(ValueError, match="syncot_kwargs"):
         tl.evaluate_heldout(adata, "time", 1.0, "X_pca", n_bin=3)
+    with pytest.raises(ValueError, match="n_repeats"):
+        tl.evaluate_heldout(adata, "time", 1.0, "X_pca", n_repeats=0)
 
 
 def test_kantorovich_predictions_reach_the_secondary_space():
