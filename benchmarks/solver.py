@@ -3,6 +3,7 @@
     python benchmarks/solver.py            # 32^2 x 16, 64^2 x 32, 128^2 x 32 (and 256^2 x 64 on a GPU)
     python benchmarks/solver.py --quick    # 32^2 x 16 and 64^2 x 32 only
     python benchmarks/solver.py --emd-max 4096   # POT emd2 up to this many grid cells (default 4096 = 64^2)
+    python benchmarks/solver.py --modes eager    # eager iterations only (default: eager and compiled)
 
 For every grid size and oracle it prints iterations and seconds to converge, seconds per iteration, the peak
 memory of the solve (resident set of a fresh process for CPU runs, torch's allocator on CUDA), the relative error
@@ -10,6 +11,10 @@ against the closed form, and the ratio of the measured seconds per iteration to 
 a fused implementation must move per iteration divided by a torch copy bandwidth measured in the same run on
 arrays of the same size. For the balanced case it also prints POT's exact ``ot.emd2`` between the two discrete
 densities on the same grid (value and seconds), side by side with the dynamic solver.
+
+Every case runs twice, eagerly and as ``torch.compile`` graphs (``solve(compile=True)``); the compiled row's
+``setup s`` is the warm-up solve of 120 iterations, which holds the compilation (about 20 s from a cold cache, a
+few seconds from the on-disk cache), and the timed solve after it runs on the compiled graphs.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ def _reset_peak_rss() -> None:
 
 
 def _run_case(args) -> dict:
-    name, n, n_time, device_name = args
+    name, n, n_time, device_name, mode = args
     import torch
 
     from sc_syncot.solvers import resolve_device, solve
@@ -76,12 +81,16 @@ def _run_case(args) -> dict:
     problem, exact = ORACLES[name](n, n_time)
     _reset_peak_rss()
     base_rss = _rss_mib("VmRSS")  # before the warm-up, whose freed memory the process may keep
-    solve(problem, device=device, max_iter=20)  # warm-up: kernels, allocator, thread pools
+    compiled = mode == "compiled"
+    start = time.perf_counter()
+    # warm-up: kernels, thread pools and compilation (120 iterations reach the Newton counts a solve uses)
+    solve(problem, device=device, max_iter=120, compile=compiled)
+    setup = time.perf_counter() - start
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    res = solve(problem, device=device)
+    res = solve(problem, device=device, compile=compiled)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -91,6 +100,8 @@ def _run_case(args) -> dict:
     return {
         "oracle": name,
         "grid": f"{n}^2 x {n_time}",
+        "mode": mode,
+        "setup s": setup,
         "iters": res.n_iter,
         "converged": res.converged,
         "seconds": seconds,
@@ -101,6 +112,17 @@ def _run_case(args) -> dict:
         "exact": exact,
         "rel err": (res.cost - exact) / exact,
     }
+
+
+def _print_row(header: list[str], row: dict) -> None:
+    cells = []
+    for h in header:
+        val = row[h]
+        if isinstance(val, float):
+            cells.append(f"{val:13.3e}" if h in ("rel err",) else f"{val:13.4g}")
+        else:
+            cells.append(f"{val!s:>13s}")
+    print(" | ".join(cells), flush=True)
 
 
 def _emd(n: int, n_time: int) -> tuple[float, float]:
@@ -124,6 +146,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--emd-max", type=int, default=64 * 64, help="largest grid (cells) for POT emd2")
     parser.add_argument("--oracles", default="balanced_gaussians,linear_monge,pure_growth,two_bumps")
+    parser.add_argument("--modes", default="eager,compiled", help="eager and/or compiled iterations")
     args = parser.parse_args()
 
     import torch
@@ -136,6 +159,8 @@ def main() -> None:
     header = [
         "oracle",
         "grid",
+        "mode",
+        "setup s",
         "iters",
         "converged",
         "seconds",
@@ -152,22 +177,27 @@ def main() -> None:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
     for n, n_time in sizes:
         for name in args.oracles.split(","):
-            row = pool.submit(_run_case, (name, n, n_time, args.device)).result()
-            row["x bound"] = row["ms/iter"] / row["bound ms/iter"]
-            cells = []
-            for h in header:
-                val = row[h]
-                if isinstance(val, float):
-                    cells.append(f"{val:13.3e}" if h in ("rel err",) else f"{val:13.4g}")
-                else:
-                    cells.append(f"{val!s:>13s}")
-            print(" | ".join(cells), flush=True)
+            rows = {}
+            for mode in args.modes.split(","):
+                row = pool.submit(_run_case, (name, n, n_time, args.device, mode)).result()
+                row["x bound"] = row["ms/iter"] / row["bound ms/iter"]
+                rows[mode] = row
+                _print_row(header, row)
+            if len(rows) == 2:
+                eager, fused = rows["eager"], rows["compiled"]
+                print(
+                    f"{'  ratio':>13s} | {row['grid']:>13s} | compiled / eager: ms/iter "
+                    f"{fused['ms/iter'] / eager['ms/iter']:.2f}, seconds {fused['seconds'] / eager['seconds']:.2f}"
+                    f" ({fused['seconds'] + fused['setup s']:.1f} s with the compilation)",
+                    flush=True,
+                )
             if name == "balanced_gaussians" and n * n <= args.emd_max:
                 value, seconds = _emd(n, n_time)
+                first = next(iter(rows.values()))
                 print(
-                    f"{'  POT emd2':>13s} | {row['grid']:>13s} | value {value:.6g} in {seconds:.2f} s;"
-                    f" dynamic {row['cost']:.6g} in {row['seconds']:.2f} s: values differ by "
-                    f"{(row['cost'] - value) / value:+.2e}, time ratio dynamic/emd2 {row['seconds'] / seconds:.2f}",
+                    f"{'  POT emd2':>13s} | {first['grid']:>13s} | value {value:.6g} in {seconds:.2f} s;"
+                    f" dynamic ({first['mode']}) {first['cost']:.6g} in {first['seconds']:.2f} s: values differ by "
+                    f"{(first['cost'] - value) / value:+.2e}, time ratio dynamic/emd2 {first['seconds'] / seconds:.2f}",
                     flush=True,
                 )
     pool.shutdown()

@@ -50,6 +50,8 @@ class PrimalDualOperators(Protocol):
     def objective(self, v: torch.Tensor) -> float:
         """``F(v)`` for a point ``v`` in the domain of ``F``."""
 
+    # Optional: ``step(x, y, tau, sigma) -> (x+, y+, v)`` replaces :func:`primal_dual_step` (e.g. a compiled one).
+
 
 @dataclass
 class PrimalDualState:
@@ -112,6 +114,15 @@ class ConvergenceMonitor:
         return self.passed >= 2
 
 
+def primal_dual_step(ops: PrimalDualOperators, x: list[torch.Tensor], y: torch.Tensor, tau: float, sigma: float):
+    """One plain Chambolle-Pock step: ``(x+, y+, v)`` with ``v`` the primal point behind ``y+``."""
+    x_new = torch._foreach_add(x, ops.adjoint(y), alpha=-tau)
+    ops.primal_prox_(x_new)
+    x_bar = torch._foreach_lerp(x, x_new, 2.0)  # 2 x+ - x
+    y_new, v = ops.dual_prox(torch.add(y, ops.apply(x_bar), alpha=sigma), sigma)
+    return x_new, y_new, v
+
+
 def chambolle_pock(
     ops: PrimalDualOperators,
     state: PrimalDualState,
@@ -153,10 +164,8 @@ def chambolle_pock(
     monitor = ConvergenceMonitor(state, tol, bar)
     try:
         for it in range(state.n_iter + 1, state.n_iter + max_iter + 1):
-            x_new = torch._foreach_add(x, ops.adjoint(y), alpha=-tau)
-            ops.primal_prox_(x_new)
-            x_bar = torch._foreach_lerp(x, x_new, 2.0)  # 2 x+ - x
-            y_new, v = ops.dual_prox(torch.add(y, ops.apply(x_bar), alpha=sigma), sigma)
+            step = getattr(ops, "step", None)
+            x_new, y_new, v = step(x, y, tau, sigma) if step else primal_dual_step(ops, x, y, tau, sigma)
             stop = False
             if it % check_every == 0 or it == state.n_iter + max_iter:
                 dx = torch._foreach_sub(x, x_new)

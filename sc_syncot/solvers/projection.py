@@ -72,35 +72,55 @@ class BalanceProjector:
 
     def solve(self, r: torch.Tensor) -> torch.Tensor:
         """Solve ``(A A^T) phi = r`` for ``r`` of shape ``(B, Nt, *S)``."""
-        axes = range(1, r.ndim)
-        for axis, c in zip(axes, self.bases, strict=True):
-            r = apply_along(r, c, axis)
-        r = r * self.inverse_eigenvalues
-        for axis, c in zip(axes, self.bases, strict=True):
-            r = apply_along(r, c.T, axis)
-        return r
-
-    def set_boundary_(self, u: Staggered) -> None:
-        """Write the fixed entries: endpoints and zero normal flux."""
-        u.rho[:, 0].copy_(self.rho0)
-        u.rho[:, -1].copy_(self.rho1)
-        for i, mi in enumerate(u.m):
-            mi.select(2 + i, 0).zero_()
-            mi.select(2 + i, -1).zero_()
+        return solve_poisson(r, self.bases, self.inverse_eigenvalues)
 
     def residual(self, u: Staggered) -> torch.Tensor:
         """Balance residual of ``u`` (its fixed entries as they are)."""
         return divergence(u, self.dt, self.spacing, 1.0 if self.zeta_scale is None else self.zeta_scale)
 
+    def parts(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The tensors of :func:`project_balance_`: bases, inverse eigenvalues, endpoints."""
+        return self.bases, self.inverse_eigenvalues, self.rho0, self.rho1
+
     def project_(self, u: Staggered) -> Staggered:
         """Project ``u`` onto ``C`` in place and return it."""
-        self.set_boundary_(u)
-        phi = self.solve(self.residual(u))
-        nt = phi.shape[1]
-        u.rho.narrow(1, 1, nt - 1).add_(difference(phi, 1), alpha=1.0 / self.dt)
-        for i, (mi, h) in enumerate(zip(u.m, self.spacing, strict=True)):
-            n = phi.shape[2 + i]
-            mi.narrow(2 + i, 1, n - 1).add_(difference(phi, 2 + i), alpha=1.0 / h)
-        if u.zeta is not None:
-            u.zeta.add_(phi, alpha=1.0 / self.zeta_scale)
-        return u
+        return project_balance_(u, *self.parts(), self.dt, self.spacing, self.zeta_scale)
+
+
+def solve_poisson(r: torch.Tensor, bases: list[torch.Tensor], inverse_eigenvalues: torch.Tensor) -> torch.Tensor:
+    """``(A A^T)^{-1} r`` for ``r`` of shape ``(B, Nt, *S)``: DCT along every axis, divide, inverse DCT."""
+    axes = range(1, r.ndim)
+    for axis, c in zip(axes, bases, strict=True):
+        r = apply_along(r, c, axis)
+    r = r * inverse_eigenvalues
+    for axis, c in zip(axes, bases, strict=True):
+        r = apply_along(r, c.T, axis)
+    return r
+
+
+def project_balance_(
+    u: Staggered,
+    bases: list[torch.Tensor],
+    inverse_eigenvalues: torch.Tensor,
+    rho0: torch.Tensor,
+    rho1: torch.Tensor,
+    dt: float,
+    spacing: tuple[float, ...],
+    zeta_scale: float | None,
+) -> Staggered:
+    """:meth:`BalanceProjector.project_` on explicit tensors (what a compiled graph takes as inputs)."""
+    u.rho[:, 0].copy_(rho0)
+    u.rho[:, -1].copy_(rho1)
+    for i, mi in enumerate(u.m):
+        mi.select(2 + i, 0).zero_()
+        mi.select(2 + i, -1).zero_()
+    residual = divergence(u, dt, spacing, 1.0 if zeta_scale is None else zeta_scale)
+    phi = solve_poisson(residual, bases, inverse_eigenvalues)
+    nt = phi.shape[1]
+    u.rho.narrow(1, 1, nt - 1).add_(difference(phi, 1), alpha=1.0 / dt)
+    for i, (mi, h) in enumerate(zip(u.m, spacing, strict=True)):
+        n = phi.shape[2 + i]
+        mi.narrow(2 + i, 1, n - 1).add_(difference(phi, 2 + i), alpha=1.0 / h)
+    if u.zeta is not None:
+        u.zeta.add_(phi, alpha=1.0 / zeta_scale)
+    return u

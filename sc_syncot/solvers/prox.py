@@ -32,25 +32,22 @@ import math
 import torch
 
 
-def _rotate(
-    b: torch.Tensor, rotation: torch.Tensor | None, inverse: bool = False, out: torch.Tensor | None = None
-) -> torch.Tensor:
+def _rotate(b: torch.Tensor, rotation: torch.Tensor | None, inverse: bool = False) -> torch.Tensor:
     """``Q^T m`` (or ``Q mt`` when ``inverse``) on the momentum channels of ``b``; other channels pass through.
 
     Written as ``d^2`` fused multiply-adds: with ``d <= 3`` this moves less memory than ``einsum``, which
-    permutes the broadcast operands into a batched matrix product.
+    permutes the broadcast operands into a batched matrix product; no ``out=``, so ``torch.compile`` fuses it.
     """
     if rotation is None:
-        return b if out is None else out.copy_(b)
+        return b
     d = rotation.shape[0]
-    out = torch.empty_like(b) if out is None else out
+    rows = []
     for j in range(d):
-        coeff = [rotation[j, i] if inverse else rotation[i, j] for i in range(d)]
-        torch.mul(b[0], coeff[0], out=out[j])
+        row = b[0] * (rotation[j, 0] if inverse else rotation[0, j])
         for i in range(1, d):
-            out[j].addcmul_(b[i], coeff[i])
-    out[d:].copy_(b[d:])
-    return out
+            row = row + b[i] * (rotation[j, i] if inverse else rotation[i, j])
+        rows.append(row)
+    return torch.cat([torch.stack(rows), b[d:]])
 
 
 def prox_action(
@@ -93,57 +90,90 @@ def prox_action(
     torch.Tensor
         ``prox_{gamma f}(v)``, same shape as ``v``.
     """
+    rho_bar, b, wb2, s_w, zero, rho, scale = _setup(v, gamma, weights, rotation, start)
+    threshold = math.sqrt(rtol) * float(scale)
+    for it in range(max_newton):
+        rho_next, phi = _newton_step(rho, rho_bar, wb2, s_w, weights, gamma)
+        # phi' >= 1, so |phi(rho)| bounds the distance to the root; the step just taken squares it (Newton).
+        # Checks start at the third step (each one synchronizes the device).
+        done = it >= 2 and float(_newton_residual(rho, phi)) <= threshold
+        rho = rho_next
+        if done:
+            break
+    return _finish(v, rho, b, zero, gamma, weights, rotation)
+
+
+def prox_action_fixed(
+    v: torch.Tensor,
+    gamma: float,
+    weights: torch.Tensor | None,
+    rotation: torch.Tensor | None,
+    start: torch.Tensor | None,
+    n_newton: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`prox_action` with exactly ``n_newton`` Newton steps and no host synchronization.
+
+    For ``torch.compile``, which fuses the whole map into a few loops over memory. Returns the map, the
+    residual ``max |phi|`` before the last step and the scale ``1 + max rho_start``: the caller accepts the
+    result when ``residual <= sqrt(rtol) * scale`` (the test of :func:`prox_action`) and otherwise retries
+    with more steps.
+    """
+    rho_bar, b, wb2, s_w, zero, rho, scale = _setup(v, gamma, weights, rotation, start)
+    residual = rho.new_zeros(())
+    for _ in range(n_newton):
+        rho_next, phi = _newton_step(rho, rho_bar, wb2, s_w, weights, gamma)
+        residual = _newton_residual(rho, phi)
+        rho = rho_next
+    return _finish(v, rho, b, zero, gamma, weights, rotation), residual, scale
+
+
+def _setup(v, gamma, weights, rotation, start):
+    """Rotated momenta, weighted squares, the cells whose answer is 0, and Newton's safe starting point."""
     rho_bar = v[0]
     b = _rotate(v[1:], rotation)
     b2 = b.square()
-    w = 1.0 if weights is None else weights
     if weights is None:
-        wb2 = b2
+        wb2, w_max = b2, 1.0
         s_w = b2.sum(0)
         zero = rho_bar + s_w / (4.0 * gamma) <= 0
     else:
-        wb2 = w * b2
+        wb2, w_max = weights * b2, weights.max()
         s_w = wb2.sum(0)
-        zero = rho_bar + (b2 / w).sum(0) / (4.0 * gamma) <= 0
-    rho = _newton(rho_bar, wb2, s_w, weights, gamma, rtol, max_newton, start)
-    rho = torch.where(zero, 0.0, rho)
-    shrink = rho / (rho + 2.0 * gamma * w)
-    b_out = b * shrink if rotation is None else b.mul_(shrink)  # b is a view of v only without rotation
-    out = torch.empty_like(v)
-    out[0].copy_(rho)
-    _rotate(b_out, rotation, inverse=True, out=out[1:])
-    return out
-
-
-def _newton(rho_bar, wb2, s_w, weights, gamma, rtol, max_newton, start=None):
-    """Safeguarded Newton for the root of ``phi`` (see the module docstring); ``wb2 = w * b^2`` per channel."""
-    w_max = 1.0 if weights is None else float(weights.max())
+        zero = rho_bar + (b2 / weights).sum(0) / (4.0 * gamma) <= 0
     # Left of the root when rho_bar >= -2 gamma w_max: there rho - rho_bar <= rho + 2 gamma w_max and every
     # rho + 2 gamma w_j <= rho + 2 gamma w_max, so phi((gamma S_w)^(1/3) - 2 gamma w_max) <= 0.
-    cube = torch.pow(gamma * s_w, 1.0 / 3.0).sub_(2.0 * gamma * w_max)
+    cube = torch.pow(gamma * s_w, 1.0 / 3.0) - 2.0 * gamma * w_max
     rho = torch.maximum(rho_bar.clamp(min=0.0), torch.where(rho_bar >= -2.0 * gamma * w_max, cube, 0.0))
     if start is not None:
         rho = torch.maximum(rho, start)
-    scale = 1.0 + float(rho.max())
-    two_gw = None if weights is None else 2.0 * gamma * weights
-    for it in range(max_newton):
-        if weights is None:  # G = I: one weight, fewer passes over memory
-            inv = (rho + 2.0 * gamma).reciprocal_()
-            t = s_w * inv.square()
-            dphi = (t * inv).mul_(2.0 * gamma).add_(1.0)
-            phi = (rho - rho_bar).sub_(t, alpha=gamma)
-        else:
-            inv = (rho + two_gw).reciprocal_()
-            t = wb2 * inv.square()
-            dphi = (t * inv).sum(0).mul_(2.0 * gamma).add_(1.0)
-            phi = (rho - rho_bar).sub_(t.sum(0), alpha=gamma)
-        # phi' >= 1, so |phi(rho)| bounds the distance to the root; the step taken next squares it (Newton).
-        # Checks start at the third step (each one synchronizes the device); cells held at 0 are excluded.
-        done = it >= 2 and float(torch.where(rho > 0, phi, 0.0).abs().max()) <= math.sqrt(rtol) * scale
-        rho = rho.sub(phi.div_(dphi)).clamp_(min=0.0)
-        if done:
-            break
-    return rho
+    return rho_bar, b, wb2, s_w, zero, rho, 1.0 + rho.max()
+
+
+def _newton_step(rho, rho_bar, wb2, s_w, weights, gamma):
+    """One safeguarded Newton step on ``phi`` (module docstring): the next ``rho`` and ``phi(rho)``."""
+    if weights is None:  # G = I: one weight, fewer passes over memory
+        inv = (rho + 2.0 * gamma).reciprocal()
+        t = s_w * inv.square()
+        dphi = 2.0 * gamma * t * inv + 1.0
+        phi = rho - rho_bar - gamma * t
+    else:
+        inv = (rho + 2.0 * gamma * weights).reciprocal()
+        t = wb2 * inv.square()
+        dphi = 2.0 * gamma * (t * inv).sum(0) + 1.0
+        phi = rho - rho_bar - gamma * t.sum(0)
+    return (rho - phi / dphi).clamp(min=0.0), phi
+
+
+def _newton_residual(rho, phi):
+    """``max |phi|`` over the cells not held at 0."""
+    return torch.where(rho > 0, phi, 0.0).abs().max()
+
+
+def _finish(v, rho, b, zero, gamma, weights, rotation):
+    """Assemble ``(rho, Q (shrunk b))`` from Newton's root."""
+    rho = torch.where(zero, 0.0, rho)
+    shrink = rho / (rho + 2.0 * gamma * (1.0 if weights is None else weights))
+    return torch.cat([rho.unsqueeze(0), _rotate(b * shrink, rotation, inverse=True)])
 
 
 def action_density(

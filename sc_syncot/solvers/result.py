@@ -51,6 +51,10 @@ class SyncOTResult:
         entry in ``costs`` (the same plans without their entropy) need not.
     momentum_staggered, source_staggered
         The raw staggered unknowns, which satisfy the discrete balance equation to rounding.
+    support_threshold, device
+        As passed to / resolved by :func:`~sc_syncot.solvers.solve`.
+    compiled
+        Whether the iterations ran as ``torch.compile`` graphs (``solve(compile=...)``).
     """
 
     grid: Grid
@@ -71,6 +75,7 @@ class SyncOTResult:
     momentum_staggered: list[np.ndarray] = field(default_factory=list, repr=False)
     support_threshold: float = 1e-4
     device: str = "cpu"
+    compiled: bool = False
 
     def __repr__(self) -> str:
         batch = f", batch={self.rho.shape[0]}" if self.rho.ndim == self.grid.ndim + 2 else ""

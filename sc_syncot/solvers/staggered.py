@@ -40,22 +40,17 @@ class Staggered:
         return Staggered.from_tensors([t.clone() for t in self.tensors()], len(self.m))
 
 
-def average(x: torch.Tensor, axis: int, out: torch.Tensor | None = None) -> torch.Tensor:
+def average(x: torch.Tensor, axis: int) -> torch.Tensor:
     """Mean of neighbours along ``axis``: ``n + 1`` faces -> ``n`` centres."""
     n = x.shape[axis] - 1
-    return torch.lerp(x.narrow(axis, 0, n), x.narrow(axis, 1, n), 0.5, out=out)
+    return torch.lerp(x.narrow(axis, 0, n), x.narrow(axis, 1, n), 0.5)
 
 
 def average_adjoint(y: torch.Tensor, axis: int) -> torch.Tensor:
     """Adjoint of :func:`average`: ``n`` centres -> ``n + 1`` faces."""
     n = y.shape[axis]
-    shape = list(y.shape)
-    shape[axis] = n + 1
-    out = y.new_empty(shape)
-    torch.lerp(y.narrow(axis, 0, n - 1), y.narrow(axis, 1, n - 1), 0.5, out=out.narrow(axis, 1, n - 1))
-    torch.mul(y.narrow(axis, 0, 1), 0.5, out=out.narrow(axis, 0, 1))
-    torch.mul(y.narrow(axis, n - 1, 1), 0.5, out=out.narrow(axis, n, 1))
-    return out
+    inner = torch.lerp(y.narrow(axis, 0, n - 1), y.narrow(axis, 1, n - 1), 0.5)
+    return torch.cat([0.5 * y.narrow(axis, 0, 1), inner, 0.5 * y.narrow(axis, n - 1, 1)], axis)
 
 
 def difference(x: torch.Tensor, axis: int) -> torch.Tensor:
@@ -64,19 +59,13 @@ def difference(x: torch.Tensor, axis: int) -> torch.Tensor:
     return x.narrow(axis, 1, n) - x.narrow(axis, 0, n)
 
 
-def interpolate(u: Staggered, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Interpolation ``I``: staggered -> centred ``(C, B, Nt, *S)`` (``zeta`` passes through); ``||I|| <= 1``."""
-    d = len(u.m)
-    channels = d + 1 + (u.zeta is not None)
-    if out is None:
-        batch, nodes, *space = u.rho.shape
-        out = u.rho.new_empty((channels, batch, nodes - 1, *space))
-    average(u.rho, 1, out=out[0])
-    for i, mi in enumerate(u.m):
-        average(mi, 2 + i, out=out[1 + i])
-    if u.zeta is not None:
-        out[d + 1].copy_(u.zeta)
-    return out
+def interpolate(u: Staggered) -> torch.Tensor:
+    """Interpolation ``I``: staggered -> centred ``(C, B, Nt, *S)`` (``zeta`` passes through); ``||I|| <= 1``.
+
+    Written without ``out=`` arguments (one ``stack``), so that ``torch.compile`` traces it into one kernel.
+    """
+    channels = [average(u.rho, 1)] + [average(mi, 2 + i) for i, mi in enumerate(u.m)]
+    return torch.stack(channels + ([] if u.zeta is None else [u.zeta]))
 
 
 def interpolate_adjoint(v: torch.Tensor, ndim: int) -> Staggered:
