@@ -38,6 +38,30 @@ def test_default_epsilon_is_reported_and_scales_with_the_cost():
     assert KantorovichSecondary(KERNEL, SUPPORT, delta=2.0, epsilon=0.3).effective_epsilon == 0.3
 
 
+def test_default_epsilon_follows_the_time_step_down_to_the_support_spacing():
+    # default_epsilon = max(0.01 c_med / Nt^2, c_nn / 4); on 60 points of [0, 1] with delta 0.3 the floor
+    # (nearest-neighbour cost of spacing 1/60) takes over between Nt = 2 and Nt = 4.
+    from sc_syncot.solvers import Grid, SyncOTProblem
+
+    points = (np.arange(60) + 0.5)[:, None] / 60
+    sec = KantorovichSecondary(np.eye(60), points, delta=0.3)
+
+    def resolved(n_time):
+        grid = Grid([(0, 1)], (60,), n_time)
+        rho = np.ones(60)
+        problem = SyncOTProblem(grid, rho, rho, delta=0.3, secondaries=[sec])
+        return problem.secondaries[0].effective_epsilon
+
+    floor = -np.log(np.cos(1 / 60 / (2 * 0.3)) ** 2) / 4
+    assert sec.effective_epsilon == pytest.approx(resolved(1))  # unbound: n_time = 1
+    assert resolved(2) == pytest.approx(resolved(1) / 4)
+    assert resolved(4) == pytest.approx(floor) and resolved(16) == pytest.approx(floor)
+    explicit = KantorovichSecondary(np.eye(60), points, delta=0.3, epsilon=0.05)
+    grid = Grid([(0, 1)], (60,), 16)
+    kept = SyncOTProblem(grid, np.ones(60), np.ones(60), delta=0.3, secondaries=[explicit]).secondaries[0]
+    assert kept.effective_epsilon == 0.05
+
+
 def _path(batch=2, nodes=4, n=12, seed=1):
     gen = torch.Generator().manual_seed(seed)
     return torch.rand(batch, nodes, n, generator=gen, dtype=torch.float64) + 0.05

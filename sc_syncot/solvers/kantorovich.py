@@ -12,6 +12,7 @@ jointly convex in the marginals, through :mod:`.kantorovich_solver`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,19 +42,30 @@ def _check_kernel(kernel) -> sp.csr_matrix | np.ndarray:
     return kernel
 
 
-def default_epsilon(support: np.ndarray, delta: float | None) -> float:
-    """Entropic smoothing relative to the cost scale: 1% of the median cost between support points within reach.
+def default_epsilon(support: np.ndarray, delta: float | None, n_time: int = 1) -> float:
+    """Entropic smoothing relative to the cost scale and the time step.
 
-    For HK the cost is ``-log cos^2(|x - y| / 2 delta)``, dimensionless; pairs farther than ``pi delta`` (cost
-    capped) are left out of the median. For the balanced W2 secondary the cost is ``|x - y|^2``.
+    ``max(0.01 c_med / Nt^2, c_nn / 4)``: ``c_med`` is the median cost between support points within reach (for
+    HK the cost is ``-log cos^2(|x - y| / 2 delta)``, dimensionless, and pairs farther than ``pi delta`` are left
+    out; for the balanced W2 secondary it is ``|x - y|^2``), ``c_nn`` the median cost from a support point to its
+    nearest neighbour.
+
+    Why: each of the ``Nt`` static terms carries a bias of about ``eps`` per unit mass and is divided by
+    ``dt``, so the bias of the action grows like ``Nt^2 eps`` while the action does not; ``1 / Nt^2`` keeps it a
+    fixed fraction. Below the nearest-neighbour cost the smoothing no longer helps: the steps between time
+    nodes move mass by less than the support's spacing, and a smaller ``eps`` only slows Sinkhorn. On the
+    identity-kernel oracle (60 points on a line, math.md oracle 5) this gives gaps to the exact value of about
+    1%, 3% and 6% at ``Nt`` = 4, 8, 16, against 6%, 29% and 145% for ``0.01 c_med`` alone.
     """
     x = torch.as_tensor(support, dtype=torch.float64)
     cost = torch.cdist(x, x).square() if delta is None else hk_cost(x, x, delta)
-    off = cost[~torch.eye(len(x), dtype=torch.bool)]
-    off = off[(off > 0) & (off < COST_CAP)]
+    cost.fill_diagonal_(math.inf)
+    nearest = cost.min(1).values
+    off = cost[(cost > 0) & (cost < COST_CAP)]
     if off.numel() == 0:
         raise ValueError("support: expected at least two distinct points within pi * delta of each other")
-    return 0.01 * float(off.median())
+    c_nn = float(nearest[torch.isfinite(nearest) & (nearest > 0)].median())
+    return max(0.01 * float(off.median()) / n_time**2, 0.25 * c_nn)
 
 
 @dataclass(frozen=True)
@@ -75,9 +87,10 @@ class KantorovichSecondary:
         one (see :class:`~sc_syncot.solvers.SyncOTProblem`); a float: Hellinger-Kantorovich secondary with that
         length scale.
     epsilon
-        Entropic smoothing of the static problems, in cost units; default :func:`default_epsilon`. The smoothed
-        action's bias adds up over the time steps, about ``Nt^2 eps`` times the mass (and ``4 delta^2`` for HK):
-        keep ``epsilon`` well below ``dt^2`` times the typical cost when the value matters.
+        Entropic smoothing of the static problems, in cost units; default :func:`default_epsilon`, which depends
+        on the time step: a problem resolves it with its grid's ``n_time`` (``problem.secondaries[k]``;
+        ``effective_epsilon`` of a secondary not yet in a problem assumes ``n_time = 1``). The smoothed action's
+        bias adds up over the time steps, about ``Nt^2 eps`` times the mass (and ``4 delta^2`` for HK).
     """
 
     kernel: np.ndarray | sp.spmatrix

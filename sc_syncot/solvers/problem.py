@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .grid import Grid
-from .kantorovich import KantorovichSecondary
+from .kantorovich import KantorovichSecondary, default_epsilon
 
 MapLike = Callable[[np.ndarray], np.ndarray]
 
@@ -203,7 +203,9 @@ class SyncOTProblem:
                 f"got {s.kernel.shape[0]}"
             )
         if s.delta is None and delta is not None:
-            return replace(s, delta=delta)
+            s = replace(s, delta=delta)
+        if s.epsilon is None:  # the default depends on the time step (see default_epsilon)
+            s = replace(s, epsilon=default_epsilon(s.support, s.delta, self.grid.n_time))
         return s
 
     def _density(self, rho, name: str) -> np.ndarray:

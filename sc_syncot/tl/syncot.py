@@ -280,6 +280,8 @@ def fit(
     # weight 0 keeps the fitted coupling (for the induced secondary path and evaluations) out of the problem
     secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
     problem = SyncOTProblem(grid, dens[:-1], dens[1:], delta=delta, secondaries=secondaries)
+    if secondaries and isinstance(problem.secondaries[0], KantorovichSecondary):
+        cpl.info["epsilon"] = problem.secondaries[0].effective_epsilon  # resolved with the grid's time step
     with _threads_for(grid, len(tp) - 1, device):
         result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress)
     if not result.converged:
