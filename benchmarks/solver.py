@@ -4,6 +4,7 @@
     python benchmarks/solver.py --quick    # 32^2 x 16 and 64^2 x 32 only
     python benchmarks/solver.py --emd-max 4096   # POT emd2 up to this many grid cells (default 4096 = 64^2)
     python benchmarks/solver.py --modes eager    # eager iterations only (default: eager and compiled)
+    python benchmarks/solver.py --sizes 128x32 --oracles linear_monge   # chosen grids and oracles
 
 For every grid size and oracle it prints iterations and seconds to converge, seconds per iteration, the peak
 memory of the solve (resident set of a fresh process for CPU runs, torch's allocator on CUDA), the relative error
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--emd-max", type=int, default=64 * 64, help="largest grid (cells) for POT emd2")
     parser.add_argument("--oracles", default="balanced_gaussians,linear_monge,pure_growth,two_bumps")
+    parser.add_argument("--sizes", default=None, help="grids as N x Nt, e.g. 128x32,256x64 (overrides --quick)")
     parser.add_argument("--modes", default="eager,compiled", help="eager and/or compiled iterations")
     args = parser.parse_args()
 
@@ -155,6 +157,8 @@ def main() -> None:
     sizes = (
         [(32, 16), (64, 32)] + ([] if args.quick else [(128, 32)]) + ([(256, 64)] if cuda and not args.quick else [])
     )
+    if args.sizes:
+        sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {'cuda' if cuda else 'cpu'}")
     header = [
         "oracle",
