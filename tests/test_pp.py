@@ -133,3 +133,21 @@ def test_growth_prior_follows_proliferation_genes():
     with pytest.raises(ValueError, match="proliferation_genes"):
         pp.growth_prior(mouse, organism="mouse")
     assert "growth_prior" not in mouse.obs
+
+
+def test_secondary_predictability_separates_a_function_from_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1200, 2))
+    time = np.repeat([0.0, 1.0, 2.0], 400)
+    drift = time[:, None] * np.array([1.0, -1.0])  # shared drift over time: pooled R^2 only
+    function = np.stack([np.sin(x[:, 0]), x[:, 0] + 0.5 * x[:, 1]], 1) + 0.05 * rng.normal(size=(1200, 2))
+    noise = drift + rng.normal(size=(1200, 2))
+    good = pp.secondary_predictability(x, function, time, k=20)
+    bad = pp.secondary_predictability(x + drift, noise, time, k=20)
+    assert good["within_time"] > 0.8 and set(good["per_time"]) == {0.0, 1.0, 2.0}
+    # pure noise scores about -1/k (the neighbours' mean has variance sigma^2 / k); only time is predictable
+    assert abs(bad["within_time"]) < 0.1 < bad["pooled"]
+    with pytest.raises(ValueError, match="x, y"):
+        pp.secondary_predictability(x, function[:10])
+    with pytest.raises(ValueError, match="finite"):
+        pp.secondary_predictability(x, np.full_like(function, np.nan))

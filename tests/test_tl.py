@@ -70,6 +70,8 @@ def test_monge_secondary_velocity_is_jacobian_times_velocity():
     assert np.allclose(vy, v @ a.T, atol=0.02)
     info = adata.uns["syncot"]["coupling"]
     assert info["r2"] > 0.99
+    # y is a function of x; kNN means of 50 neighbours lose some of it at the edges of each time point's cloud
+    assert info["r2_within_time"] > 0.8 and info["r2_pooled"] > 0.8
     # for a linear map the synchronized cost is (1 + lambda s^2) on the primary direction: the fitted map must
     # report a secondary cost equal to |s A shift|^2 / D with s the variance-matching scale
     s = info["scale"]

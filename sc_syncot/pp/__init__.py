@@ -10,6 +10,7 @@ from .embedding import embed_atac, embed_rna, tfidf
 from .growth import gene_sets, growth_prior
 from .kantorovich import kantorovich_kernel, secondary_support
 from .monge import MongeMap, fit_monge_map
+from .predictability import secondary_predictability
 from .views import couple_views
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "kde_density",
     "primary_grid",
     "scott_bandwidth",
+    "secondary_predictability",
     "secondary_support",
     "tfidf",
     "time_point_masses",

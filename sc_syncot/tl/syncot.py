@@ -49,6 +49,7 @@ def _coupling(cells: CellData, grid: Grid, coupling: str, weight: float, seconda
     scale = _secondary_scale(x, y)
     y = y * scale
     info = {"scale": scale, "n_paired": int(len(x))}
+    info.update(_predictability(x, y, cells.time[cells.paired], seed))
     if coupling == "monge":
         fitted = pp.fit_monge_map(x, y, seed=seed)
         if fitted.r2 < 0.2:
@@ -65,6 +66,24 @@ def _coupling(cells: CellData, grid: Grid, coupling: str, weight: float, seconda
     sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, name="secondary")
     info.update(support=support / scale, epsilon=sec.effective_epsilon, n_support=len(support))
     return Coupling(sec, info, labels=labels)
+
+
+def _predictability(x: np.ndarray, y: np.ndarray, time: np.ndarray, seed: int, n_max: int = 5000) -> dict:
+    """Cross-validated kNN R^2 of the secondary on the primary (pooled and within time points), with a warning."""
+    if len(x) > n_max:  # keep it a second or two
+        keep = np.random.default_rng(seed).choice(len(x), n_max, replace=False)
+        x, y, time = x[keep], y[keep], time[keep]
+    k = max(1, min(50, len(x) // 20))
+    r2 = pp.secondary_predictability(x, y, time, k=k, seed=seed)
+    if np.isfinite(r2["within_time"]) and r2["within_time"] < 0.05:
+        logger.warning(
+            "the secondary is hardly predictable from the primary state within a time point (cross-validated kNN "
+            "R^2 = %.2f; pooled over time %.2f): the synchronization can smooth the secondary path but adds little "
+            "information to the primary one",
+            r2["within_time"],
+            r2["pooled"],
+        )
+    return {"r2_within_time": r2["within_time"], "r2_pooled": r2["pooled"]}
 
 
 def _check_memory(grid: Grid, n_intervals: int, device: str) -> None:
