@@ -114,6 +114,26 @@ class ConvergenceMonitor:
         return self.passed >= 2
 
 
+def run_loop(state: PrimalDualState, step, *, tol: float, max_iter: int, check_every: int, progress: bool, name: str):
+    """Drive ``step(it, check, monitor) -> stop`` for up to ``max_iter`` iterations from ``state.n_iter``.
+
+    ``check`` is true every ``check_every`` iterations and on the last one; the loop keeps ``state.n_iter`` and
+    ``state.converged`` and closes the progress bar however it ends.
+    """
+    bar = tqdm(total=max_iter, disable=not progress, desc=f"sc_syncot ({name})", leave=False)
+    monitor = ConvergenceMonitor(state, tol, bar, name=name)
+    last = state.n_iter + max_iter
+    try:
+        for it in range(state.n_iter + 1, last + 1):
+            stop = step(it, it % check_every == 0 or it == last, monitor)
+            state.n_iter = it
+            if stop:
+                state.converged = True
+                break
+    finally:
+        bar.close()
+
+
 def primal_dual_step(ops: PrimalDualOperators, x: list[torch.Tensor], y: torch.Tensor, tau: float, sigma: float):
     """One plain Chambolle-Pock step: ``(x+, y+, v)`` with ``v`` the primal point behind ``y+``."""
     x_new = torch._foreach_add(x, ops.adjoint(y), alpha=-tau)
@@ -157,38 +177,40 @@ def chambolle_pock(
     progress
         Show a tqdm progress bar.
     """
-    x, y = state.x, state.y
-    tau, sigma = state.tau, state.sigma
-    adapt, decay, band = 0.5, 0.95, 1.5
-    bar = tqdm(total=max_iter, disable=not progress, desc="sc_syncot", leave=False)
-    monitor = ConvergenceMonitor(state, tol, bar)
-    try:
-        for it in range(state.n_iter + 1, state.n_iter + max_iter + 1):
-            step = getattr(ops, "step", None)
-            x_new, y_new, v = step(x, y, tau, sigma) if step else primal_dual_step(ops, x, y, tau, sigma)
-            stop = False
-            if it % check_every == 0 or it == state.n_iter + max_iter:
-                dx = torch._foreach_sub(x, x_new)
-                dy = y - y_new
-                primal = torch._foreach_sub(torch._foreach_div(dx, tau), ops.adjoint(dy))
-                dual = dy.div_(sigma).sub_(ops.apply(dx))
-                rp = _norm(primal) / max(_norm(ops.adjoint(y_new)), 1e-300)
-                rd = _norm(dual) / max(_norm(ops.apply(x_new)), 1e-300)
-                stop = monitor.check(it, rp, rd, ops.objective(v), tau=tau, sigma=sigma)
-                if adaptive and not stop:
-                    if rp > band * rd:
-                        tau, sigma, adapt = tau / (1 - adapt), sigma * (1 - adapt), adapt * decay
-                    elif rd > band * rp:
-                        tau, sigma, adapt = tau * (1 - adapt), sigma / (1 - adapt), adapt * decay
-            if relaxation != 1.0:  # after the residuals, which are those of the plain step
-                x_new = torch._foreach_lerp(x, x_new, relaxation)
-                y_new = torch.lerp(y, y_new, relaxation)
-            x, y = x_new, y_new
-            state.n_iter = it
-            if stop:
-                state.converged = True
-                break
-    finally:
-        bar.close()
-    state.x, state.y, state.v, state.tau, state.sigma = x, y, v, tau, sigma
+    it_state = {"x": state.x, "y": state.y, "v": None, "tau": state.tau, "sigma": state.sigma, "adapt": 0.5}
+    decay, band = 0.95, 1.5
+    step_fn = getattr(ops, "step", None)
+
+    def step(it: int, check: bool, monitor: ConvergenceMonitor) -> bool:
+        x, y, tau, sigma = it_state["x"], it_state["y"], it_state["tau"], it_state["sigma"]
+        x_new, y_new, it_state["v"] = step_fn(x, y, tau, sigma) if step_fn else primal_dual_step(ops, x, y, tau, sigma)
+        stop = False
+        if check:
+            dx = torch._foreach_sub(x, x_new)
+            dy = y - y_new
+            primal = torch._foreach_sub(torch._foreach_div(dx, tau), ops.adjoint(dy))
+            dual = dy.div_(sigma).sub_(ops.apply(dx))
+            rp = _norm(primal) / max(_norm(ops.adjoint(y_new)), 1e-300)
+            rd = _norm(dual) / max(_norm(ops.apply(x_new)), 1e-300)
+            stop = monitor.check(it, rp, rd, ops.objective(it_state["v"]), tau=tau, sigma=sigma)
+            if adaptive and not stop:
+                _adapt_steps(it_state, rp, rd, band, decay)
+        if relaxation != 1.0:  # after the residuals, which are those of the plain step
+            x_new = torch._foreach_lerp(x, x_new, relaxation)
+            y_new = torch.lerp(y, y_new, relaxation)
+        it_state["x"], it_state["y"] = x_new, y_new
+        return stop
+
+    run_loop(state, step, tol=tol, max_iter=max_iter, check_every=check_every, progress=progress, name="primal-dual")
+    state.x, state.y, state.v = it_state["x"], it_state["y"], it_state["v"]
+    state.tau, state.sigma = it_state["tau"], it_state["sigma"]
     return state
+
+
+def _adapt_steps(it_state: dict, rp: float, rd: float, band: float, decay: float) -> None:
+    """Residual balancing (Goldstein et al.): a larger primal residual asks for a larger ``tau``, and conversely."""
+    tau, sigma, adapt = it_state["tau"], it_state["sigma"], it_state["adapt"]
+    if rp > band * rd:
+        it_state.update(tau=tau / (1 - adapt), sigma=sigma * (1 - adapt), adapt=adapt * decay)
+    elif rd > band * rp:
+        it_state.update(tau=tau * (1 - adapt), sigma=sigma / (1 - adapt), adapt=adapt * decay)

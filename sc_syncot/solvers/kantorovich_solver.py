@@ -306,15 +306,10 @@ def run_kantorovich(
     x0: Staggered,
     scale: np.ndarray,
     opts: dict,
+    cp_options: dict,
     *,
     method: str,
     step_ratio: float,
-    tol: float,
-    max_iter: int,
-    check_every: int,
-    adaptive: bool,
-    relaxation: float,
-    progress: bool,
     sinkhorn_sweeps: int,
     sinkhorn_tol: float,
     sinkhorn_max_iter: int,
@@ -333,30 +328,22 @@ def run_kantorovich(
         tau = math.sqrt(0.99 * step_ratio)
         y0 = torch.zeros_like(ops.apply(x0.tensors()))
         state = PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau / (1 + BLOCK_NORM**2 * len(blocks)))
-        state = chambolle_pock(
-            ops,
-            state,
-            tol=tol,
-            max_iter=max_iter,
-            check_every=check_every,
-            adaptive=adaptive,
-            relaxation=relaxation,
-            progress=progress,
-        )
+        state = chambolle_pock(ops, state, **cp_options)
         v = ops.primary_point(state.v)
     else:
+        stopping = {k: cp_options[k] for k in ("tol", "max_iter", "check_every", "progress")}
         ops = SmoothSynchronizedOperators(projector, d, weights, rotation, cell_weight, blocks)
         lip = lipschitz_estimate(ops, x0.tensors())
         tau_cp = math.sqrt(0.99 * step_ratio)
         if method == "pd3o":
             gamma = min(tau_cp, 1.0 / lip)  # PD3O needs gamma < 2 / L; 1 / L leaves room for the estimate's error
             state = PrimalDualState(x=x0.tensors(), y=y_primary, tau=gamma, sigma=0.99 / gamma)
-            state = pd3o(ops, state, tol=tol, max_iter=max_iter, check_every=check_every, progress=progress)
+            state = pd3o(ops, state, **stopping)
         else:
             sigma = 0.99 / tau_cp
             tau = 0.99 / (sigma + lip / 2)  # Condat-Vu: 1 / tau - sigma ||I||^2 >= L / 2
             state = PrimalDualState(x=x0.tensors(), y=y_primary, tau=tau, sigma=sigma)
-            state = condat_vu(ops, state, tol=tol, max_iter=max_iter, check_every=check_every, progress=progress)
+            state = condat_vu(ops, state, **stopping)
         state.history["lipschitz_estimate"] = [lip]
         v = state.v
     for key, vals in ops.sinkhorn_log.items():

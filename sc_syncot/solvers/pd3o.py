@@ -31,9 +31,8 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from tqdm.auto import tqdm
 
-from .chambolle_pock import ConvergenceMonitor, PrimalDualOperators, PrimalDualState, _norm
+from .chambolle_pock import ConvergenceMonitor, PrimalDualOperators, PrimalDualState, _norm, run_loop
 
 
 class SmoothOperators(PrimalDualOperators, Protocol):
@@ -53,37 +52,37 @@ def pd3o(
     progress: bool = False,
 ) -> PrimalDualState:
     """Run PD3O from ``state`` (``x`` is the point ``z``, ``tau`` is ``gamma``, ``sigma`` the dual step)."""
-    z, s = state.x, state.y
     gamma, delta = state.tau, state.sigma
-    bar = tqdm(total=max_iter, disable=not progress, desc="sc_syncot (PD3O)", leave=False)
-    monitor = ConvergenceMonitor(state, tol, bar, name="PD3O")
-    x = v = None
-    try:
-        for it in range(state.n_iter + 1, state.n_iter + max_iter + 1):
-            x = [t.clone() for t in z]
-            ops.primal_prox_(x)
-            smooth_value, grad = ops.smooth(x)
-            step = torch._foreach_add(x, grad, alpha=-gamma)  # x - gamma grad f(x)
-            lifted = torch._foreach_sub(torch._foreach_add(step, x), z)  # 2x - z - gamma grad f(x)
-            w = s - (gamma * delta) * ops.apply(ops.adjoint(s)) + delta * ops.apply(lifted)
-            s, v = ops.dual_prox(w, delta)
-            z_new = torch._foreach_add(step, ops.adjoint(s), alpha=-gamma)
-            stop = False
-            if it % check_every == 0 or it == state.n_iter + max_iter:
-                # the change per unit step, relative to the dual term: a tiny step does not look converged
-                residual = _norm(torch._foreach_sub(z_new, z)) / gamma / max(_norm(ops.adjoint(s)), 1e-300)
-                objective = ops.objective(v) + smooth_value
-                stop = monitor.check(it, residual, residual, objective, tau=gamma, sigma=delta, smooth=smooth_value)
-            z = z_new
-            state.n_iter = it
-            if stop:
-                state.converged = True
-                break
-    finally:
-        bar.close()
+    it_state = {"z": state.x, "s": state.y, "x": None, "v": None}
+
+    def step(it: int, check: bool, monitor: ConvergenceMonitor) -> bool:
+        z, s = it_state["z"], it_state["s"]
+        x = [t.clone() for t in z]
+        ops.primal_prox_(x)
+        smooth_value, grad = ops.smooth(x)
+        forward = torch._foreach_add(x, grad, alpha=-gamma)  # x - gamma grad f(x)
+        lifted = torch._foreach_sub(torch._foreach_add(forward, x), z)  # 2x - z - gamma grad f(x)
+        w = s - (gamma * delta) * ops.apply(ops.adjoint(s)) + delta * ops.apply(lifted)
+        s, v = ops.dual_prox(w, delta)
+        z_new = torch._foreach_add(forward, ops.adjoint(s), alpha=-gamma)
+        stop = check and _check_smooth(monitor, ops, it, z, z_new, s, v, smooth_value, gamma, delta)
+        it_state.update(z=z_new, s=s, x=x, v=v)
+        return stop
+
+    run_loop(state, step, tol=tol, max_iter=max_iter, check_every=check_every, progress=progress, name="PD3O")
     # report the projected point x (it satisfies the balance equation), not z
-    state.x, state.y, state.v = x, s, v
+    state.x, state.y, state.v = it_state["x"], it_state["s"], it_state["v"]
     return state
+
+
+def _check_smooth(monitor, ops, it, x, x_new, s, v, smooth_value, step, dual_step) -> bool:
+    """The smooth splittings' check: the change per unit step relative to the dual term, as both residuals.
+
+    Relative to the dual term so that a tiny step does not look converged.
+    """
+    residual = _norm(torch._foreach_sub(x_new, x)) / step / max(_norm(ops.adjoint(s)), 1e-300)
+    objective = ops.objective(v) + smooth_value
+    return monitor.check(it, residual, residual, objective, tau=step, sigma=dual_step, smooth=smooth_value)
 
 
 def condat_vu(
@@ -96,29 +95,20 @@ def condat_vu(
     progress: bool = False,
 ) -> PrimalDualState:
     """Run Condat-Vu from ``state`` (``x`` the primal point, ``tau`` and ``sigma`` the steps); stops as :func:`pd3o`."""
-    x, s = state.x, state.y
     tau, sigma = state.tau, state.sigma
-    bar = tqdm(total=max_iter, disable=not progress, desc="sc_syncot (Condat-Vu)", leave=False)
-    monitor = ConvergenceMonitor(state, tol, bar, name="Condat-Vu")
-    v = None
-    try:
-        for it in range(state.n_iter + 1, state.n_iter + max_iter + 1):
-            smooth_value, grad = ops.smooth(x)
-            x_new = torch._foreach_sub(x, torch._foreach_add(grad, ops.adjoint(s)), alpha=tau)
-            ops.primal_prox_(x_new)
-            x_bar = torch._foreach_lerp(x, x_new, 2.0)  # 2 x+ - x
-            s, v = ops.dual_prox(s + sigma * ops.apply(x_bar), sigma)
-            stop = False
-            if it % check_every == 0 or it == state.n_iter + max_iter:
-                residual = _norm(torch._foreach_sub(x_new, x)) / tau / max(_norm(ops.adjoint(s)), 1e-300)
-                objective = ops.objective(v) + smooth_value
-                stop = monitor.check(it, residual, residual, objective, tau=tau, sigma=sigma, smooth=smooth_value)
-            x = x_new
-            state.n_iter = it
-            if stop:
-                state.converged = True
-                break
-    finally:
-        bar.close()
-    state.x, state.y, state.v = x, s, v
+    it_state = {"x": state.x, "s": state.y, "v": None}
+
+    def step(it: int, check: bool, monitor: ConvergenceMonitor) -> bool:
+        x, s = it_state["x"], it_state["s"]
+        smooth_value, grad = ops.smooth(x)
+        x_new = torch._foreach_sub(x, torch._foreach_add(grad, ops.adjoint(s)), alpha=tau)
+        ops.primal_prox_(x_new)
+        x_bar = torch._foreach_lerp(x, x_new, 2.0)  # 2 x+ - x
+        s, v = ops.dual_prox(s + sigma * ops.apply(x_bar), sigma)
+        stop = check and _check_smooth(monitor, ops, it, x, x_new, s, v, smooth_value, tau, sigma)
+        it_state.update(x=x_new, s=s, v=v)
+        return stop
+
+    run_loop(state, step, tol=tol, max_iter=max_iter, check_every=check_every, progress=progress, name="Condat-Vu")
+    state.x, state.y, state.v = it_state["x"], it_state["s"], it_state["v"]
     return state

@@ -288,13 +288,16 @@ def solve(
     projector.project_(x0)
     if step_ratio is None:
         step_ratio = default_step_ratio(problem)
+    cp_options = {
+        "tol": tol, "max_iter": max_iter, "check_every": check_every, "adaptive": adaptive,
+        "relaxation": relaxation, "progress": progress,
+    }  # fmt: skip
     if problem.kantorovich_secondaries:
         from .kantorovich_solver import run_kantorovich  # noqa: PLC0415 (it builds on this module)
 
         ops, state, v, reports = run_kantorovich(
-            problem, projector, d, weights, rotation, cell_weight, x0, scale, opts,
-            method=method, step_ratio=step_ratio, tol=tol, max_iter=max_iter, check_every=check_every,
-            adaptive=adaptive, relaxation=relaxation, progress=progress, sinkhorn_sweeps=sinkhorn_sweeps,
+            problem, projector, d, weights, rotation, cell_weight, x0, scale, opts, cp_options,
+            method=method, step_ratio=step_ratio, sinkhorn_sweeps=sinkhorn_sweeps,
             sinkhorn_tol=sinkhorn_tol, sinkhorn_max_iter=sinkhorn_max_iter,
         )  # fmt: skip
         state.v = v
@@ -304,17 +307,7 @@ def solve(
     ops = TransportOperators(projector, d, weights, rotation, cell_weight, compiled=compiled)
     y0 = torch.zeros_like(interpolate(x0))
     tau = math.sqrt(0.99 * step_ratio)
-    state = PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau)
-    state = chambolle_pock(
-        ops,
-        state,
-        tol=tol,
-        max_iter=max_iter,
-        check_every=check_every,
-        adaptive=adaptive,
-        relaxation=relaxation,
-        progress=progress,
-    )
+    state = chambolle_pock(ops, PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau), **cp_options)
     return _result(problem, ops, state, scale, zeta_scale, support_threshold, dev)
 
 

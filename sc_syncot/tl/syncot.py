@@ -64,7 +64,7 @@ def _coupling(cells: CellData, grid: Grid, coupling: str, weight: float, seconda
     support, labels = pp.secondary_support(y, n_support=min(n_support, len(y)), seed=seed)
     kernel = pp.kantorovich_kernel(x, labels, grid, n_support=len(support))
     sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, name="secondary")
-    info.update(support=support / scale, epsilon=sec.effective_epsilon, n_support=len(support))
+    info.update(support=support / scale, n_support=len(support))  # epsilon: recorded by fit once resolved
     return Coupling(sec, info, labels=labels)
 
 
@@ -300,7 +300,7 @@ def fit(
     secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
     problem = SyncOTProblem(grid, dens[:-1], dens[1:], delta=delta, secondaries=secondaries)
     if secondaries and isinstance(problem.secondaries[0], KantorovichSecondary):
-        cpl.info["epsilon"] = problem.secondaries[0].effective_epsilon  # resolved with the grid's time step
+        cpl.info["epsilon"] = problem.secondaries[0].effective_epsilon  # resolved with the grid's time step and delta
     with _threads_for(grid, len(tp) - 1, device):
         result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress)
     if not result.converged:
