@@ -9,8 +9,9 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import svds
 
+from ..pp.embedding import tfidf
+
 RNA_TARGET_SUM = 1e4
-LSI_SCALE = 1e4
 
 
 def _rna_pca(counts: sparse.spmatrix, n_comps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,20 +45,6 @@ def _rna_pca(counts: sparse.spmatrix, n_comps: int, seed: int) -> tuple[np.ndarr
     return np.asarray(tmp.obsm["X_pca"]), np.asarray(tmp.varm["PCs"])
 
 
-def _tfidf(counts: sparse.spmatrix) -> tuple[sparse.csr_matrix, np.ndarray]:
-    """TF-IDF ``log1p(LSI_SCALE * tf * idf)`` with ``tf = counts / depth`` and ``idf = log(1 + n / (1 + df))``.
-
-    ``df`` is the number of cells in which a peak is seen. Returns the sparse matrix and ``idf``.
-    """
-    counts = sparse.csr_matrix(counts, dtype=np.float64)
-    depth = np.maximum(np.asarray(counts.sum(axis=1)).ravel(), 1.0)  # empty cells stay zero rows
-    seen = np.asarray((counts > 0).sum(axis=0)).ravel()
-    idf = np.log1p(counts.shape[0] / (1.0 + seen))
-    tfidf = sparse.csr_matrix(sparse.diags(1.0 / depth) @ counts @ sparse.diags(idf * LSI_SCALE))
-    tfidf.data = np.log1p(tfidf.data)
-    return tfidf, idf
-
-
 def _lsi(counts: sparse.spmatrix, n_comps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Latent semantic indexing of ATAC counts: TF-IDF, truncated SVD, first component dropped.
 
@@ -82,9 +69,9 @@ def _lsi(counts: sparse.spmatrix, n_comps: int, seed: int) -> tuple[np.ndarray, 
     idf
         The inverse document frequency per peak used in the TF-IDF.
     """
-    tfidf, idf = _tfidf(counts)
-    components = _top_right_singular_vectors(tfidf, n_comps + 1, seed)[:, 1:]
-    return np.asarray(tfidf @ components, dtype=np.float32), components, idf
+    tfidf_matrix, idf = tfidf(counts, return_idf=True)
+    components = _top_right_singular_vectors(tfidf_matrix, n_comps + 1, seed)[:, 1:]
+    return np.asarray(tfidf_matrix @ components, dtype=np.float32), components, idf
 
 
 def _top_right_singular_vectors(x: sparse.spmatrix, k: int, seed: int) -> np.ndarray:

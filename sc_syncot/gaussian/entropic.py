@@ -50,12 +50,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .linalg import logdet, pd_inv, pd_inv_sqrt, psd_sqrt, symmetrize
-from .measures import GaussianMeasure, check_cov, check_mean, check_positive, gaussian_kl
-from .uot import optimal_means
+from .measures import check_cov, check_mean, check_positive, gaussian_kl
+from .uot import GaussianPlan, optimal_means
 
 
 @dataclass(frozen=True, repr=False)
-class EntropicUOTResult:
+class EntropicUOTResult(GaussianPlan):
     """Solution of :func:`entropic_uot`: the optimal plan ``mass * N(coupling_mean, coupling_cov)``.
 
     Attributes
@@ -74,21 +74,9 @@ class EntropicUOTResult:
         KL weight of the marginal penalties and entropic weight.
     """
 
-    mass: float
-    value: float
-    inner_value: float
-    mean0: np.ndarray
-    cov0: np.ndarray
-    mean1: np.ndarray
-    cov1: np.ndarray
     cross_cov: np.ndarray
     tau: float
     eps: float
-
-    @property
-    def coupling_mean(self) -> np.ndarray:
-        """Mean ``(2d,)`` of the normalized plan."""
-        return np.concatenate([self.mean0, self.mean1])
 
     @property
     def coupling_cov(self) -> np.ndarray:
@@ -109,11 +97,6 @@ class EntropicUOTResult:
     def conditional_cov(self) -> np.ndarray:
         """``Cov(y | x) = Sigma_1 - C^T Sigma_0^{-1} C``, the spread that the entropic term adds around the map."""
         return symmetrize(self.cov1 - self.cross_cov.T @ np.linalg.solve(self.cov0, self.cross_cov))
-
-    @property
-    def marginals(self) -> tuple[GaussianMeasure, GaussianMeasure]:
-        """The plan's marginals ``m* N(mean0, cov0)`` and ``m* N(mean1, cov1)``."""
-        return GaussianMeasure(self.mass, self.mean0, self.cov0), GaussianMeasure(self.mass, self.mean1, self.cov1)
 
     def __repr__(self) -> str:
         return (

@@ -50,7 +50,30 @@ from .measures import GaussianMeasure, check_cov, check_mean, check_positive, ga
 
 
 @dataclass(frozen=True, repr=False)
-class GaussianUOTResult:
+class GaussianPlan:
+    """A Gaussian plan ``mass * N`` on ``R^d x R^d`` given by its value and normalized marginal moments."""
+
+    mass: float
+    value: float
+    inner_value: float
+    mean0: np.ndarray
+    cov0: np.ndarray
+    mean1: np.ndarray
+    cov1: np.ndarray
+
+    @property
+    def coupling_mean(self) -> np.ndarray:
+        """Mean ``(2d,)`` of the normalized plan on ``R^d x R^d``."""
+        return np.concatenate([self.mean0, self.mean1])
+
+    @property
+    def marginals(self) -> tuple[GaussianMeasure, GaussianMeasure]:
+        """The plan's marginals ``m* N(mean0, cov0)`` and ``m* N(mean1, cov1)``."""
+        return GaussianMeasure(self.mass, self.mean0, self.cov0), GaussianMeasure(self.mass, self.mean1, self.cov1)
+
+
+@dataclass(frozen=True, repr=False)
+class GaussianUOTResult(GaussianPlan):
     """Solution of :func:`uot`: the optimal plan ``mass * N(coupling_mean, coupling_cov)``.
 
     Attributes
@@ -69,32 +92,15 @@ class GaussianUOTResult:
         KL weight of the marginal penalties.
     """
 
-    mass: float
-    value: float
-    inner_value: float
-    mean0: np.ndarray
-    cov0: np.ndarray
-    mean1: np.ndarray
-    cov1: np.ndarray
     map_matrix: np.ndarray
     map_offset: np.ndarray
     tau: float
-
-    @property
-    def coupling_mean(self) -> np.ndarray:
-        """Mean ``(2d,)`` of the normalized plan on ``R^d x R^d``."""
-        return np.concatenate([self.mean0, self.mean1])
 
     @property
     def coupling_cov(self) -> np.ndarray:
         """Covariance ``(2d, 2d)`` of the normalized plan, ``[[S0, S0 T], [T S0, S1]]`` (rank ``d``)."""
         cross = self.cov0 @ self.map_matrix
         return np.block([[self.cov0, cross], [cross.T, self.cov1]])
-
-    @property
-    def marginals(self) -> tuple[GaussianMeasure, GaussianMeasure]:
-        """The plan's marginals ``m* N(mean0, cov0)`` and ``m* N(mean1, cov1)``."""
-        return GaussianMeasure(self.mass, self.mean0, self.cov0), GaussianMeasure(self.mass, self.mean1, self.cov1)
 
     def transport(self, x) -> np.ndarray:
         """Apply the affine map to points ``x`` of shape ``(..., d)``."""

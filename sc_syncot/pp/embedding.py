@@ -74,16 +74,23 @@ def embed_rna(
     return out if copy else None
 
 
-def tfidf(x) -> sp.csr_matrix:
-    """``log1p(1e4 * tf * idf)`` with ``tf`` the per-cell peak frequencies and ``idf = log(1 + n / (1 + df))``."""
+LSI_SCALE = 1e4
+
+
+def tfidf(x, return_idf: bool = False) -> sp.csr_matrix | tuple[sp.csr_matrix, np.ndarray]:
+    """``log1p(LSI_SCALE * tf * idf)`` with ``tf = x / depth`` per cell and ``idf = log(1 + n / (1 + df))``.
+
+    ``df`` is the number of cells in which a peak is seen; empty cells stay zero rows. With ``return_idf`` the
+    ``idf`` per peak is returned too.
+    """
     x = sp.csr_matrix(x, dtype=float)
     depth = np.asarray(x.sum(1)).ravel()
     tf = sp.diags(1.0 / np.where(depth > 0, depth, 1.0)) @ x
     df = np.asarray((x > 0).sum(0)).ravel()
     idf = np.log1p(x.shape[0] / (1.0 + df))
-    out = tf @ sp.diags(idf)
-    out.data = np.log1p(1e4 * out.data)
-    return sp.csr_matrix(out)
+    out = sp.csr_matrix(tf @ sp.diags(idf * LSI_SCALE))
+    out.data = np.log1p(out.data)
+    return (out, idf) if return_idf else out
 
 
 def embed_atac(
