@@ -136,8 +136,11 @@ save(so.pl.growth(adata, per_cell=True, return_fig=True), "growth")
 # reconstruction without the ATAC term (`primary_only`), displacement interpolation of the balanced and
 # unbalanced OT plan between 0 h and 3 h (`static_ot`, `static_uot`), and the cells of the nearest observed time
 # point in time (`nearest`: 0 h). The noise floor is the distance between two random halves of the held-out
-# cells: no method can be expected to get below it. Every W1 is estimated on subsamples of `N_SAMPLE` cells, so
-# differences of a few hundredths are within the sampling noise.
+# cells: no method can be expected to get below it. `readout` applies the fitted RNA -> ATAC coupling to the
+# held-out cells' true RNA positions: the ATAC distance a perfect RNA prediction would reach through it. Where it
+# is far above the noise floor, ATAC is not predictable from RNA at a given time and no path can fix that. Every
+# W1 is estimated on subsamples of `N_SAMPLE` cells, so differences of a few hundredths are within the sampling
+# noise.
 
 # %%
 table = so.tl.evaluate_heldout(

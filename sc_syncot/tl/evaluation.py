@@ -8,7 +8,9 @@ between two random halves of the held-out cells: no method can beat it by more t
 Every grid-based prediction reaches the secondary space through the same coupling fitted on the remaining
 cells (the map ``T`` plus the residual of the nearest paired cell for Monge; for Kantorovich, the kernel ``K`` to
 a support point, then one of the cells it stands for),
-so that methods differ only in their paths.
+so that methods differ only in their paths. The ``readout`` row applies that coupling to the held-out cells' own
+primary positions: the secondary W1 that a perfect primary prediction would reach through it, a floor the
+grid-based methods cannot go below (up to sampling noise) however good their paths.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .. import pp
 from ..pp.inputs import read_cells
 from .syncot import Fitted, _growth_rates, fit
 
-METHODS = ("syncot", "primary_only", "static_ot", "static_uot", "nearest", "noise_floor")
+METHODS = ("syncot", "primary_only", "static_ot", "static_uot", "nearest", "readout", "noise_floor")
 
 
 def _w1(a: np.ndarray, b: np.ndarray, wa=None, wb=None) -> float:
@@ -76,6 +78,14 @@ def _predict_grid(rng, fitted: Fitted, t: float, size: int, with_secondary: bool
     pts, idx = _grid_sample(rng, fitted, density, size)
     sec = _secondary_of(rng, fitted, pts, idx, size) if with_secondary else None
     return pts, sec, float(fitted.flow.grid.mass(density))
+
+
+def _readout(rng, fitted: Fitted, hx: np.ndarray, size: int) -> np.ndarray:
+    """The held-out cells' own primary positions, read out in the secondary space through the fitted coupling."""
+    pts = hx[_subsample(rng, len(hx), size)]
+    grid = fitted.flow.grid
+    idx = cKDTree(grid.points().reshape(-1, grid.ndim)).query(pts)[1]  # the grid cell each cell falls in
+    return _secondary_of(rng, fitted, pts, idx, size)
 
 
 def _static(rng, cells, t: float, masses: np.ndarray, size: int, unbalanced: bool, reg_m: float):
@@ -132,8 +142,10 @@ def evaluate_heldout(
     Methods: ``syncot`` (the synchronized fit, ``syncot_kwargs`` as for :func:`sc_syncot.tl.syncot`),
     ``primary_only`` (the same with ``weight=0``), ``static_ot`` / ``static_uot`` (displacement interpolation of
     the balanced / KL-unbalanced OT plan between the neighbouring time points, POT ``emd`` / ``mm_unbalanced``
-    with ``reg_m``), ``nearest`` (the cells of the nearest time point) and ``noise_floor`` (W1 between two
-    random halves of the held-out cells).
+    with ``reg_m``), ``nearest`` (the cells of the nearest time point), ``readout`` (secondary only: the fitted
+    coupling applied to the held-out cells' true primary positions, the best a grid-based prediction can do
+    through that coupling; no mass, so its ``mass_error`` is NaN) and ``noise_floor`` (W1 between two random
+    halves of the held-out cells).
 
     Parameters
     ----------
@@ -207,6 +219,9 @@ def _round(rng, fits, hx, hy, heldout, truth_mass, n_sample, reg_m, with_sec) ->
         rows += _rows(rng, name, hx, hy, x, y, m, truth_mass, n_sample)
     x, y, m = _nearest(rng, cells, heldout, masses, n_sample)
     rows += _rows(rng, "nearest", hx, hy, x, y, m, truth_mass, n_sample)
+    if with_sec and hy is not None:  # secondary only: its primary positions are the held-out cells themselves
+        y = _readout(rng, fits["syncot"], hx, n_sample)
+        rows.append(("readout", "secondary", _w1(y, hy[_subsample(rng, len(hy), n_sample)]), float("nan")))
     return rows + _noise_floor(rng, hx, hy, n_sample)
 
 
