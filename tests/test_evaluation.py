@@ -28,6 +28,9 @@ def test_pure_growth_reproduces_known_mass_errors():
     # the secondary is an exact function of the primary: read out at the true positions it is as good as the noise
     assert t["readout", "secondary"][0] < 2 * t["noise_floor", "secondary"][0]
     assert np.isnan(t["readout", "secondary"][1]) and ("readout", "primary") not in t
+    # the held-out cells' own density on the grid: a perfect path, near the noise, with no mass prediction
+    assert t["grid_floor", "primary"][0] < 2 * t["noise_floor", "primary"][0]
+    assert np.isnan(t["grid_floor", "primary"][1])
     assert t["syncot", "primary"][1] == pytest.approx(0.125, abs=0.005)
     assert t["static_ot", "primary"][1] == pytest.approx(0.25, abs=1e-9)
     assert t["nearest", "primary"][1] == pytest.approx(0.5, abs=1e-9)

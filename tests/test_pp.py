@@ -22,6 +22,21 @@ def test_kde_matches_smoothed_gaussian():
     assert l1 < 0.05  # sampling error of 20,000 points plus binning; a wrong variance gives > 0.1
 
 
+def test_pooled_bandwidth_is_scott_over_time_points():
+    # two time points of 400 and 100 cells, spreads 1 and 3 per axis: sigma 2, n 250, d 2 -> 2 * 250^(-1/6)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (400, 2)), rng.normal(0, 3, (100, 2))])
+    times = np.repeat([0.0, 1.0], [400, 100])
+    h = pp.pooled_bandwidth(x, times, np.array([0.0, 1.0]))
+    sigma = (x[:400].std(0) + x[400:].std(0)) / 2
+    np.testing.assert_allclose(h, sigma * 250 ** (-1 / 6))
+    assert np.all(np.abs(sigma - 2) < 0.3)
+    grid = pp.primary_grid(x, 16, 4)
+    default = pp.interval_densities(x, times, np.array([0.0, 1.0]), grid, np.ones(2))
+    explicit = pp.interval_densities(x, times, np.array([0.0, 1.0]), grid, np.ones(2), bandwidth=h)
+    np.testing.assert_allclose(default, explicit)
+
+
 def test_primary_grid_holds_cells_with_margin():
     x = np.array([[0.0, 1.0], [2.0, 3.0], [1.0, 2.0]])
     grid = pp.primary_grid(x, n_bins=16, n_time=4, margin=0.1)

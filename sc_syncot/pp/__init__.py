@@ -5,7 +5,14 @@ that build solver inputs (``primary_grid``, ``kde_density``, ``fit_monge_map``, 
 take arrays and return arrays or small objects, and :func:`sc_syncot.tl.syncot` chains them.
 """
 
-from .densities import interval_densities, kde_density, primary_grid, scott_bandwidth, time_point_masses
+from .densities import (
+    interval_densities,
+    kde_density,
+    pooled_bandwidth,
+    primary_grid,
+    scott_bandwidth,
+    time_point_masses,
+)
 from .embedding import embed_atac, embed_rna, tfidf
 from .growth import gene_sets, growth_prior
 from .kantorovich import kantorovich_kernel, secondary_support
@@ -25,6 +32,7 @@ __all__ = [
     "kantorovich_kernel",
     "kde_density",
     "primary_grid",
+    "pooled_bandwidth",
     "scott_bandwidth",
     "secondary_predictability",
     "secondary_support",

@@ -182,13 +182,19 @@ def interval_densities(
     one bandwidth for every time point, so that a time point with fewer cells is not smoothed more than its
     neighbours and the change between time points is not a change of smoothing.
     """
-    if bandwidth is None:
-        per_time = [coords[cell_times == t] for t in times]
-        d = coords.shape[1]
-        n = float(np.mean([len(c) for c in per_time]))
-        sigma = np.mean([c.std(0) if len(c) > 1 else np.zeros(d) for c in per_time], axis=0)
-        bandwidth = np.where(sigma > 0, sigma, np.ptp(coords, axis=0) + 1.0) * n ** (-1.0 / (d + 4))
-    h = bandwidth
+    h = pooled_bandwidth(coords, cell_times, times) if bandwidth is None else bandwidth
     return np.stack(
         [kde_density(coords[cell_times == t], grid, mass=m, bandwidth=h) for t, m in zip(times, masses, strict=True)]
     )
+
+
+def pooled_bandwidth(coords: np.ndarray, cell_times: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Scott's rule ``sigma n^(-1/(d+4))`` per axis, with ``sigma`` and ``n`` averaged over the time points.
+
+    The default bandwidth of :func:`interval_densities` (one for every time point).
+    """
+    per_time = [coords[cell_times == t] for t in times]
+    d = coords.shape[1]
+    n = float(np.mean([len(c) for c in per_time]))
+    sigma = np.mean([c.std(0) if len(c) > 1 else np.zeros(d) for c in per_time], axis=0)
+    return np.where(sigma > 0, sigma, np.ptp(coords, axis=0) + 1.0) * n ** (-1.0 / (d + 4))

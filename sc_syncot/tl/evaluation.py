@@ -8,9 +8,10 @@ between two random halves of the held-out cells: no method can beat it by more t
 Every grid-based prediction reaches the secondary space through the same coupling fitted on the remaining
 cells (the map ``T`` plus the residual of the nearest paired cell for Monge; for Kantorovich, the kernel ``K`` to
 a support point, then one of the cells it stands for),
-so that methods differ only in their paths. The ``readout`` row applies that coupling to the held-out cells' own
-primary positions: the secondary W1 that a perfect primary prediction would reach through it, a floor the
-grid-based methods cannot go below (up to sampling noise) however good their paths.
+so that methods differ only in their paths. The ``grid_floor`` row is what a perfect path would score: the
+held-out cells' own density on the fit's grid, smoothed with the fit's bandwidth, sampled and read out like the
+predictions (the cost of the grid and the smoothing). The ``readout`` row applies the coupling to the held-out
+cells' own primary positions: the secondary W1 that a perfect primary prediction would reach through it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .. import pp
 from ..pp.inputs import read_cells
 from .syncot import Fitted, _growth_rates, fit
 
-METHODS = ("syncot", "primary_only", "static_ot", "static_uot", "nearest", "readout", "noise_floor")
+METHODS = ("syncot", "primary_only", "static_ot", "static_uot", "nearest", "grid_floor", "readout", "noise_floor")
 
 
 def _w1(a: np.ndarray, b: np.ndarray, wa=None, wb=None) -> float:
@@ -78,6 +79,16 @@ def _predict_grid(rng, fitted: Fitted, t: float, size: int, with_secondary: bool
     pts, idx = _grid_sample(rng, fitted, density, size)
     sec = _secondary_of(rng, fitted, pts, idx, size) if with_secondary else None
     return pts, sec, float(fitted.flow.grid.mass(density))
+
+
+def _grid_floor(rng, fitted: Fitted, hx: np.ndarray, size: int, with_secondary: bool):
+    """The held-out cells' own density on the fit's grid, smoothed as the fit smooths, sampled as a prediction."""
+    cells, h = fitted.cells, fitted.summary["params"]["bandwidth"]
+    if isinstance(h, str):  # "none": the fit's default
+        h = pp.pooled_bandwidth(cells.x, cells.time, cells.time_points)
+    density = pp.kde_density(hx, fitted.flow.grid, bandwidth=h)
+    pts, idx = _grid_sample(rng, fitted, density, size)
+    return pts, _secondary_of(rng, fitted, pts, idx, size) if with_secondary else None
 
 
 def _readout(rng, fitted: Fitted, hx: np.ndarray, size: int) -> np.ndarray:
@@ -142,7 +153,9 @@ def evaluate_heldout(
     Methods: ``syncot`` (the synchronized fit, ``syncot_kwargs`` as for :func:`sc_syncot.tl.syncot`),
     ``primary_only`` (the same with ``weight=0``), ``static_ot`` / ``static_uot`` (displacement interpolation of
     the balanced / KL-unbalanced OT plan between the neighbouring time points, POT ``emd`` / ``mm_unbalanced``
-    with ``reg_m``), ``nearest`` (the cells of the nearest time point), ``readout`` (secondary only: the fitted
+    with ``reg_m``), ``nearest`` (the cells of the nearest time point), ``grid_floor`` (the held-out cells' own
+    density on the fit's grid, sampled like the predictions: what a perfect path scores; no mass, NaN
+    ``mass_error``), ``readout`` (secondary only: the fitted
     coupling applied to the held-out cells' true primary positions, the best a grid-based prediction can do
     through that coupling; no mass, so its ``mass_error`` is NaN) and ``noise_floor`` (W1 between two random
     halves of the held-out cells).
@@ -219,6 +232,8 @@ def _round(rng, fits, hx, hy, heldout, truth_mass, n_sample, reg_m, with_sec) ->
         rows += _rows(rng, name, hx, hy, x, y, m, truth_mass, n_sample)
     x, y, m = _nearest(rng, cells, heldout, masses, n_sample)
     rows += _rows(rng, "nearest", hx, hy, x, y, m, truth_mass, n_sample)
+    x, y = _grid_floor(rng, fits["syncot"], hx, n_sample, with_sec)
+    rows += _rows(rng, "grid_floor", hx, hy, x, y, float("nan"), truth_mass, n_sample)
     if with_sec and hy is not None:  # secondary only: its primary positions are the held-out cells themselves
         y = _readout(rng, fits["syncot"], hx, n_sample)
         rows.append(("readout", "secondary", _w1(y, hy[_subsample(rng, len(hy), n_sample)]), float("nan")))
