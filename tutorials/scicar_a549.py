@@ -136,11 +136,12 @@ save(so.pl.growth(adata, per_cell=True, return_fig=True), "growth")
 # reconstruction without the ATAC term (`primary_only`), displacement interpolation of the balanced and
 # unbalanced OT plan between 0 h and 3 h (`static_ot`, `static_uot`), and the cells of the nearest observed time
 # point in time (`nearest`: 0 h). The noise floor is the distance between two random halves of the held-out
-# cells: no method can be expected to get below it. `readout` applies the fitted RNA -> ATAC coupling to the
-# held-out cells' true RNA positions: the ATAC distance a perfect RNA prediction would reach through it. Where it
-# is far above the noise floor, ATAC is not predictable from RNA at a given time and no path can fix that. Every
-# W1 is estimated on subsamples of `N_SAMPLE` cells, so differences of a few hundredths are within the sampling
-# noise.
+# cells: no method can be expected to get below it. `grid_floor` is what a perfect path would score: the held-out
+# cells' own density on the fit's grid, sampled like a prediction. `readout` applies the fitted RNA -> ATAC
+# coupling to the held-out cells' true RNA positions: the ATAC distance a perfect RNA prediction would reach
+# through it. Where it is far above the noise floor, ATAC is not predictable from RNA at a given time and no path
+# can fix that. Every W1 is estimated on subsamples of `N_SAMPLE` cells, so differences of a few hundredths are
+# within the sampling noise.
 
 # %%
 table = so.tl.evaluate_heldout(
@@ -167,6 +168,7 @@ fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
 for ax, space in zip(axes, ("primary", "secondary"), strict=True):
     ax.bar(range(len(methods)), w1.loc[methods, space], color=["C3", "C0", "C1", "C2", "C7"])
     ax.axhline(w1.loc["noise_floor", space], color="k", ls="--", lw=1, label="noise floor")
+    ax.axhline(w1.loc["grid_floor", space], color="k", ls=":", lw=1, label="perfect path on the grid")
     ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
     ax.set_title(f"held-out 1 h, {'RNA' if space == 'primary' else 'ATAC'} ({space})")
     ax.set_ylabel("Wasserstein-1")
