@@ -40,9 +40,10 @@ import torch
 
 from .hellinger_kantorovich import hk_cost
 
-# Below this a shifted row sum has lost its leading terms to underflow (the largest factor of the shifted sum
-# is 1 times a kernel entry): recompute it as an exact log-sum-exp.
-TINY = 1e-200
+# A shifted row sum misses only terms whose factor underflowed (below e^-745 ~ 5e-324 each, the largest factor
+# being 1 times a kernel entry <= 1): sums above n * TINY are exact to 1e-15 relative; smaller ones are recomputed
+# as exact log-sum-exps. (Sums near MASS_FLOOR, ~1e-280 in massless regions, are exact and need no recomputation.)
+TINY = 5e-324 / 1e-15
 # Masses are floored at this fraction of the row's reference mass inside logarithms: KL(p | a) with a_i = 0
 # forces p_i = 0, which the floor reproduces to far below rounding, while the potentials stay finite.
 MASS_FLOOR = 1e-280
@@ -101,7 +102,7 @@ class EntropicSupport:
         shift = x.amax(1, keepdim=True).clamp(min=-1e300)
         sums = torch.exp(x - shift) @ self.gibbs  # the kernel is symmetric
         out = torch.log(sums).add_(shift).add_(log_r)
-        bad = sums < TINY
+        bad = sums < TINY * self.n
         if bool(bad.any()):
             rows, cols = bad.nonzero(as_tuple=True)
             self.fallbacks += int(rows.numel())
