@@ -88,8 +88,8 @@ class EntropicSupport:
         self.balanced = delta is None
         self.scale = 1.0 if delta is None else 4.0 * delta**2  # HK^2 = 4 delta^2 J, W2^2 = J
         self.kappa = 0.0 if delta is None else self.eps / (1.0 + self.eps)
-        self.cost = support_cost(support, delta)  # (n, n), read by the exact fallback and the sharp value
-        self.scaled_cost = self.cost / self.eps
+        self.cost = support_cost(support, delta)  # (n, n), read by the sharp value
+        self.scaled_cost = self.cost / self.eps  # read by the exact fallback
         self.gibbs = torch.exp(-self.scaled_cost)  # symmetric (n, n)
         self.n = support.shape[0]
         self.fallbacks = 0  # entries recomputed exactly, for diagnostics

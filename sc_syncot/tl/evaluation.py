@@ -155,10 +155,9 @@ def evaluate_heldout(
     the balanced / KL-unbalanced OT plan between the neighbouring time points, POT ``emd`` / ``mm_unbalanced``
     with ``reg_m``), ``nearest`` (the cells of the nearest time point), ``grid_floor`` (the held-out cells' own
     density on the fit's grid, sampled like the predictions: what a perfect path scores; no mass, NaN
-    ``mass_error``), ``readout`` (secondary only: the fitted
-    coupling applied to the held-out cells' true primary positions, the best a grid-based prediction can do
-    through that coupling; no mass, so its ``mass_error`` is NaN) and ``noise_floor`` (W1 between two random
-    halves of the held-out cells).
+    ``mass_error``), ``readout`` (secondary only: the fitted coupling applied to the held-out cells' true
+    primary positions, what a perfect primary prediction reaches through it; NaN ``mass_error``) and
+    ``noise_floor`` (W1 between two random halves of the held-out cells).
 
     Parameters
     ----------
