@@ -231,11 +231,13 @@ def test_balanced_w2_secondary_agrees_with_hk_at_large_delta():
     eps_w2, big = 2e-4, 3.0
     w2 = KantorovichSecondary(np.eye(40), pts, weight=1.0, epsilon=eps_w2)
     hk = KantorovichSecondary(np.eye(40), pts, weight=1.0, delta=big, epsilon=eps_w2 / (4 * big**2))
-    res_w2 = solve(SyncOTProblem(g, rho0, rho1, secondaries=[w2]))
-    res_hk = solve(SyncOTProblem(g, rho0, rho1, secondaries=[hk]))
+    # HK costs are read at Chambolle-Pock's prox point, W2 costs at the induced masses of the final density: the
+    # two differ by the outer residual (secondary costs 3e-3 apart at tol 1e-6, 2e-3 at 1e-7, 5e-4 at 1e-8)
+    res_w2 = solve(SyncOTProblem(g, rho0, rho1, secondaries=[w2]), tol=1e-8, max_iter=20_000)
+    res_hk = solve(SyncOTProblem(g, rho0, rho1, secondaries=[hk]), tol=1e-8, max_iter=20_000)
     assert res_w2.converged and res_hk.converged
-    assert res_hk.costs["secondary_0"] == pytest.approx(res_w2.costs["secondary_0"], rel=2e-3)  # measured 2e-4
-    assert res_hk.cost == pytest.approx(res_w2.cost, rel=2e-3)
+    assert res_hk.costs["secondary_0"] == pytest.approx(res_w2.costs["secondary_0"], rel=2e-3)  # measured 5e-4
+    assert res_hk.cost == pytest.approx(res_w2.cost, rel=2e-3)  # measured 2.6e-4
     # balanced, K = I: the secondary path is the primary one, W2^2 = 0.25^2 (equal widths) up to the grid error
     # and the entropic bias (about Nt^2 eps / 2 = 1.6e-3, 2.6%) of the secondary
     assert res_w2.costs["primary_transport"] == pytest.approx(0.25**2, rel=2e-2)

@@ -177,15 +177,15 @@ fig.tight_layout()
 save(fig, "heldout_w1")
 
 # %% [markdown]
-# **Why the ATAC numbers depend on the LSI variant.** Issue 5 reports, for the same held-out 1 h, an ATAC W1 of
-# 0.054 for the noise floor and 0.125 for static OT, against about 0.16 and 0.53 with the embedding above. The
-# difference is the embedding, not the fit: an LSI with `tf * log1p(n / df)` (no log on the product), components
-# 2-3, reproduces the issue's figures within about 12%. Its two ATAC components are outlier axes: excess kurtosis
-# about 2400, some 26 low-depth cells (1%) carry 95% of the variance, and a typical cell lies at a median |z| of
-# 0.1 standard deviations. Every W1 there is small, time does not separate (kNN balanced accuracy of 0 h vs 3 h:
+# **Why the ATAC numbers depend on the LSI variant.** Another LSI of the same cells gives, for the same held-out 1 h,
+# an ATAC W1 of 0.054 for the noise floor and 0.125 for static OT, against about 0.16 and 0.53 with the embedding
+# above. The difference is the embedding, not the fit: an LSI with `tf * log1p(n / df)` (no log on the product),
+# components 2-3, gives those figures (within about 12%). Its two ATAC components are outlier axes: excess kurtosis
+# about 2400, some 26 low-depth cells (1%) carry 95% of the variance, and a typical cell lies at a median |z| of 0.1
+# standard deviations. Every W1 there is small, time does not separate (kNN balanced accuracy of 0 h vs 3 h:
 # 0.49-0.51, chance), ATAC is not predictable from RNA within time points (R² -0.02), and the differences between
 # methods are below their standard deviation over subsamples. The log TF-IDF of Signac and ArchR used here
 # (`pp.embed_atac`) spreads the cells more evenly (on all cells: kurtosis 8 and 27, the top 1% of cells carry 27% of
-# the variance, kNN accuracy 0.60). ATAC distances from different LSI variants are not comparable. (The issue's
-# nearest time point is 3 h; `nearest` here is the nearest in time, 0 h.) `python benchmarks/heldout.py
-# --reference-embedding` evaluates both embeddings side by side, with these diagnostics.
+# the variance, kNN accuracy 0.60). ATAC distances from different LSI variants are not comparable. (`nearest` here is
+# the nearest time point in time, 0 h; the 3 h cells are closer to the 1 h cells in both spaces.) `python
+# benchmarks/heldout.py --reference-embedding` evaluates both embeddings side by side, with these diagnostics.

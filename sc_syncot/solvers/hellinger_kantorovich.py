@@ -5,7 +5,7 @@
 
 smoothed by ``eps KL(gamma | mu (x) nu)`` and solved by Sinkhorn iterations in the log domain, batched over pairs
 of measures (the time nodes of a path) that share one support. Building block of the Kantorovich-type secondary
-(issue: Kantorovich synchronization), whose action sums ``HK^2(K^T rho_k, K^T rho_{k+1}) / dt`` over time steps.
+(:mod:`.kantorovich_solver`), whose action sums ``HK^2(K^T rho_k, K^T rho_{k+1}) / dt`` over time steps.
 
 Why not POT here: POT's unbalanced Sinkhorn (``ot.unbalanced.sinkhorn_unbalanced``, every ``method``) works with
 the scaled kernel ``exp(-c / eps) mu (x) nu`` and underflows for ``eps`` below about 1e-2 of the cost scale (at
