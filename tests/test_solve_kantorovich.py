@@ -89,6 +89,34 @@ def test_log_sum_is_exact_where_the_shifted_matrix_product_underflows():
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-9)
 
 
+def test_sparse_gibbs_kernel_gives_the_dense_sums():
+    # 800 points at an eps where under 15% of exp(-c / eps) is nonzero: the kernel is kept in CSR layout
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(800, 2, generator=gen)
+    engine = EntropicSupport(x, 0.2, 3e-4)
+    assert engine.gibbs.layout == torch.sparse_csr
+    pot = torch.randn(3, 800, generator=gen)
+    log_r = torch.full((3, 1), math.log(1 / 800))
+    expected = torch.logsumexp(pot[:, None, :] - engine.cost / engine.eps, dim=2) + 2 * log_r
+    torch.testing.assert_close(engine.log_sum(pot, log_r), expected, rtol=1e-12, atol=1e-9)
+
+
+def test_translation_step_leaves_the_fixed_point_and_raises_the_dual():
+    x, a, b = _bumps()
+    engine = EntropicSupport(x, 0.2, 1e-2)
+    log_r = torch.full((1, 1), math.log(1.25 / len(a)))
+    state = _fixed(engine, a, b, log_r)
+    F, G = engine._translate(state.F, state.G, state.log_a, state.log_b)
+    torch.testing.assert_close(F, state.F, rtol=0, atol=1e-8)  # optimal potentials need no translation
+    assert engine.gap(state, log_r) < 1e-9
+    # from a translated point the step moves back and the gap closes
+    shifted = ScalingState(state.F + 30.0, state.G - 30.0, state.log_a, state.log_b)
+    before = engine.gap(shifted, log_r)
+    F, G = engine._translate(shifted.F, shifted.G, shifted.log_a, shifted.log_b)
+    after = engine.gap(ScalingState(F, G, state.log_a, state.log_b), log_r)
+    assert before > 1e-3 and after < 1e-6
+
+
 def test_scaling_w2_converges_to_pot_emd2():
     x, a, b = _bumps()
     b = b / 1.5

@@ -59,6 +59,15 @@ def _mm(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.sparse.mm(matrix, x) if matrix.is_sparse else matrix @ x
 
 
+def _csr(matrix: torch.Tensor) -> torch.Tensor:
+    """A sparse COO matrix in CSR layout (its products with dense matrices are ~4x faster on a CPU), else as is."""
+    if not matrix.is_sparse:
+        return matrix
+    with warnings.catch_warnings():  # torch marks its CSR layout as beta; matrix products with it are stable
+        warnings.simplefilter("ignore", UserWarning)
+        return matrix.coalesce().to_sparse_csr()
+
+
 class SecondaryBlock:
     """One Kantorovich secondary: its linear map, its proximal map and its gradient, on a batch of paths.
 
@@ -79,8 +88,9 @@ class SecondaryBlock:
 
     def __init__(self, secondary: KantorovichSecondary, grid, scale: np.ndarray, mean_mass: np.ndarray, opts: dict):
         self.secondary = secondary
-        self.kernel = secondary.kernel_tensor(**opts)  # (n_cells, n)
-        self.kernel_t = self.kernel.t().coalesce() if self.kernel.is_sparse else self.kernel.t()
+        kernel = secondary.kernel_tensor(**opts)  # (n_cells, n)
+        self.kernel = _csr(kernel)
+        self.kernel_t = _csr(kernel.t()) if kernel.is_sparse else kernel.t()
         support = torch.as_tensor(secondary.support, **opts)
         self.engine = EntropicSupport(support, secondary.delta, secondary.effective_epsilon)
         self.n_time = grid.n_time
@@ -89,7 +99,7 @@ class SecondaryBlock:
         dt = grid.dt
         self.mu = torch.as_tensor(scale * grid.cell_volume, **opts)  # (B,)
         self.w = secondary.weight / (self.mu * dt**2)  # (B,)
-        self.beta = self.mu * math.sqrt(2.0) * kernel_norm(self.kernel) / BLOCK_NORM  # (B,)
+        self.beta = self.mu * math.sqrt(2.0) * kernel_norm(kernel) / BLOCK_NORM  # (B,)
         log_r = torch.as_tensor(np.log(mean_mass / self.n), **opts)
         self.log_r = log_r.repeat_interleave(self.n_time).reshape(-1, 1)  # one row per (problem, step)
         rows = batch * self.n_time

@@ -41,6 +41,7 @@ problems", SIAM J. Sci. Comput. 41 (2019).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,10 @@ TINY = 5e-324 / 1e-15
 MASS_FLOOR = 1e-280
 # Rows per chunk of an exact log-sum-exp, so that no (rows, n, n) array is ever built.
 CHUNK_ELEMENTS = 2**22
+# The Gibbs kernel is kept sparse from this many points when at most this share of it is nonzero (measured: at
+# 1000 points and 10% nonzero the CSR product is 1.7x faster than the dense one, at 200 points and 31% slower).
+SPARSE_MIN_POINTS = 500
+SPARSE_MAX_DENSITY = 0.15
 
 
 def support_cost(x: torch.Tensor, delta: float | None) -> torch.Tensor:
@@ -96,9 +101,8 @@ class EntropicSupport:
         self.balanced = delta is None
         self.scale = 1.0 if delta is None else 4.0 * delta**2  # HK^2 = 4 delta^2 J, W2^2 = J
         self.kappa = 0.0 if delta is None else self.eps / (1.0 + self.eps)
-        self.cost = support_cost(support, delta)  # (n, n), read by the sharp value
-        self.scaled_cost = self.cost / self.eps  # read by the exact fallback
-        self.gibbs = torch.exp(-self.scaled_cost)  # symmetric (n, n)
+        self.cost = support_cost(support, delta)  # (n, n)
+        self.gibbs = _sparse_if_mostly_zero(torch.exp(-self.cost / self.eps))  # symmetric (n, n)
         self.n = support.shape[0]
         self.fallbacks = 0  # entries recomputed exactly, for diagnostics
 
@@ -108,7 +112,7 @@ class EntropicSupport:
         """``log s_i = log r + log sum_j r exp(pot_j) exp(-c_ij / eps)`` for every row of ``pot`` ``(R, n)``."""
         x = pot + log_r
         shift = x.amax(1, keepdim=True).clamp(min=-1e300)
-        sums = torch.exp(x - shift) @ self.gibbs  # the kernel is symmetric
+        sums = _kernel_product(torch.exp(x - shift), self.gibbs)
         out = torch.log(sums).add_(shift).add_(log_r)
         bad = sums < TINY * self.n
         if bool(bad.any()):
@@ -126,7 +130,7 @@ class EntropicSupport:
         for row in range(x.shape[0]):
             for start in range(bounds[row], bounds[row + 1], step):
                 idx = order[start : min(start + step, bounds[row + 1])]
-                terms = torch.sub(x[row], self.scaled_cost[cols[idx]])
+                terms = torch.sub(x[row], self.cost[cols[idx]], alpha=1.0 / self.eps)
                 out[idx] = torch.logsumexp(terms, dim=1)
         return out
 
@@ -278,6 +282,24 @@ class EntropicSupport:
         return self.scale * value
 
 
+def _sparse_if_mostly_zero(gibbs: torch.Tensor) -> torch.Tensor:
+    """The Gibbs kernel in CSR layout when most of it underflowed to 0 (small epsilon, many points), else dense.
+
+    Only exact zeros are dropped, so products are the same sums in another order; at 5000 points and the default
+    epsilon 2% of the entries are nonzero and the product is 7x faster than the dense one.
+    """
+    if gibbs.shape[0] < SPARSE_MIN_POINTS or float((gibbs > 0).double().mean()) > SPARSE_MAX_DENSITY:
+        return gibbs
+    with warnings.catch_warnings():  # torch marks its CSR layout as beta; matrix products with it are stable
+        warnings.simplefilter("ignore", UserWarning)
+        return gibbs.to_sparse_csr()
+
+
+def _kernel_product(x: torch.Tensor, gibbs: torch.Tensor) -> torch.Tensor:
+    """``x @ gibbs`` for rows ``x`` ``(R, n)`` and a symmetric kernel, dense or CSR."""
+    return x @ gibbs if gibbs.layout == torch.strided else (gibbs @ x.T).T
+
+
 def _kl(p: torch.Tensor, log_a: torch.Tensor) -> torch.Tensor:
     """``sum p log(p / a) - p + a`` per row, with ``0 log 0 = 0``."""
     a = torch.exp(log_a)
@@ -319,8 +341,8 @@ def _hk_marginal(
       (this variable avoids the cancellation in ``a/t' - |c0|``).
 
     Both read ``A v + B logaddexp(v, l) = T``; Newton's method decreases monotonically to the root from any point
-    right of it, such as ``min(T / (A + B), (T - B l) / A)`` (as ``logaddexp(v, l) >= max(v, l)``) or the warm
-    start ``start`` when it is right of the root.
+    right of it, such as ``min(T / (A + B), (T - B l) / A)`` (as ``logaddexp(v, l) >= max(v, l)``), the warm
+    start ``start`` when it is right of the root, or one Newton step from it when it is left.
     """
     log_t = torch.log(t).expand_as(abar)
     c0 = 1.0 - abar / t
@@ -334,6 +356,12 @@ def _hk_marginal(
     warm = torch.where(pos, warm_y, torch.log((torch.exp(warm_y) - c0.abs()).clamp(min=0.0)))
     k_warm = coef_a * warm + coef_b * torch.logaddexp(warm, ell)
     v = torch.where(torch.isfinite(k_warm) & (k_warm >= target), warm, right)
+    # A warm start left of the root: one Newton step from it lands right of the root (the function is convex, so
+    # its tangent lies below it), usually far closer than the bound ``right``.
+    left = torch.isfinite(k_warm) & (k_warm < target)
+    if bool(left.any()):
+        jump = warm - (k_warm - target) / (coef_a + coef_b * torch.sigmoid(warm - ell))
+        v = torch.where(left, torch.minimum(jump, right), v)
     for _ in range(100):
         k = coef_a * v + coef_b * torch.logaddexp(v, ell)
         dk = coef_a + coef_b * torch.sigmoid(v - ell)
