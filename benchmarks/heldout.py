@@ -73,16 +73,24 @@ def tigon(fast: bool, n_sample: int) -> list[dict]:
     return runs
 
 
-def scicar(fast: bool, n_sample: int) -> list[dict]:
+def _scicar_embedded():
+    """sci-CAR A549 with RNA PCA (``X_pca``) and ATAC LSI (``X_lsi``), or ``None`` when the data is absent."""
     try:
         adata = so.datasets.sciCAR_A549()
     except so.datasets.DataNotFoundError as err:
         print(f"sci-CAR A549 skipped: {err}")
-        return []
+        return None
     import scanpy as sc
 
     sc.pp.pca(adata, n_comps=20, random_state=0)
     so.pp.embed_atac(adata, obsm="atac")
+    return adata
+
+
+def scicar(fast: bool, n_sample: int) -> list[dict]:
+    adata = _scicar_embedded()
+    if adata is None:
+        return []
     adata.obsm["X_rna"] = standardized(adata.obsm["X_pca"])
     adata.obsm["X_atac"] = standardized(adata.obsm["X_lsi"])
     runs = []
@@ -166,15 +174,9 @@ def w1_between(a: np.ndarray, b: np.ndarray, n_sample: int, n_repeats: int = 5, 
 
 def scicar_reference(fast: bool, n_sample: int) -> list[dict]:
     """sci-CAR A549, 1 h held out, Kantorovich at weight 1, in the default and in the reference embedding."""
-    try:
-        adata = so.datasets.sciCAR_A549()
-    except so.datasets.DataNotFoundError as err:
-        print(f"sci-CAR A549 skipped: {err}")
+    adata = _scicar_embedded()
+    if adata is None:
         return []
-    import scanpy as sc
-
-    sc.pp.pca(adata, n_comps=20, random_state=0)
-    so.pp.embed_atac(adata, obsm="atac")
     embeddings = {
         "default": (standardized(adata.obsm["X_pca"]), standardized(adata.obsm["X_lsi"])),
         "reference": reference_embedding(adata),
