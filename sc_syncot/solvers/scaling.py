@@ -198,7 +198,8 @@ class EntropicSupport:
         """
         la = torch.logsumexp(log_a - self.eps * F, 1, keepdim=True)
         lb = torch.logsumexp(log_b - self.eps * G, 1, keepdim=True)
-        shift = torch.nan_to_num(0.5 * (la - lb) / self.eps)  # rows without mass keep their potentials
+        shift = 0.5 * (la - lb) / self.eps
+        shift = torch.where(torch.isfinite(shift), shift, 0.0)  # rows without mass keep their potentials
         return F + shift, G - shift
 
     def solve_fixed(

@@ -254,9 +254,9 @@ def solve(
     sinkhorn_tol, sinkhorn_max_iter
         Tolerance and sweep cap of the Sinkhorn solves that give the reported secondary costs: the relative duality gap
         of the static HK problems (which bounds the relative error of their entropic value), or the relative marginal
-        violation of the W2 ones (default ``1e-4``, below the outer residual's effect on the costs). Chambolle-Pock reads the HK
-        costs at its prox point (the marginals of the last proximal map), as it does for the primary costs. A solve that
-        stops at the cap is reported in ``history["final_sinkhorn_error"]`` and by a ``RuntimeWarning``.
+        violation of the W2 ones (default ``1e-4``, below the outer residual's effect on the costs). Chambolle-Pock
+        reads the HK costs at its prox point (the marginals of the last proximal map), as it does for the primary costs.
+        A solve that stops at the cap is reported in ``history["final_sinkhorn_error"]`` and by a ``RuntimeWarning``.
     compile
         Run each iteration as ``torch.compile`` graphs (fused element-wise loops; needs a C++ compiler on CPU,
         Triton on CUDA): ``True``, ``False``, or ``"auto"`` (from ``2^20`` density unknowns, where the saving
