@@ -117,6 +117,21 @@ def test_translation_step_leaves_the_fixed_point_and_raises_the_dual():
     assert before > 1e-3 and after < 1e-6
 
 
+def test_duality_gap_bounds_the_error_of_the_entropic_value():
+    x, a, b = _bumps()
+    engine = EntropicSupport(x, 0.2, 3e-3)
+    log_r = torch.full((1, 1), math.log(1.25 / len(a)))
+    optimum = float(engine.value(_fixed(engine, a, b, log_r), log_r)[0])
+    n = a.shape[-1]
+    state = ScalingState(torch.zeros(1, n), torch.zeros(1, n), torch.log(a)[None], torch.log(b)[None])
+    for _ in range(6):
+        engine.sweeps(state, log_r, 5)
+        gap = engine.gap(state, log_r)
+        error = (float(engine.value(state, log_r)[0]) - optimum) / optimum
+        assert 0 <= error <= gap * (1 + 1e-9) + 1e-12
+    assert gap < 0.5  # the sweeps made progress
+
+
 def test_scaling_w2_converges_to_pot_emd2():
     x, a, b = _bumps()
     b = b / 1.5
