@@ -99,22 +99,37 @@ def test_sparse_gibbs_kernel_gives_the_dense_sums():
     log_r = torch.full((3, 1), math.log(1 / 800))
     expected = torch.logsumexp(pot[:, None, :] - engine.cost / engine.eps, dim=2) + 2 * log_r
     torch.testing.assert_close(engine.log_sum(pot, log_r), expected, rtol=1e-12, atol=1e-9)
+    assert engine.fallbacks == 0  # every sum came from the sparse product, none from the exact recomputation
 
 
-def test_translation_step_leaves_the_fixed_point_and_raises_the_dual():
+def _hk_dual(engine, state, log_r):
+    p, _ = engine.marginals(state, log_r)
+    a, b, eps = torch.exp(state.log_a), torch.exp(state.log_b), engine.eps
+    mass_r = engine.n**2 * torch.exp(2 * log_r[:, 0])
+    dual = (a * -torch.expm1(-eps * state.F)).sum(1) + (b * -torch.expm1(-eps * state.G)).sum(1)
+    return float((dual - eps * (p.sum(1) - mass_r))[0])
+
+
+def test_translation_step_keeps_the_fixed_point_and_maximizes_the_dual_along_its_direction():
     x, a, b = _bumps()
     engine = EntropicSupport(x, 0.2, 1e-2)
     log_r = torch.full((1, 1), math.log(1.25 / len(a)))
     state = _fixed(engine, a, b, log_r)
     F, G = engine._translate(state.F, state.G, state.log_a, state.log_b)
     torch.testing.assert_close(F, state.F, rtol=0, atol=1e-8)  # optimal potentials need no translation
+    torch.testing.assert_close(G, state.G, rtol=0, atol=1e-8)
     assert engine.gap(state, log_r) < 1e-9
-    # from a translated point the step moves back and the gap closes
-    shifted = ScalingState(state.F + 30.0, state.G - 30.0, state.log_a, state.log_b)
-    before = engine.gap(shifted, log_r)
-    F, G = engine._translate(shifted.F, shifted.G, shifted.log_a, shifted.log_b)
-    after = engine.gap(ScalingState(F, G, state.log_a, state.log_b), log_r)
-    assert before > 1e-3 and after < 1e-6
+    # at a point that is not optimal (a few sweeps from zero), the step is the best shift along (f + l, g - l)
+    n = a.shape[-1]
+    rough = ScalingState(torch.zeros(1, n), torch.zeros(1, n), torch.log(a)[None], torch.log(b)[None])
+    rough.F = engine.fixed_update(engine.log_sum(rough.G, log_r), rough.log_a) + 3.0
+    F, G = engine._translate(rough.F, rough.G, rough.log_a, rough.log_b)
+    assert float((F - rough.F).abs().amax()) > 1.0  # it moved
+    best = _hk_dual(engine, ScalingState(F, G, rough.log_a, rough.log_b), log_r)
+    for h in (-0.1, -1e-3, 1e-3, 0.1):
+        shifted = ScalingState(F + h / engine.eps, G - h / engine.eps, rough.log_a, rough.log_b)
+        assert _hk_dual(engine, shifted, log_r) < best
+    assert best > _hk_dual(engine, rough, log_r)
 
 
 def test_duality_gap_bounds_the_error_of_the_entropic_value():
@@ -130,6 +145,20 @@ def test_duality_gap_bounds_the_error_of_the_entropic_value():
         error = (float(engine.value(state, log_r)[0]) - optimum) / optimum
         assert 0 <= error <= gap * (1 + 1e-9) + 1e-12
     assert gap < 0.5  # the sweeps made progress
+
+
+def test_gap_is_the_largest_over_the_problems_of_a_batch():
+    # two problems of very different masses in one batch: the small one's gap is not hidden by the large one's
+    x, a, b = _bumps()
+    engine = EntropicSupport(x, 0.2, 3e-3)
+    log_r = torch.full((2, 1), math.log(1.25 / len(a)))
+    n = a.shape[-1]
+    big = _fixed(engine, 1e3 * a, 1e3 * b, log_r[:1])
+    small = ScalingState(torch.zeros(1, n), torch.zeros(1, n), torch.log(1e-3 * a)[None], torch.log(1e-3 * b)[None])
+    engine.sweeps(small, log_r[:1], 3)
+    both = ScalingState(*(torch.cat([getattr(big, k), getattr(small, k)]) for k in ("F", "G", "log_a", "log_b")))
+    assert engine.gap(both, log_r, rows_per_problem=1) == pytest.approx(engine.gap(small, log_r[:1]), rel=1e-9)
+    assert engine.gap(both, log_r, rows_per_problem=1) > 1e3 * engine.gap(big, log_r[:1])
 
 
 def test_scaling_w2_converges_to_pot_emd2():
@@ -321,6 +350,11 @@ def test_gradient_methods_are_selectable_and_report_their_step(method):
     assert len(res.history["objective"]) == 4 and np.isfinite(res.cost)
 
 
+def test_float32_with_a_kantorovich_secondary_is_a_clear_error():
+    with pytest.raises(ValueError, match="dtype.*float64"):
+        solve(embedded_secondary(6, 3, n_support=30), dtype=torch.float32)
+
+
 def test_unknown_method_is_a_clear_error():
     with pytest.raises(ValueError, match="method"):
         solve(embedded_secondary(6, 3, n_support=30), method="admm")
@@ -347,7 +381,18 @@ def test_sinkhorn_that_stops_early_is_reported():
     problem = embedded_secondary(6, 3, n_support=30, weight=1.0, epsilon=0.01)
     with pytest.warns(RuntimeWarning, match="Sinkhorn did not converge"):
         res = solve(problem, max_iter=40, sinkhorn_max_iter=1)
-    assert res.history["final_sinkhorn_error"][0] > 1e-8
+    assert res.history["final_sinkhorn_error"][0] > 1e-4  # above the default sinkhorn_tol, as the warning says
+
+
+def test_a_lagging_sinkhorn_state_is_reported():
+    # at epsilon 1e-5 one warm-started sweep per iteration cannot follow: the iteration meets its stopping rule
+    # while the Sinkhorn state is far from optimal (relative gap ~50 measured), which the solve says
+    problem = embedded_secondary(8, 4, n_support=60, weight=1.0, epsilon=1e-5)
+    with pytest.warns(RuntimeWarning, match="far from optimal"):
+        res = solve(problem)
+    assert res.converged and res.history["sinkhorn_lag"][0] > 0.05
+    fine = solve(embedded_secondary(8, 4, n_support=60, weight=1.0, epsilon=1e-3))
+    assert fine.converged and fine.history["sinkhorn_lag"][0] < 1e-2  # measured 1.8e-3
 
 
 def test_default_settings_do_not_warn(ten_d):

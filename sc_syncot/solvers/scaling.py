@@ -22,7 +22,8 @@ with ``gamma_ij = R_ij exp(F_i + G_j - c_ij / eps)``.
 With fixed HK marginals each sweep ends with the translation ``(F + l / eps, G - l / eps)`` that maximizes the
 dual objective along the one direction that leaves the entropic term unchanged (Sejourne et al. 2022): it removes
 the slow mode of unbalanced Sinkhorn, the total mass, whose contraction is only ``1 / (1 + eps)`` per update.
-:meth:`EntropicSupport.solve_fixed` stops on the duality gap, which bounds the error of the reported value.
+:meth:`EntropicSupport.solve_fixed` stops on the duality gap, which bounds the error of the entropic value (the
+plan's sharp cost, which is reported, moves with it).
 
 The sums are a matrix product with the Gibbs kernel ``exp(-c / eps)`` (one ``(n, n)`` array shared by all rows)
 after shifting each row of ``G`` by its maximum, which keeps every factor at most 1; entries whose sum falls
@@ -111,7 +112,7 @@ class EntropicSupport:
     def log_sum(self, pot: torch.Tensor, log_r: torch.Tensor) -> torch.Tensor:
         """``log s_i = log r + log sum_j r exp(pot_j) exp(-c_ij / eps)`` for every row of ``pot`` ``(R, n)``."""
         x = pot + log_r
-        shift = x.amax(1, keepdim=True).clamp(min=-1e300)
+        shift = x.amax(1, keepdim=True).clamp(min=torch.finfo(x.dtype).min)
         sums = _kernel_product(torch.exp(x - shift), self.gibbs)
         out = torch.log(sums).add_(shift).add_(log_r)
         bad = sums < TINY * self.n
@@ -203,7 +204,13 @@ class EntropicSupport:
         return F + shift, G - shift
 
     def solve_fixed(
-        self, state: ScalingState, log_r: torch.Tensor, tol: float, max_sweeps: int, check_every: int = 25
+        self,
+        state: ScalingState,
+        log_r: torch.Tensor,
+        tol: float,
+        max_sweeps: int,
+        rows_per_problem: int = 1,
+        check_every: int = 25,
     ) -> ScalingState:
         """Sweeps with the fixed marginals ``state.log_a``, ``state.log_b`` until :meth:`gap` is below ``tol``.
 
@@ -211,33 +218,37 @@ class EntropicSupport:
         """
         done = 0
         while True:
-            state.gap = self.gap(state, log_r)
+            state.gap = self.gap(state, log_r, rows_per_problem)
             if state.gap < tol or done >= max_sweeps:
                 return state
             step = min(check_every, max_sweeps - done)
             self.sweeps(state, log_r, step)
             done += step
 
-    def gap(self, state: ScalingState, log_r: torch.Tensor) -> float:
-        """How far the fixed-marginal problems of all rows are from optimal, relative to their value.
+    def gap(self, state: ScalingState, log_r: torch.Tensor, rows_per_problem: int = 1) -> float:
+        """How far the fixed-marginal problems are from optimal, relative to their value: the largest over problems.
 
-        HK: the duality gap summed over rows, divided by the dual value (a lower bound of the optimum), hence an
-        upper bound of the relative error of :meth:`value`; infinite while the dual value is not positive. W2 (exact
-        marginals, where the primal value of a plan that misses them means nothing):
-        the l1 violation of the first marginal relative to the mass (the last update fits the second).
+        A problem is ``rows_per_problem`` consecutive rows (the steps of one path), whose values add up.
+        HK: the duality gap divided by the dual value (a lower bound of the optimum), hence an upper bound of the
+        relative error of :meth:`value` (the entropic value; the plan's sharp cost moves with it); infinite while
+        the dual value is not positive. W2 (exact marginals, where the primal value of a plan that misses them
+        means nothing): the l1 violation of the marginals relative to the mass.
         """
         p, q = self.marginals(state, log_r)
-        a = torch.exp(state.log_a)
+        a, b = torch.exp(state.log_a), torch.exp(state.log_b)
+
+        def per_problem(values: torch.Tensor) -> torch.Tensor:
+            return values.reshape(-1, rows_per_problem).sum(1)
+
         if self.balanced:
-            return float((p - a).abs().sum() / a.sum().clamp(min=1e-300))
-        b = torch.exp(state.log_b)
+            violation = torch.maximum((p - a).abs().sum(1), (q - b).abs().sum(1))
+            return float((per_problem(violation) / per_problem(a.sum(1)).clamp(min=1e-300)).amax())
         primal = self._value(state, log_r, p, q)
         mass_r = self.n**2 * torch.exp(2 * log_r[:, 0])
         dual = (a * -torch.expm1(-self.eps * state.F)).sum(1) + (b * -torch.expm1(-self.eps * state.G)).sum(1)
-        dual = dual - self.eps * (p.sum(1) - mass_r)
-        dual_total = float(dual.sum())
-        # relative to the dual value, a lower bound of the optimum: (primal - dual) / dual >= the value's error
-        return float((primal - dual).sum()) / dual_total if dual_total > 0 else math.inf
+        dual = per_problem(dual - self.eps * (p.sum(1) - mass_r))
+        ratio = (per_problem(primal) - dual) / dual
+        return float(torch.where(dual > 0, ratio, math.inf).amax())
 
     def marginals(self, state: ScalingState, log_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(gamma 1, gamma^T 1)`` of the current plan."""
@@ -292,7 +303,9 @@ def _sparse_if_mostly_zero(gibbs: torch.Tensor) -> torch.Tensor:
     Only exact zeros are dropped, so products are the same sums in another order; at 5000 points and the default
     epsilon 2% of the entries are nonzero and the product is 7x faster than the dense one.
     """
-    if gibbs.shape[0] < SPARSE_MIN_POINTS or float((gibbs > 0).double().mean()) > SPARSE_MAX_DENSITY:
+    if gibbs.device.type != "cpu" or gibbs.shape[0] < SPARSE_MIN_POINTS:
+        return gibbs  # the thresholds were measured on a CPU; a GPU's dense products are faster at this density
+    if torch.count_nonzero(gibbs).item() > SPARSE_MAX_DENSITY * gibbs.numel():
         return gibbs
     with warnings.catch_warnings():  # torch marks its CSR layout as beta; matrix products with it are stable
         warnings.simplefilter("ignore", UserWarning)
@@ -355,7 +368,8 @@ def _hk_marginal(
     coef_a = torch.where(pos, kappa, 1.0)
     coef_b = torch.where(pos, 1.0, kappa)
     target = kappa * (log_s - log_t)
-    right = torch.minimum(target / (coef_a + coef_b), (target - coef_b * ell.clamp(min=-1e300)) / coef_a)
+    finite_ell = ell.clamp(min=torch.finfo(ell.dtype).min)
+    right = torch.minimum(target / (coef_a + coef_b), (target - coef_b * finite_ell) / coef_a)
     warm_y = start - log_t  # log(a / t')
     warm = torch.where(pos, warm_y, torch.log((torch.exp(warm_y) - c0.abs()).clamp(min=0.0)))
     k_warm = coef_a * warm + coef_b * torch.logaddexp(warm, ell)
@@ -363,9 +377,8 @@ def _hk_marginal(
     # A warm start left of the root: one Newton step from it lands right of the root (the function is convex, so
     # its tangent lies below it), usually far closer than the bound ``right``.
     left = torch.isfinite(k_warm) & (k_warm < target)
-    if bool(left.any()):
-        jump = warm - (k_warm - target) / (coef_a + coef_b * torch.sigmoid(warm - ell))
-        v = torch.where(left, torch.minimum(jump, right), v)
+    jump = warm - (k_warm - target) / (coef_a + coef_b * torch.sigmoid(warm - ell))  # NaN/inf only outside `left`
+    v = torch.where(left, torch.minimum(jump, right), v)
     for _ in range(100):
         k = coef_a * v + coef_b * torch.logaddexp(v, ell)
         dk = coef_a + coef_b * torch.sigmoid(v - ell)

@@ -232,7 +232,7 @@ def solve(
     device
         ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     dtype
-        Floating type of the iterates; ``torch.float64`` by default.
+        Floating type of the iterates; ``torch.float64`` by default (and the only one Kantorovich secondaries take).
     progress
         Show a tqdm progress bar.
     check_every
@@ -253,10 +253,13 @@ def solve(
         Warm-started Sinkhorn sweeps per iteration for each Kantorovich secondary's proximal map.
     sinkhorn_tol, sinkhorn_max_iter
         Tolerance and sweep cap of the Sinkhorn solves that give the reported secondary costs: the relative duality gap
-        of the static HK problems (which bounds the relative error of their entropic value), or the relative marginal
-        violation of the W2 ones (default ``1e-4``, below the outer residual's effect on the costs). Chambolle-Pock
-        reads the HK costs at its prox point (the marginals of the last proximal map), as it does for the primary costs.
-        A solve that stops at the cap is reported in ``history["final_sinkhorn_error"]`` and by a ``RuntimeWarning``.
+        of the static HK problems of each path (which bounds the relative error of their entropic value), or the
+        relative marginal violation of the W2 ones (default ``1e-4``, below the outer residual's effect on the costs).
+        Chambolle-Pock reads the HK costs at its prox point (the marginals of the last proximal map), as it does for the
+        primary costs; they reach the converged value within about the outer residual (1e-3 relative at ``tol=1e-6``). A
+        solve that stops at the cap is reported in ``history["final_sinkhorn_error"]`` and by a ``RuntimeWarning``; so
+        is an iteration that stopped while the Sinkhorn state of its proximal maps was far from optimal
+        (``history["sinkhorn_lag"]``).
     compile
         Run each iteration as ``torch.compile`` graphs (fused element-wise loops; needs a C++ compiler on CPU,
         Triton on CUDA): ``True``, ``False``, or ``"auto"`` (from ``2^20`` density unknowns, where the saving
@@ -295,6 +298,9 @@ def solve(
         "relaxation": relaxation, "progress": progress,
     }  # fmt: skip
     if problem.kantorovich_secondaries:
+        if dtype != torch.float64:
+            # the log-domain Sinkhorn floors masses at 1e-280 of the reference and shifts sums by up to e^-745
+            raise ValueError(f"dtype: Kantorovich secondaries need torch.float64, got {dtype}")
         from .kantorovich_solver import run_kantorovich  # noqa: PLC0415 (it builds on this module)
 
         ops, state, v, reports = run_kantorovich(
