@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--support", default="200,1000,5000")
     parser.add_argument("--methods", default="chambolle_pock")
     parser.add_argument("--max-iter", type=int, default=5000)
-    parser.add_argument("--sinkhorn-sweeps", type=int, default=1)
+    parser.add_argument("--sinkhorn-sweeps", type=lambda v: v if v == "auto" else int(v), default=1)
     parser.add_argument("--sinkhorn-max-iter", type=int, default=5000, help="sweep cap of the final cost evaluation")
     parser.add_argument("--oracle5", action="store_true", help="only oracle 5 at the default epsilon")
     args = parser.parse_args()

@@ -395,6 +395,18 @@ def test_a_lagging_sinkhorn_state_is_reported():
     assert fine.converged and fine.history["sinkhorn_lag"][0] < 1e-2  # measured 1.8e-3
 
 
+def test_auto_sweeps_follow_a_lagging_sinkhorn_state():
+    # epsilon 1e-4: with one sweep per iteration the state lags (gap 0.06-0.09 after 5000 iterations); "auto" adds
+    # sweeps while the gap at a check exceeds 1e-2
+    problem = embedded_secondary(8, 4, n_support=30, weight=1.0, epsilon=1e-4)
+    res = solve(problem, sinkhorn_sweeps="auto", max_iter=600)
+    per_iteration = np.diff(res.history["sinkhorn_sweeps"]) / 20
+    assert per_iteration.max() >= 2  # it did add sweeps
+    assert res.history["sinkhorn_gap"][-1] < 2e-2
+    with pytest.raises(ValueError, match="sinkhorn_sweeps"):
+        solve(problem, sinkhorn_sweeps=0)
+
+
 def test_default_settings_do_not_warn(ten_d):
     problem, _ = ten_d
     with warnings.catch_warnings():

@@ -204,7 +204,7 @@ def solve(
     relaxation: float = 1.8,
     support_threshold: float = 1e-4,
     method: str = "chambolle_pock",
-    sinkhorn_sweeps: int = 1,
+    sinkhorn_sweeps: int | str = 1,
     sinkhorn_tol: float = 1e-4,
     sinkhorn_max_iter: int = 5000,
     compile: bool | str = "auto",
@@ -250,7 +250,13 @@ def solve(
         default), ``"pd3o"`` or ``"condat_vu"`` (their gradients, for comparison). Problems without Kantorovich
         secondaries always use Chambolle-Pock.
     sinkhorn_sweeps
-        Warm-started Sinkhorn sweeps per iteration for each Kantorovich secondary's proximal map.
+        Warm-started Sinkhorn sweeps per iteration for each Kantorovich secondary's proximal map: a number, or
+        ``"auto"`` (from 1, doubled up to 64 while the Sinkhorn state lags behind the iteration, a relative gap
+        above 1e-2 at a residual check, and halved below 1e-3). One sweep suffices at moderate epsilon (gap 5e-3
+        at 64^2 x 32 with 1000 points, where ``"auto"`` spends more sweeps for no gain and did not meet the stopping
+        rule in 5000 iterations); at small epsilon it falls behind, the proximal maps, hence the path, are inexact,
+        and the solve warns: ``"auto"`` then follows (at epsilon 1e-5 on 60 points the secondary cost went from
+        1.48 with one sweep to 0.476, the value of 16 sweeps).
     sinkhorn_tol, sinkhorn_max_iter
         Tolerance and sweep cap of the Sinkhorn solves that give the reported secondary costs: the relative duality gap
         of the static HK problems of each path (which bounds the relative error of their entropic value), or the
