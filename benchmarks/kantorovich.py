@@ -4,6 +4,7 @@
     python benchmarks/kantorovich.py --support 200 --methods chambolle_pock,pd3o,condat_vu --max-iter 2000
     python benchmarks/kantorovich.py --grid 32 --n-time 16  # a smaller grid
     python benchmarks/kantorovich.py --oracle5              # math.md oracle 5 at the default epsilon only
+    python benchmarks/kantorovich.py --support 1000 --sinkhorn-sweeps auto   # adaptive sweeps per iteration
 
 The problem is :func:`sc_syncot.solvers.oracles.embedded_secondary`: two Gaussians (masses 1 and 1.5, delta 0.3)
 on the unit square, a 10-dimensional secondary whose support points are random points of a smooth image of the
@@ -129,7 +130,12 @@ def main() -> None:
     parser.add_argument("--support", default="200,1000,5000")
     parser.add_argument("--methods", default="chambolle_pock")
     parser.add_argument("--max-iter", type=int, default=5000)
-    parser.add_argument("--sinkhorn-sweeps", type=lambda v: v if v == "auto" else int(v), default=1)
+    parser.add_argument(
+        "--sinkhorn-sweeps",
+        type=lambda v: v if v == "auto" else int(v),
+        default=1,
+        help="Sinkhorn sweeps per iteration: a number or 'auto' (more while the Sinkhorn state lags)",
+    )
     parser.add_argument("--sinkhorn-max-iter", type=int, default=5000, help="sweep cap of the final cost evaluation")
     parser.add_argument("--oracle5", action="store_true", help="only oracle 5 at the default epsilon")
     args = parser.parse_args()
