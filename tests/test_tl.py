@@ -259,3 +259,16 @@ def test_kantorovich_coupling_through_tl():
     v = adata.obsm["syncot_velocity"][:150].mean(0)
     assert np.allclose(v, (SHIFTS[1] - SHIFTS[0]) / 2.0, atol=0.05)
     assert res["costs"]["secondary"].shape == (2,) and np.all(res["costs"]["secondary"] > 0)
+
+
+def test_sinkhorn_sweeps_reach_the_solver():
+    a = np.array([[1.0, 0.0], [0.5, 2.0], [0.0, -1.0]])
+    adata = translated(n=150, secondary=lambda x: x @ a.T)
+    kwargs = {"coupling": "kantorovich", "delta": None, "n_bins": 12, "n_time": 4, "n_support": 30, "max_iter": 200}
+    tl.syncot(adata, "time", "X_pca", "X_sec", sinkhorn_sweeps=3, **kwargs)
+    history = adata.uns["syncot"]["convergence"]["history"]
+    assert np.all(np.diff(history["sinkhorn_sweeps"]) == 3 * 20)  # 3 sweeps per iteration, checks every 20
+    assert adata.uns["syncot"]["params"]["sinkhorn_sweeps"] == 3
+    with pytest.raises(ValueError, match="sinkhorn_sweeps"):
+        tl.syncot(adata, "time", "X_pca", "X_sec", sinkhorn_sweeps=0, key_added="bad", **kwargs)
+    assert "bad" not in adata.uns

@@ -418,7 +418,7 @@ def run_kantorovich(
             warnings.warn(
                 f"{name}: the iteration stopped while its Sinkhorn state was far from optimal (relative gap "
                 f"{rep['lag']:.2e}): the secondary's proximal maps were inexact, so the path may not be optimal; "
-                "solve(..., sinkhorn_sweeps='auto') or a larger epsilon helps",
+                "sinkhorn_sweeps='auto' (solve, tl.syncot) or a larger epsilon helps",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -243,7 +243,7 @@ def _fit_params(time_key, primary, secondary, kwargs) -> dict:
     defaults = {
         "coupling": "kantorovich", "weight": 1.0, "delta": "auto", "secondary_delta": None, "n_dims": 2,
         "n_bins": 64, "n_time": 16, "masses": "equal", "growth_key": None, "bandwidth": None, "n_support": 200,
-        "tol": 1e-5, "max_iter": 5000, "device": "auto", "progress": False, "seed": 0,
+        "tol": 1e-5, "max_iter": 5000, "sinkhorn_sweeps": 1, "device": "auto", "progress": False, "seed": 0,
     }  # fmt: skip
     unknown = set(kwargs) - set(defaults)
     if unknown:

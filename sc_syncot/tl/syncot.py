@@ -163,6 +163,7 @@ def syncot(
     n_support: int = 200,
     tol: float = 1e-5,
     max_iter: int = 5000,
+    sinkhorn_sweeps: int | str = 1,
     device: str = "auto",
     progress: bool = True,
     seed: int = 0,
@@ -212,8 +213,9 @@ def syncot(
         :func:`sc_syncot.pp.interval_densities`).
     n_support
         Secondary support points of a Kantorovich coupling.
-    tol, max_iter, device, progress
-        Passed to :func:`sc_syncot.solvers.solve` (``progress``: a tqdm bar over the iterations).
+    tol, max_iter, sinkhorn_sweeps, device, progress
+        Passed to :func:`sc_syncot.solvers.solve` (``progress``: a tqdm bar over the iterations;
+        ``sinkhorn_sweeps="auto"`` when the solve warns that the Kantorovich secondary's Sinkhorn state lagged).
     seed
         Seed of the subsampling and k-means steps.
     key_added
@@ -267,6 +269,7 @@ def fit(
     n_support: int,
     tol: float,
     max_iter: int,
+    sinkhorn_sweeps: int | str,
     device: str,
     progress: bool,
     seed: int,
@@ -302,7 +305,9 @@ def fit(
     if secondaries and isinstance(problem.secondaries[0], KantorovichSecondary):
         cpl.info["epsilon"] = problem.secondaries[0].effective_epsilon  # resolved with the grid's time step and delta
     with _threads_for(grid, len(tp) - 1, device):
-        result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress)
+        result = solve(
+            problem, tol=tol, max_iter=max_iter, device=device, progress=progress, sinkhorn_sweeps=sinkhorn_sweeps
+        )
     if not result.converged:
         logger.warning("sc_syncot: the solver stopped after %d iterations without converging", result.n_iter)
     summary = _summary(result, grid, tp, rel_mass, cpl, locals_params(locals()))
@@ -314,7 +319,7 @@ def locals_params(env: dict) -> dict:
     """The call's parameters as h5ad-writable values (``None`` becomes the string ``"none"``)."""
     keys = (
         "time_key primary secondary coupling weight delta secondary_delta n_dims n_bins n_time bandwidth n_support "
-        "tol max_iter seed growth_key"
+        "tol max_iter sinkhorn_sweeps seed growth_key"
     ).split()
     out = {}
     for k in keys:
