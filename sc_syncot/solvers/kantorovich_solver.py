@@ -35,7 +35,7 @@ import torch
 from .chambolle_pock import PrimalDualState, _norm, chambolle_pock
 from .kantorovich import KantorovichSecondary
 from .pd3o import condat_vu, pd3o
-from .scaling import MASS_FLOOR, EntropicSupport, ScalingState
+from .scaling import MASS_FLOOR, EntropicSupport, ScalingState, to_csr
 from .solve import TransportOperators
 from .staggered import Staggered, interpolate
 
@@ -66,15 +66,6 @@ def _mm(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.sparse.mm(matrix, x) if matrix.is_sparse else matrix @ x
 
 
-def _csr(matrix: torch.Tensor) -> torch.Tensor:
-    """A sparse COO matrix in CSR layout (its products with dense matrices are ~4x faster on a CPU), else as is."""
-    if not matrix.is_sparse:
-        return matrix
-    with warnings.catch_warnings():  # torch marks its CSR layout as beta; matrix products with it are stable
-        warnings.simplefilter("ignore", UserWarning)
-        return matrix.coalesce().to_sparse_csr()
-
-
 class SecondaryBlock:
     """One Kantorovich secondary: its linear map, its proximal map and its gradient, on a batch of paths.
 
@@ -93,11 +84,20 @@ class SecondaryBlock:
         Torch dtype and device.
     """
 
-    def __init__(self, secondary: KantorovichSecondary, grid, scale: np.ndarray, mean_mass: np.ndarray, opts: dict):
+    def __init__(
+        self,
+        secondary: KantorovichSecondary,
+        grid,
+        scale: np.ndarray,
+        mean_mass: np.ndarray,
+        opts: dict,
+        sweeps: int | str = 1,
+    ):
         self.secondary = secondary
         kernel = secondary.kernel_tensor(**opts)  # (n_cells, n)
-        self.kernel = _csr(kernel)
-        self.kernel_t = _csr(kernel.t()) if kernel.is_sparse else kernel.t()
+        # a sparse kernel in CSR layout: its products are ~4x faster than COO's on a CPU
+        self.kernel = to_csr(kernel) if kernel.is_sparse else kernel
+        self.kernel_t = to_csr(kernel.t()) if kernel.is_sparse else kernel.t()
         support = torch.as_tensor(secondary.support, **opts)
         self.engine = EntropicSupport(support, secondary.delta, secondary.effective_epsilon)
         self.n_time = grid.n_time
@@ -112,7 +112,9 @@ class SecondaryBlock:
         rows = batch * self.n_time
         zeros = torch.zeros(rows, self.n, **opts)
         self.state = ScalingState(zeros, zeros.clone(), zeros.clone(), zeros.clone())
-        self.sweeps_per_call = self.min_sweeps_per_call = self.max_sweeps_per_call = 1
+        # sweeps per proximal map: fixed, or "auto" (from 1 up to MAX_SWEEPS_PER_CALL, see check)
+        self.sweeps_per_call = 1 if sweeps == "auto" else sweeps
+        self.sweeps_range = (1, MAX_SWEEPS_PER_CALL) if sweeps == "auto" else (sweeps, sweeps)
         self.smooth_tol = 1e-9
         self.smooth_max = 50
 
@@ -162,25 +164,26 @@ class SecondaryBlock:
         v = torch.stack([a, b], dim=2) / beta.unsqueeze(-1)
         return z - sigma * v, v
 
-    def adapt_sweeps(self) -> float:
-        """Double the Sinkhorn sweeps per iteration while the state lags, halve them once it is well ahead.
+    def check(self) -> tuple[torch.Tensor, float]:
+        """``(value, lag)`` at a residual check, and the sweeps per iteration adapted to the lag.
 
-        The lag is the relative gap of the static problems between the current prox marginals (:meth:`gap`). One
-        warm-started sweep per iteration follows the iteration at moderate epsilon (gap 5e-3 at 1000 points,
-        64^2 x 32); at small epsilon it falls behind (gap 0.06-0.1 on sci-CAR, 50 at epsilon 1e-5), and the proximal
-        maps, hence the path, are then inexact. Returns the gap.
+        ``value`` is ``lambda sum_k D(a_k, b_k) / dt`` per problem at the current Sinkhorn state (real units);
+        ``lag`` the relative gap of the static problems between the current prox marginals (:meth:`gap`), from
+        the same marginals of the plan. One warm-started sweep per iteration follows the iteration at moderate
+        epsilon (gap 5e-3 at 1000 points, 64^2 x 32); at small epsilon it falls behind (gap 0.06-0.1 on sci-CAR,
+        50 at epsilon 1e-5), and the proximal maps, hence the path, are then inexact: with ``sweeps="auto"`` the
+        sweeps double while the lag is above ``LAG_TARGET`` and halve below a tenth of it.
         """
-        lag = self.engine.gap(self.state, self.log_r, self.n_time)
-        if lag > LAG_TARGET and self.sweeps_per_call < self.max_sweeps_per_call:
+        p, q = self.engine.marginals(self.state, self.log_r)
+        per_row = self.engine.scale * self.engine.value_from(self.state, self.log_r, p, q)
+        value = self.secondary.weight * per_row.reshape(-1, self.n_time).sum(1) * self.n_time
+        lag = self.engine.gap_from(self.state, self.log_r, p, q, self.n_time)
+        low, high = self.sweeps_range
+        if lag > LAG_TARGET and self.sweeps_per_call < high:
             self.sweeps_per_call *= 2
-        elif lag < LAG_TARGET / 10 and self.sweeps_per_call > self.min_sweeps_per_call:
+        elif lag < LAG_TARGET / 10 and self.sweeps_per_call > low:
             self.sweeps_per_call //= 2
-        return lag
-
-    def value(self) -> torch.Tensor:
-        """``lambda sum_k D(a_k, b_k) / dt`` per problem at the current Sinkhorn state (real units)."""
-        per_row = self.engine.value(self.state, self.log_r).reshape(-1, self.n_time)
-        return self.secondary.weight * per_row.sum(1) * self.n_time
+        return value, lag
 
     # -- value and gradient at fixed marginals (PD3O, Condat-Vu, reported costs) -----------------------------------
 
@@ -294,12 +297,13 @@ class SynchronizedOperators(TransportOperators):
         """Primary action plus the secondaries' entropic costs at the prox point; logs Sinkhorn's progress.
 
         Called at every residual check, it also sets each block's sweeps per iteration from how far its Sinkhorn
-        state is from optimal for its own marginals (:meth:`SecondaryBlock.adapt_sweeps`).
+        state is from optimal for its own marginals (:meth:`SecondaryBlock.check`).
         """
         self.sinkhorn_log["sinkhorn_error"].append(max(b.state.error for b in self.blocks))
         self.sinkhorn_log["sinkhorn_sweeps"].append(sum(b.state.sweeps for b in self.blocks))
-        self.sinkhorn_log["sinkhorn_gap"].append(max(b.adapt_sweeps() for b in self.blocks))
-        return super().objective(self.primary_point(v)) + sum(float(b.value().sum()) for b in self.blocks)
+        values, lags = zip(*(b.check() for b in self.blocks), strict=True)
+        self.sinkhorn_log["sinkhorn_gap"].append(max(lags))
+        return super().objective(self.primary_point(v)) + sum(float(val.sum()) for val in values)
 
 
 class SmoothSynchronizedOperators(TransportOperators):
@@ -373,12 +377,10 @@ def run_kantorovich(
         raise ValueError(f"sinkhorn_sweeps: expected 'auto' or a positive integer, got {sinkhorn_sweeps!r}")
     m0, m1 = problem.masses()
     mean_mass = 0.5 * (m0 + m1)
-    blocks = [SecondaryBlock(s, problem.grid, scale, mean_mass, opts) for _, s in problem.kantorovich_secondaries]
-    for b in blocks:
-        if sinkhorn_sweeps == "auto":
-            b.sweeps_per_call, b.min_sweeps_per_call, b.max_sweeps_per_call = 1, 1, MAX_SWEEPS_PER_CALL
-        else:
-            b.sweeps_per_call = b.min_sweeps_per_call = b.max_sweeps_per_call = sinkhorn_sweeps
+    blocks = [
+        SecondaryBlock(s, problem.grid, scale, mean_mass, opts, sweeps=sinkhorn_sweeps)
+        for _, s in problem.kantorovich_secondaries
+    ]
     y_primary = torch.zeros_like(interpolate(x0))
     if method == "chambolle_pock":
         ops = SynchronizedOperators(projector, d, weights, rotation, cell_weight, blocks)

@@ -234,7 +234,12 @@ class EntropicSupport:
         the dual value is not positive. W2 (exact marginals, where the primal value of a plan that misses them
         means nothing): the l1 violation of the marginals relative to the mass.
         """
-        p, q = self.marginals(state, log_r)
+        return self.gap_from(state, log_r, *self.marginals(state, log_r), rows_per_problem)
+
+    def gap_from(
+        self, state: ScalingState, log_r: torch.Tensor, p: torch.Tensor, q: torch.Tensor, rows_per_problem: int
+    ) -> float:
+        """:meth:`gap` from the plan's marginals ``p``, ``q``."""
         a, b = torch.exp(state.log_a), torch.exp(state.log_b)
 
         def per_problem(values: torch.Tensor) -> torch.Tensor:
@@ -243,7 +248,7 @@ class EntropicSupport:
         if self.balanced:
             violation = torch.maximum((p - a).abs().sum(1), (q - b).abs().sum(1))
             return float((per_problem(violation) / per_problem(a.sum(1)).clamp(min=1e-300)).amax())
-        primal = self._value(state, log_r, p, q)
+        primal = self.value_from(state, log_r, p, q)
         mass_r = self.n**2 * torch.exp(2 * log_r[:, 0])
         dual = (a * -torch.expm1(-self.eps * state.F)).sum(1) + (b * -torch.expm1(-self.eps * state.G)).sum(1)
         dual = per_problem(dual - self.eps * (p.sum(1) - mass_r))
@@ -262,9 +267,9 @@ class EntropicSupport:
         With :math:`\log(\gamma / R)_{ij} = F_i + G_j - c_{ij} / \varepsilon`,
         :math:`J = \varepsilon(F\cdot p + G\cdot q - |\gamma| + |R|) + D(p, a) + D(q, b)`.
         """
-        return self.scale * self._value(state, log_r, *self.marginals(state, log_r))
+        return self.scale * self.value_from(state, log_r, *self.marginals(state, log_r))
 
-    def _value(self, state: ScalingState, log_r: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    def value_from(self, state: ScalingState, log_r: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """:meth:`value` without ``scale``, from the plan's marginals ``p``, ``q``."""
         mass_r = self.n**2 * torch.exp(2 * log_r[:, 0])
         # 0 * (-inf) = nan where a mass is 0: those entries carry no plan mass
@@ -307,9 +312,14 @@ def _sparse_if_mostly_zero(gibbs: torch.Tensor) -> torch.Tensor:
         return gibbs  # the thresholds were measured on a CPU; a GPU's dense products are faster at this density
     if torch.count_nonzero(gibbs).item() > SPARSE_MAX_DENSITY * gibbs.numel():
         return gibbs
+    return to_csr(gibbs)
+
+
+def to_csr(matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix`` (dense or sparse COO) in CSR layout, whose products with dense matrices are the fastest on a CPU."""
     with warnings.catch_warnings():  # torch marks its CSR layout as beta; matrix products with it are stable
         warnings.simplefilter("ignore", UserWarning)
-        return gibbs.to_sparse_csr()
+        return (matrix.coalesce() if matrix.is_sparse else matrix).to_sparse_csr()
 
 
 def _kernel_product(x: torch.Tensor, gibbs: torch.Tensor) -> torch.Tensor:
