@@ -206,6 +206,8 @@ def test_tradeoff_from_table_and_results(monge, kantorovich):
     assert len(fig.axes[0].lines[0].get_xdata()) == 2
     with pytest.raises(ValueError, match="secondary"):
         pl.tradeoff(table.drop(columns="secondary"))
+    one = pl.cost_table(monge)  # one AnnData is one result, not one row per cell
+    assert len(one) == 1 and one.equals(pl.cost_table([monge.uns["syncot"]]))
 
 
 def test_animate_writes_a_gif(monge, tmp_path):

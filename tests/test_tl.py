@@ -1,5 +1,6 @@
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 from sc_syncot import tl
@@ -145,6 +146,12 @@ def test_mudata_input():
     assert "syncot" in mdata.uns
     with pytest.raises(ValueError, match="modality"):
         tl.syncot(mdata, "time", "X_pca", n_bins=8, n_time=2)
+    # a group annotated on the MuData's own .obs, not on the modality's
+    mdata.obs["global_side"] = mdata.mod["rna"].obs["side"].reindex(mdata.obs_names)
+    tl.pull(mdata, "global_side", "up")
+    assert np.isfinite(mdata.mod["rna"].obs["syncot_pull_up"]).all()
+    with pytest.raises(ValueError, match="groupby='nowhere': not in .mod\['rna'\].obs or the MuData's .obs"):
+        tl.push(mdata, "nowhere", "up")
 
 
 def _snapshot(adata):
@@ -172,6 +179,10 @@ BAD = [
     ({"coupling": "gromov"}, "coupling"),
     ({"n_dims": 4}, "n_dims"),
     ({"n_bins": 1}, "n_bins"),
+    ({"n_bins": 16.5}, "n_bins: expected an integer"),
+    ({"n_time": 2.5}, "n_time"),
+    ({"primary": "X_zero"}, "primary='X_zero': all cells have the same coordinates"),
+    ({"device": "gpu"}, "device: expected"),
     ({"n_time": 0}, "n_time"),
     ({"weight": -1.0}, "weight"),
     ({"weight": float("nan")}, "weight"),
@@ -196,7 +207,15 @@ def _bad_data():
     adata.obsm["X_nan"][[3, 7], 1] = np.nan
     adata.obsm["X_bad"] = adata.obsm["X_sec"].copy()
     adata.obsm["X_bad"][5, 0] = np.inf
+    adata.obsm["X_zero"] = np.zeros_like(adata.obsm["X_pca"])
     return adata
+
+
+def test_nan_in_unused_columns_is_fine():
+    adata = translated(n=40)
+    adata.obsm["X_wide"] = np.column_stack([adata.obsm["X_pca"], np.full(adata.n_obs, np.nan)])
+    tl.syncot(adata, "time", "X_wide", delta=None, n_bins=12, n_time=2)  # n_dims=2: column 2 is not read
+    assert np.isfinite(adata.obsm["syncot_velocity"]).all()
 
 
 @pytest.mark.parametrize(("kwargs", "match"), BAD)
@@ -272,3 +291,20 @@ def test_sinkhorn_sweeps_reach_the_solver():
     with pytest.raises(ValueError, match="sinkhorn_sweeps"):
         tl.syncot(adata, "time", "X_pca", "X_sec", sinkhorn_sweeps=0, key_added="bad", **kwargs)
     assert "bad" not in adata.uns
+
+
+def test_ordered_text_times_keep_their_numbers():
+    from sc_syncot.pp.inputs import times
+
+    adata = translated(n=20)
+    labels = [f"{t:g}h" for t in TIMES]
+    adata.obs["hours"] = pd.Categorical(adata.obs["time"].map(lambda t: f"{t:g}h"), categories=labels, ordered=True)
+    with pytest.warns(UserWarning, match=r"read as times \[0.0, 2.0, 3.0\], the numbers in its labels"):
+        got = times(adata, "hours", "X_pca")
+    np.testing.assert_array_equal(got.to_numpy(), adata.obs["time"].to_numpy())
+    stages = ["early", "mid", "late"]
+    stage_of = dict(zip(TIMES, stages, strict=True))
+    adata.obs["stage"] = pd.Categorical(adata.obs["time"].map(stage_of), stages, ordered=True)
+    with pytest.warns(UserWarning, match="equally spaced steps"):
+        got = times(adata, "stage", "X_pca")
+    np.testing.assert_array_equal(np.unique(got), [0.0, 1.0, 2.0])

@@ -21,15 +21,16 @@ def cost_table(results, key: str = "syncot") -> pd.DataFrame:
     ----------
     results
         A DataFrame (or a mapping of columns) with ``weight``, ``primary`` and ``secondary``; or a sequence of
-        results of :func:`sc_syncot.tl.syncot`, each an ``.uns[key]`` dict or an AnnData holding one. From a
+        results of :func:`sc_syncot.tl.syncot`, each an ``.uns[key]`` dict or an AnnData holding one (or just one
+        of those). From a
         result, ``primary`` is the primary action (transport + growth) and ``secondary`` the secondary action
         without its weight (the stored secondary cost divided by ``lambda``), both summed over the intervals; a
         run with ``lambda = 0`` stores no secondary cost, so its ``secondary`` is NaN.
     key
         ``.uns`` key of the results given as AnnData.
     """
-    if isinstance(results, Mapping) and "costs" in results:  # a single stored result
-        results = [results]
+    if (isinstance(results, Mapping) and "costs" in results) or hasattr(results, "uns"):
+        results = [results]  # one stored result, or one AnnData (which would otherwise iterate over its cells)
     if isinstance(results, pd.DataFrame):
         table = results
     elif isinstance(results, Mapping):

@@ -5,6 +5,8 @@ Nothing here writes into the user's object; every problem is a ``ValueError`` th
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,8 +35,11 @@ def _table(data, mod: str | None) -> ad.AnnData:
     return data if mod is None else data.mod[mod]
 
 
-def basis(data, key: str, what: str) -> pd.DataFrame:
-    """``.obsm[key]`` as a DataFrame indexed by cell names, checked finite."""
+def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFrame:
+    """``.obsm[key]`` (its first ``n_columns`` columns, all by default) as a DataFrame indexed by cell names.
+
+    Checked finite and not all at one point: NaNs in columns that are not used do not matter.
+    """
     mod, name = _split(key, data)
     table = _table(data, mod)
     if name not in table.obsm:
@@ -42,29 +47,60 @@ def basis(data, key: str, what: str) -> pd.DataFrame:
     arr = np.asarray(table.obsm[name], dtype=float)
     if arr.ndim == 1:
         arr = arr[:, None]
+    arr = arr[:, :n_columns]
     bad = int(np.sum(~np.isfinite(arr).all(1)))
     if bad:
         raise ValueError(f"{what}={key!r}: {bad} cells have NaN or inf coordinates; drop or impute them first")
+    if len(arr) and not np.any(np.ptp(arr, axis=0) > 0):
+        raise ValueError(f"{what}={key!r}: all cells have the same coordinates; expected an embedding with spread")
     return pd.DataFrame(arr, index=table.obs_names)
+
+
+def _ordered_labels_as_times(col: pd.Series, time_key: str) -> pd.Series:
+    """Times of an ordered categorical with text labels, with a warning that says what was read.
+
+    Labels that start with increasing numbers (``"0h" < "1h" < "3h"``, ``"day 2" < "day 5"``) give those
+    numbers, so that intervals keep their lengths; otherwise the categories are taken as equally spaced steps
+    (their codes). Either way the velocities and growth rates are per unit of the times read here.
+    """
+    cats = [str(c) for c in col.cat.categories]
+    found = [re.search(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", c) for c in cats]
+    numbers = [float(m.group()) for m in found if m is not None]
+    if len(numbers) == len(cats) and all(b > a for a, b in zip(numbers, numbers[1:], strict=False)):
+        values, how = numbers, "the numbers in its labels"
+    else:
+        values, how = list(range(len(cats))), "equally spaced steps (the labels hold no increasing numbers)"
+    warnings.warn(
+        f"time_key={time_key!r}: ordered categories {cats} read as times {values}, {how}; velocities and growth "
+        "rates are per unit of these times. Pass a numeric column to set them yourself.",
+        UserWarning,
+        stacklevel=3,
+    )
+    mapping = dict(zip(col.cat.categories, values, strict=True))
+    return col.map(mapping).astype(float)
+
+
+def obs_column(data, primary: str, key: str, what: str) -> pd.Series:
+    """``.obs[key]`` over the cells of the primary table; for MuData, the modality's column or else the global one."""
+    mod, _ = _split(primary, data)
+    obs = _table(data, mod).obs
+    if key in obs:
+        return obs[key]
+    if mod is not None and key in data.obs:
+        return data.obs[key].reindex(obs.index)
+    where = f".mod[{mod!r}].obs or the MuData's .obs" if mod is not None else ".obs"
+    raise ValueError(f"{what}={key!r}: not in {where} (columns: {list(obs.columns)})")
 
 
 def times(data, time_key: str, primary: str) -> pd.Series:
     """Numeric times per cell of the primary table (ordered categoricals map to their codes)."""
-    mod, _ = _split(primary, data)
-    obs = _table(data, mod).obs
-    if time_key not in obs:
-        alt = data.obs if mod is not None else None
-        if alt is None or time_key not in alt:
-            raise ValueError(f"time_key={time_key!r}: not in .obs (columns: {list(obs.columns)})")
-        col = alt[time_key].reindex(obs.index)
-    else:
-        col = obs[time_key]
+    col = obs_column(data, primary, time_key, "time_key")
     if isinstance(col.dtype, pd.CategoricalDtype):
         cats = col.cat.categories
         if pd.api.types.is_numeric_dtype(cats):
             col = col.astype(float)
         elif col.cat.ordered:
-            col = col.cat.codes.astype(float).where(col.notna())
+            col = _ordered_labels_as_times(col, time_key)
         else:
             raise ValueError(
                 f"time_key={time_key!r}: categories {list(cats)} are neither numbers nor ordered; make it an "
@@ -95,9 +131,9 @@ def read_cells(data, time_key: str, primary: str, secondary: str | None, n_dims:
     """Collect and check times, primary coordinates (first ``n_dims`` columns) and secondary coordinates."""
     if not isinstance(data, ad.AnnData) and not is_mudata(data):
         raise ValueError(f"data: expected an AnnData or a MuData, got {type(data).__name__}")
-    x = basis(data, primary, "primary")
-    if not 1 <= n_dims <= 3:
-        raise ValueError(f"n_dims: the primary grid has 1 to 3 dimensions, got {n_dims}")
+    if not isinstance(n_dims, (int, np.integer)) or not 1 <= n_dims <= 3:
+        raise ValueError(f"n_dims: the primary grid has 1 to 3 dimensions, got {n_dims!r}")
+    x = basis(data, primary, "primary", n_dims)
     if x.shape[1] < n_dims:
         raise ValueError(f"primary={primary!r}: has {x.shape[1]} columns, n_dims={n_dims} needs at least that many")
     t = times(data, time_key, primary).to_numpy()
@@ -120,7 +156,7 @@ def read_cells(data, time_key: str, primary: str, secondary: str | None, n_dims:
                 "or for unpaired views use sc_syncot.pp.couple_views first"
             )
         y = sec.reindex(x.index).to_numpy()
-    return CellData(x.index, t, x.to_numpy()[:, :n_dims], y, paired, points)
+    return CellData(x.index, t, x.to_numpy(), y, paired, points)
 
 
 def primary_table(data, primary: str) -> ad.AnnData:

@@ -27,7 +27,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` is CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: CUDA was requested but torch sees no CUDA device")
     return device

@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import pp
-from ..pp.inputs import primary_table, read_cells
+from ..pp.inputs import obs_column, primary_table, read_cells
 from .flow import Flow
 
 
-def _group_mask(table, groupby: str, groups) -> np.ndarray:
-    if groupby not in table.obs:
-        raise ValueError(f"groupby={groupby!r}: not in .obs (columns: {list(table.obs.columns)})")
+def _group_mask(data, primary: str, groupby: str, groups) -> np.ndarray:
     wanted = [groups] if isinstance(groups, str | int | float) else list(groups)
-    col = table.obs[groupby]
+    col = obs_column(data, primary, groupby, "groupby")
     missing = [g for g in wanted if g not in set(col.unique())]
     if missing:
         raise ValueError(f"groups: {missing} not found in .obs[{groupby!r}]")
@@ -38,15 +36,14 @@ def _share(flow: Flow, x: np.ndarray, in_group: np.ndarray, bandwidth) -> np.nda
 def _carry(data, groupby, groups, time, key, key_added, direction, copy):
     flow = Flow.from_uns(data, key)
     params = data.uns[key]["params"]
-    table = primary_table(data, params["primary"])
     cells = read_cells(data, params["time_key"], params["primary"], None, int(params["n_dims"]))
     tp = flow.time_points
     if time is None:
         time = tp[0] if direction > 0 else tp[-1]
     if time not in set(tp):
-        raise ValueError(f"time: expected one of the observed time points {list(tp)}, got {time}")
+        raise ValueError(f"time: expected one of the observed time points {np.asarray(tp).tolist()}, got {time}")
     k0 = int(np.flatnonzero(tp == time)[0])
-    mask = _group_mask(table, groupby, groups)
+    mask = _group_mask(data, params["primary"], groupby, groups)
     at = cells.time == time
     bw = params.get("bandwidth", "none")
     share = _share(flow, cells.x[at], mask[at], None if isinstance(bw, str) else bw)

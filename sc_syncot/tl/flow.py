@@ -52,7 +52,9 @@ class Flow:
         """Interval index and position ``s`` in ``[0, 1]`` within it of time ``t``."""
         tp = self.time_points
         if not tp[0] <= t <= tp[-1]:
-            raise ValueError(f"time: expected a time within the observed range [{tp[0]}, {tp[-1]}], got {t}")
+            raise ValueError(
+                f"time: expected a time within the observed range [{float(tp[0])}, {float(tp[-1])}], got {t}"
+            )
         k = int(min(np.searchsorted(tp, t, side="right") - 1, len(tp) - 2))
         return k, float((t - tp[k]) / (tp[k + 1] - tp[k]))
 

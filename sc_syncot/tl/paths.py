@@ -73,17 +73,16 @@ def trajectories(
     """
     flow = Flow.from_uns(adata, key)
     params = adata.uns[key]["params"]
-    table = primary_table(adata, params["primary"])
     cells = read_cells(adata, params["time_key"], params["primary"], None, int(params["n_dims"]))
     tp = flow.time_points
     start_time = tp[0] if start_time is None else start_time
     if start_time not in set(tp[:-1]):
-        raise ValueError(f"start_time: expected an observed time point before the last, {list(tp[:-1])}")
+        raise ValueError(f"start_time: expected an observed time point before the last, {np.asarray(tp[:-1]).tolist()}")
     eligible = cells.time == start_time
     if groupby is not None:
         from .fates import _group_mask
 
-        eligible &= _group_mask(table, groupby, groups)
+        eligible &= _group_mask(adata, params["primary"], groupby, groups)
     idx = np.flatnonzero(eligible)
     if len(idx) == 0:
         raise ValueError("groups: no cell of the group is observed at start_time")

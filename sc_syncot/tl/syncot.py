@@ -185,7 +185,9 @@ def syncot(
         AnnData with the bases in ``.obsm``, or MuData with bases named ``"modality:obsm_key"`` (paired cells are
         matched by name).
     time_key
-        ``.obs`` column of times (numbers, or an ordered categorical).
+        ``.obs`` column of times: numbers, or an ordered categorical, whose labels give the times when they start
+        with increasing numbers (``"0h" < "1h" < "3h"`` is 0, 1, 3) and equally spaced steps otherwise (with a
+        warning that says which).
     primary, secondary
         ``.obsm`` keys of the primary basis (first ``n_dims`` columns used) and of the secondary basis (all
         columns; ``None``: primary space only). The secondary is scaled by one factor so that its total variance
@@ -251,6 +253,11 @@ class Fitted:
     flow: Flow
 
 
+def _is_integer(value) -> bool:
+    """A whole number given as an int or a numpy integer (not a float, not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def fit(
     data,
     time_key: str,
@@ -279,10 +286,11 @@ def fit(
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
     if not (np.isfinite(weight) and weight >= 0):
         raise ValueError(f"weight: expected a finite float >= 0, got {weight}")
-    if int(n_time) != n_time or n_time < 1:
-        raise ValueError(f"n_time: expected a positive integer (time steps per interval), got {n_time}")
-    if np.any(np.asarray(n_bins) < 2):
-        raise ValueError(f"n_bins: expected at least 2 grid cells per axis, got {n_bins}")
+    if not _is_integer(n_time) or n_time < 1:
+        raise ValueError(f"n_time: expected a positive integer (time steps per interval), got {n_time!r}")
+    bins = np.atleast_1d(np.asarray(n_bins, dtype=object))
+    if bins.ndim != 1 or not all(_is_integer(b) and b >= 2 for b in bins):
+        raise ValueError(f"n_bins: expected an integer >= 2 grid cells per axis (or one per axis), got {n_bins!r}")
     cells = read_cells(data, time_key, primary, secondary, n_dims)
     grid = pp.primary_grid(cells.x, n_bins, n_time)
     delta = _auto_delta(cells.x) if isinstance(delta, str) and delta == "auto" else delta
