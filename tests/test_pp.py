@@ -120,6 +120,26 @@ def test_embeddings_leave_counts_untouched():
         pp.embed_atac(adata, obsm="missing")
 
 
+def test_embed_rna_does_not_normalize_twice():
+    import scanpy as sc
+
+    rng = np.random.default_rng(6)
+    counts = ad.AnnData(sp.csr_matrix(rng.poisson(2.0, size=(150, 200)).astype(np.float32)))
+    lognorm = counts.copy()
+    sc.pp.normalize_total(lognorm)
+    sc.pp.log1p(lognorm)
+    pp.embed_rna(counts, n_comps=5, random_state=0)
+    with pytest.warns(UserWarning, match="taken as already normalized"):
+        pp.embed_rna(lognorm, n_comps=5, random_state=0)
+    # the same embedding from counts and from their log-normalized values (up to the sign of each component)
+    a, b = counts.obsm["X_pca"], lognorm.obsm["X_pca"]
+    np.testing.assert_allclose(np.abs(a), np.abs(b), rtol=1e-3, atol=1e-3 * np.abs(a).max())
+    pp.embed_rna(lognorm, n_comps=5, normalized=False, key_added="twice")
+    assert not np.allclose(np.abs(lognorm.obsm["twice"]), np.abs(b), atol=1e-2 * np.abs(b).max())
+    with pytest.warns(UserWarning, match="not peak counts"):
+        pp.embed_atac(lognorm, n_comps=3)
+
+
 def test_embed_atac_separates_two_groups():
     rng = np.random.default_rng(5)
     p = np.full((200, 400), 0.05)

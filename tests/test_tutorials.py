@@ -1,5 +1,6 @@
 """The single-cell tutorials run in their fast setting and show what their text claims."""
 
+import os
 import runpy
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 from sc_syncot import tl
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# as the loaders and tests/test_datasets.py: $SC_SYNCOT_DATA, else ../shared/data beside the repository
+DATA = Path(os.environ.get("SC_SYNCOT_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def test_simulated_multiome(fast):
 @pytest.fixture
 def real_data(fast, monkeypatch):
     if not DATA.is_dir():
-        pytest.skip(f"real data folder {DATA} is absent")
+        pytest.skip(f"real data folder {DATA} is absent (set SC_SYNCOT_DATA to the folder of the shared .h5ad files)")
     monkeypatch.setenv("SC_SYNCOT_DATA", str(DATA))
     return fast
 

@@ -67,7 +67,7 @@ print(adata.obs["time_h"].value_counts().sort_index())
 
 # %%
 sc.pp.pca(adata, n_comps=20, random_state=0)
-so.pp.embed_atac(adata, obsm="atac")
+so.pp.embed_atac(adata, obsm="atac")  # the stored ATAC is log-normalized, not counts: it warns, and weights it as is
 
 
 def standardized(z):

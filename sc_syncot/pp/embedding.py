@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import scanpy as sc
@@ -29,11 +31,17 @@ def _check_counts(x, name: str):
         raise ValueError(f"{name}: expected nonnegative counts")
 
 
+def _is_integer_valued(x) -> bool:
+    values = x.data if sp.issparse(x) else np.asarray(x)
+    return bool(np.all(values == np.round(values)))
+
+
 def embed_rna(
     adata: ad.AnnData,
     n_comps: int = 30,
     n_top_genes: int = 2000,
     layer: str | None = None,
+    normalized: bool | None = None,
     key_added: str = "X_pca",
     random_state: int = 0,
     copy: bool = False,
@@ -41,18 +49,22 @@ def embed_rna(
     """PCA of RNA counts: ``normalize_total``, ``log1p``, highly variable genes, ``pca`` (scanpy).
 
     Works on a copy of the counts (``adata.X`` or ``layer``), so ``adata.X`` is left as it is; writes
-    ``adata.obsm[key_added]``.
+    ``adata.obsm[key_added]``. Data that are already normalized and log-transformed skip the first two steps.
 
     Parameters
     ----------
     adata
-        Cells x genes counts.
+        Cells x genes counts (or log-normalized values, see ``normalized``).
     n_comps
         Principal components kept.
     n_top_genes
         Highly variable genes used (all genes when there are fewer).
     layer
         Take the counts from this layer instead of ``X``.
+    normalized
+        Whether the matrix is already normalized and log-transformed. ``None`` decides from the values: integers
+        are counts; anything else is taken as normalized (with a warning saying so), since normalizing and
+        log-transforming twice distorts the embedding.
     key_added
         ``.obsm`` key written.
     random_state
@@ -62,9 +74,19 @@ def embed_rna(
     """
     x = _matrix(adata, layer)
     _check_counts(x, layer or "X")
+    if normalized is None:
+        normalized = not _is_integer_valued(x)
+        if normalized:
+            warnings.warn(
+                f"embed_rna: {layer or 'X'} holds non-integer values, taken as already normalized and "
+                "log-transformed (no normalize_total / log1p); pass normalized=False to normalize them anyway",
+                UserWarning,
+                stacklevel=2,
+            )
     work = ad.AnnData(x.copy())
-    sc.pp.normalize_total(work)
-    sc.pp.log1p(work)
+    if not normalized:
+        sc.pp.normalize_total(work)
+        sc.pp.log1p(work)
     n_comps = min(n_comps, min(work.shape) - 1)
     if work.n_vars > n_top_genes:
         sc.pp.highly_variable_genes(work, n_top_genes=n_top_genes, subset=True)
@@ -112,6 +134,7 @@ def embed_atac(
     ----------
     adata
         Cells x peaks counts in ``X``, ``layer`` or ``obsm[obsm]`` (e.g. the ATAC of a paired RNA object).
+        Non-integer values (already normalized data) are weighted by TF-IDF as they are, with a warning.
     n_comps
         Components kept (after dropping the first).
     layer, obsm
@@ -127,6 +150,13 @@ def embed_atac(
     """
     x = _matrix(adata, layer, obsm)
     _check_counts(x, obsm or layer or "X")
+    if not _is_integer_valued(x):
+        warnings.warn(
+            f"embed_atac: {obsm or layer or 'X'} holds non-integer values, not peak counts; TF-IDF weights them "
+            "as they are",
+            UserWarning,
+            stacklevel=2,
+        )
     m = tfidf(x)
     k = n_comps + int(drop_first)
     k = min(k, min(m.shape) - 1)
