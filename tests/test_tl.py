@@ -150,7 +150,7 @@ def test_mudata_input():
     mdata.obs["global_side"] = mdata.mod["rna"].obs["side"].reindex(mdata.obs_names)
     tl.pull(mdata, "global_side", "up")
     assert np.isfinite(mdata.mod["rna"].obs["syncot_pull_up"]).all()
-    with pytest.raises(ValueError, match="groupby='nowhere': not in .mod\['rna'\].obs or the MuData's .obs"):
+    with pytest.raises(ValueError, match=r"groupby='nowhere': not in .mod\['rna'\].obs or the MuData's .obs"):
         tl.push(mdata, "nowhere", "up")
 
 
