@@ -16,7 +16,19 @@ EXAMPLES = """examples:
 def _delta(text: str):
     if text in ("auto", "none"):
         return None if text == "none" else "auto"
-    return float(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, 'auto' or 'none', got {text!r}") from None
+
+
+def _sweeps(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
 
 
 def _add_run(sub) -> None:
@@ -31,13 +43,41 @@ def _add_run(sub) -> None:
     run.add_argument("--time-key", required=True, help=".obs column of times")
     run.add_argument("--primary", required=True, help=".obsm key of the primary basis (e.g. X_pca)")
     run.add_argument("--secondary", help=".obsm key of the secondary basis (e.g. X_lsi); none: primary only")
-    run.add_argument("--coupling", default="kantorovich", choices=["kantorovich", "monge"])
+    run.add_argument(
+        "--coupling",
+        default="kantorovich",
+        choices=["kantorovich", "monge"],
+        help="how the spaces are linked: a kernel to k-means points of the secondary, or a smooth map "
+        "(default: %(default)s)",
+    )
     run.add_argument("--weight", type=float, default=1.0, help="secondary weight lambda (default: %(default)s)")
-    run.add_argument("--delta", type=_delta, default="auto", help="growth length scale, 'auto' or 'none'")
+    run.add_argument(
+        "--delta",
+        type=_delta,
+        default="auto",
+        help="growth length scale: a number (primary units), 'auto' or 'none' for balanced (default: auto)",
+    )
     run.add_argument("--n-dims", type=int, default=2, help="primary grid dimensions (default: %(default)s)")
-    run.add_argument("--n-bins", type=int, default=64, help="grid cells per axis (default: %(default)s)")
-    run.add_argument("--n-time", type=int, default=16, help="time steps per interval (default: %(default)s)")
-    run.add_argument("--masses", default="equal", choices=["equal", "counts", "growth_prior"])
+    run.add_argument("--n-bins", type=int, help="grid cells per axis (default: 32 with kantorovich coupling, else 64)")
+    run.add_argument(
+        "--n-time", type=int, help="time steps per interval (default: 8 with kantorovich coupling, else 16)"
+    )
+    run.add_argument(
+        "--masses",
+        default="equal",
+        choices=["equal", "counts", "growth_prior"],
+        help="population size per time point (default: %(default)s)",
+    )
+    run.add_argument("--n-support", type=int, default=200, help="kantorovich support points (default: %(default)s)")
+    run.add_argument("--tol", type=float, default=1e-5, help="solver tolerance (default: %(default)s)")
+    run.add_argument("--max-iter", type=int, default=5000, help="solver iteration cap (default: %(default)s)")
+    run.add_argument(
+        "--sinkhorn-sweeps",
+        type=_sweeps,
+        default=1,
+        help="Sinkhorn sweeps per iteration for kantorovich coupling: a number or 'auto' (default: %(default)s)",
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of the k-means support (default: %(default)s)")
     run.add_argument("--key-added", default="syncot", help="where results go (default: %(default)s)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -71,6 +111,11 @@ def _run(args) -> int:
         n_bins=args.n_bins,
         n_time=args.n_time,
         masses=args.masses,
+        n_support=args.n_support,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        sinkhorn_sweeps=args.sinkhorn_sweeps,
+        seed=args.seed,
         device=args.device,
         progress=not args.no_progress,
         key_added=args.key_added,
@@ -84,7 +129,7 @@ def _run(args) -> int:
     res = data.uns[args.key_added]
     conv = res["convergence"]
     costs = ", ".join(f"{k} {float(v.sum()):.4g}" for k, v in res["costs"].items())
-    state = "converged" if conv["converged"] else "NOT converged"
+    state = "converged" if conv["converged"] else "NOT converged (raise --max-iter or --tol, or coarsen the grid)"
     print(
         f"{len(res['time_points']) - 1} interval(s) {state} in {conv['n_iter']} iterations; costs summed over "
         f"intervals: {costs}; written to {out}"

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from sc_syncot.cli import main
 
 
@@ -66,3 +68,26 @@ def test_run_bad_key_is_a_clear_error(tmp_path, capsys):
     assert main(["run", str(src), "--time-key", "hour", "--primary", "X_pca"]) == 2
     assert "time_key='hour'" in capsys.readouterr().err
     assert not (tmp_path / "cells_syncot.h5ad").exists()
+
+
+def test_run_passes_solver_options_and_reports_no_convergence(tmp_path, capsys):
+    import anndata as ad
+
+    src, dst = tmp_path / "cells.h5ad", tmp_path / "out.h5ad"
+    _time_course(src)
+    argv = ["run", str(src), "--time-key", "day", "--primary", "X_pca", "--secondary", "X_sec", "-o", str(dst)]
+    argv += ["--n-bins", "12", "--n-time", "2", "--max-iter", "20", "--tol", "1e-9", "--n-support", "30"]
+    argv += ["--sinkhorn-sweeps", "auto", "--seed", "3", "--no-progress"]
+    assert main(argv) == 0
+    assert "NOT converged (raise --max-iter" in capsys.readouterr().out
+    params = ad.read_h5ad(dst).uns["syncot"]["params"]
+    assert (params["max_iter"], params["n_support"], params["seed"], params["sinkhorn_sweeps"]) == (20, 30, 3, "auto")
+
+
+def test_run_bad_number_is_a_usage_error(tmp_path, capsys):
+    src = tmp_path / "cells.h5ad"
+    _time_course(src)
+    with pytest.raises(SystemExit) as stop:
+        main(["run", str(src), "--time-key", "day", "--primary", "X_pca", "--delta", "0.5x"])
+    assert stop.value.code == 2
+    assert "expected a number, 'auto' or 'none', got '0.5x'" in capsys.readouterr().err

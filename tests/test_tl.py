@@ -308,3 +308,35 @@ def test_ordered_text_times_keep_their_numbers():
     with pytest.warns(UserWarning, match="equally spaced steps"):
         got = times(adata, "stage", "X_pca")
     np.testing.assert_array_equal(np.unique(got), [0.0, 1.0, 2.0])
+
+
+def test_default_grid_follows_the_coupling():
+    from sc_syncot.tl.evaluation import _fit_params
+    from sc_syncot.tl.syncot import default_grid
+
+    assert default_grid("kantorovich", "X_lsi", 1.0, None, None) == (32, 8)
+    assert default_grid("monge", "X_lsi", 1.0, None, None) == (64, 16)
+    assert default_grid("kantorovich", None, 1.0, None, None) == (64, 16)
+    assert default_grid("kantorovich", "X_lsi", 1.0, 40, None) == (40, 8)
+    # held-out evaluations fit every method on the grid of syncot (primary_only has weight 0)
+    params = _fit_params("time", "X_pca", "X_lsi", {})
+    assert (params["n_bins"], params["n_time"]) == (32, 8)
+
+
+def test_entropic_bias_of_the_kantorovich_secondary_is_reported(caplog):
+    import logging
+
+    a = np.array([[1.0, 0.0], [0.5, 2.0], [0.0, -1.0]])
+    adata = translated(n=60, secondary=lambda x: x @ a.T)
+    bias = {}
+    for n_time in (2, 8):
+        with caplog.at_level(logging.WARNING, logger="sc_syncot"):
+            caplog.clear()
+            tl.syncot(adata, "time", "X_pca", "X_sec", n_bins=8, n_time=n_time, n_support=40, max_iter=2)
+        info = adata.uns["syncot"]["coupling"]
+        bias[n_time] = info["epsilon_bias"]
+        warned = "entropic smoothing" in caplog.text
+        assert warned == (bias[n_time] > 0.1), (n_time, bias[n_time])
+    # with the epsilon floor (the support's spacing) in force, epsilon stays and the bias grows as n_time^2
+    np.testing.assert_allclose(bias[8] / bias[2], 16.0, rtol=1e-9)
+    assert bias[8] > 0.1

@@ -120,7 +120,8 @@ def run_loop(state: PrimalDualState, step, *, tol: float, max_iter: int, check_e
     ``check`` is true every ``check_every`` iterations and on the last one; the loop keeps ``state.n_iter`` and
     ``state.converged`` and closes the progress bar however it ends.
     """
-    bar = tqdm(total=max_iter, disable=not progress, desc=f"sc_syncot ({name})", leave=False)
+    # disable=None: shown on a terminal only, so that logs of pipelines are not flooded by carriage returns
+    bar = tqdm(total=max_iter, disable=None if progress else True, desc=f"sc_syncot ({name})", leave=False)
     monitor = ConvergenceMonitor(state, tol, bar, name=name)
     last = state.n_iter + max_iter
     try:
@@ -175,7 +176,7 @@ def chambolle_pock(
         Over-relaxation ``r`` in ``[1, 2)``: ``(x, y) <- (x, y) + r ((x+, y+) - (x, y))`` (Condat 2013 / He-Yuan);
         1 is the plain iteration.
     progress
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (on a terminal; not in logs or files, which it would flood).
     """
     it_state = {"x": state.x, "y": state.y, "v": None, "tau": state.tau, "sigma": state.sigma, "adapt": 0.5}
     decay, band = 0.95, 1.5

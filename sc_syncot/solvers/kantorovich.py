@@ -57,6 +57,15 @@ def default_epsilon(support: np.ndarray, delta: float | None, n_time: int = 1) -
     identity-kernel oracle (60 points on a line, math.md oracle 5) this gives gaps to the exact value of about
     1%, 3% and 6% at ``Nt`` = 4, 8, 16, against 6%, 29% and 145% for ``0.01 c_med`` alone.
     """
+    c_med, c_nn = cost_scales(support, delta)
+    return max(0.01 * c_med / n_time**2, 0.25 * c_nn)
+
+
+def cost_scales(support: np.ndarray, delta: float | None) -> tuple[float, float]:
+    """``(c_med, c_nn)`` of :func:`default_epsilon`.
+
+    The median cost between support points within reach, and the median cost to the nearest neighbour.
+    """
     x = torch.as_tensor(support, dtype=torch.float64)
     cost = torch.cdist(x, x).square() if delta is None else hk_cost(x, x, delta)
     cost.fill_diagonal_(math.inf)
@@ -64,8 +73,7 @@ def default_epsilon(support: np.ndarray, delta: float | None, n_time: int = 1) -
     off = cost[(cost > 0) & (cost < COST_CAP)]
     if off.numel() == 0:
         raise ValueError("support: expected at least two distinct points within pi * delta of each other")
-    c_nn = float(nearest[torch.isfinite(nearest) & (nearest > 0)].median())
-    return max(0.01 * float(off.median()) / n_time**2, 0.25 * c_nn)
+    return float(off.median()), float(nearest[torch.isfinite(nearest) & (nearest > 0)].median())
 
 
 @dataclass(frozen=True)

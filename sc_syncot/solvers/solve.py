@@ -237,7 +237,7 @@ def solve(
     dtype
         Floating type of the iterates; ``torch.float64`` by default (and the only one Kantorovich secondaries take).
     progress
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (on a terminal; not in logs or files, which it would flood).
     check_every
         Iterations between residual checks.
     step_ratio

@@ -24,7 +24,7 @@ from scipy.spatial.distance import cdist
 
 from .. import pp
 from ..pp.inputs import read_cells
-from .syncot import Fitted, _growth_rates, fit
+from .syncot import Fitted, _growth_rates, default_grid, fit
 
 METHODS = ("syncot", "primary_only", "static_ot", "static_uot", "nearest", "grid_floor", "readout", "noise_floor")
 
@@ -242,13 +242,17 @@ def _round(rng, fits, hx, hy, heldout, truth_mass, n_sample, reg_m, with_sec) ->
 def _fit_params(time_key, primary, secondary, kwargs) -> dict:
     defaults = {
         "coupling": "kantorovich", "weight": 1.0, "delta": "auto", "secondary_delta": None, "n_dims": 2,
-        "n_bins": 64, "n_time": 16, "masses": "equal", "growth_key": None, "bandwidth": None, "n_support": 200,
+        "n_bins": None, "n_time": None, "masses": "equal", "growth_key": None, "bandwidth": None, "n_support": 200,
         "tol": 1e-5, "max_iter": 5000, "sinkhorn_sweeps": 1, "device": "auto", "progress": False, "seed": 0,
     }  # fmt: skip
     unknown = set(kwargs) - set(defaults)
     if unknown:
         raise ValueError(f"syncot_kwargs: unknown parameter(s) {sorted(unknown)}")
-    return defaults | kwargs | {"time_key": time_key, "primary": primary, "secondary": secondary}
+    params = defaults | kwargs | {"time_key": time_key, "primary": primary, "secondary": secondary}
+    # one grid for every method (primary_only has weight 0, which alone would take the larger default grid)
+    grid = default_grid(params["coupling"], secondary, params["weight"], params["n_bins"], params["n_time"])
+    params["n_bins"], params["n_time"] = grid
+    return params
 
 
 def _true_mass(data, every, heldout: float, fitted: Fitted) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 from .. import pp
 from ..pp.inputs import CellData, is_mudata, primary_table, read_cells
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
-from ..solvers.kantorovich import KantorovichSecondary
+from ..solvers.kantorovich import KantorovichSecondary, cost_scales
 from ..solvers.solve import resolve_device
 from .flow import Flow
 
@@ -155,8 +155,8 @@ def syncot(
     delta: float | str | None = "auto",
     secondary_delta: float | None = None,
     n_dims: int = 2,
-    n_bins: int | tuple[int, ...] = 64,
-    n_time: int = 16,
+    n_bins: int | tuple[int, ...] | None = None,
+    n_time: int | None = None,
     masses="equal",
     growth_key: str | None = None,
     bandwidth: float | None = None,
@@ -204,7 +204,9 @@ def syncot(
     n_dims
         Dimensions of the primary grid (1 to 3).
     n_bins, n_time
-        Space cells per axis and time steps per interval.
+        Space cells per axis and time steps per interval. ``None``: 32 and 8 with a Kantorovich secondary (whose
+        iterations cost more, and whose entropic bias grows as ``n_time^2``, see the warning it gives), 64 and 16
+        otherwise.
     masses
         Population size per time point: ``"equal"``, ``"counts"``, ``"growth_prior"`` (from ``.obs[growth_key]``,
         see :func:`sc_syncot.pp.growth_prior`), or sizes (a sequence, or a mapping time -> size).
@@ -216,7 +218,7 @@ def syncot(
     n_support
         Secondary support points of a Kantorovich coupling.
     tol, max_iter, sinkhorn_sweeps, device, progress
-        Passed to :func:`sc_syncot.solvers.solve` (``progress``: a tqdm bar over the iterations;
+        Passed to :func:`sc_syncot.solvers.solve` (``progress``: a tqdm bar over the iterations, on a terminal;
         ``sinkhorn_sweeps="auto"`` when the solve warns that the Kantorovich secondary's Sinkhorn state lagged).
     seed
         Seed of the subsampling and k-means steps.
@@ -253,6 +255,40 @@ class Fitted:
     flow: Flow
 
 
+ENTROPIC_BIAS_WARNING = 0.1
+
+
+def _entropic_bias(secondary: KantorovichSecondary, n_time: int) -> float:
+    """The smoothing's bias on the secondary action per unit mass, ``n_time^2 epsilon``, over the median cost.
+
+    The default epsilon (:func:`~sc_syncot.solvers.kantorovich.default_epsilon`) makes this 0.01 unless its
+    floor, a quarter of the support's nearest-neighbour cost, takes over: then it grows with ``n_time^2``, and as
+    the bias is proportional to the induced mass, the fit can lower that mass (birth and death) to avoid it. Warned
+    above :data:`ENTROPIC_BIAS_WARNING`.
+    """
+    c_med, _ = cost_scales(secondary.support, secondary.delta)
+    bias = n_time**2 * secondary.effective_epsilon / c_med
+    if bias > ENTROPIC_BIAS_WARNING:
+        logger.warning(
+            "sc_syncot: the Kantorovich secondary's entropic smoothing (epsilon %.3g, set by the spacing of its %d "
+            "support points) biases its cost by about %.2g x the median cost per unit mass, growing as n_time^2 "
+            "(n_time=%d); the fit may trade mass for it. Lower n_time, raise n_support, or use coupling='monge' "
+            "when the secondary is a smooth function of the primary",
+            secondary.effective_epsilon,
+            len(secondary.support),
+            bias,
+            n_time,
+        )
+    return bias
+
+
+def default_grid(coupling: str, secondary, weight, n_bins, n_time) -> tuple:
+    """``n_bins`` and ``n_time`` where ``None``: 32 and 8 with a Kantorovich secondary, else 64 and 16."""
+    kantorovich = secondary is not None and coupling == "kantorovich" and weight != 0
+    bins, steps = (32, 8) if kantorovich else (64, 16)
+    return (bins if n_bins is None else n_bins), (steps if n_time is None else n_time)
+
+
 def _is_integer(value) -> bool:
     """A whole number given as an int or a numpy integer (not a float, not a bool)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -284,6 +320,7 @@ def fit(
     """The computation of :func:`syncot` (same parameters), without writing anything."""
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
+    n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
     if not (np.isfinite(weight) and weight >= 0):
         raise ValueError(f"weight: expected a finite float >= 0, got {weight}")
     if not _is_integer(n_time) or n_time < 1:
@@ -312,6 +349,7 @@ def fit(
     problem = SyncOTProblem(grid, dens[:-1], dens[1:], delta=delta, secondaries=secondaries)
     if secondaries and isinstance(problem.secondaries[0], KantorovichSecondary):
         cpl.info["epsilon"] = problem.secondaries[0].effective_epsilon  # resolved with the grid's time step and delta
+        cpl.info["epsilon_bias"] = _entropic_bias(problem.secondaries[0], grid.n_time)
     with _threads_for(grid, len(tp) - 1, device):
         result = solve(
             problem, tol=tol, max_iter=max_iter, device=device, progress=progress, sinkhorn_sweeps=sinkhorn_sweeps
