@@ -95,6 +95,23 @@ def test_density_path_panels_share_one_scale(monge):
     assert panels[0].get_title().startswith("t = 0,") and panels[-1].get_title().startswith("t = 3,")
     assert panels[0].get_xlabel() == "X_pca 1" and panels[0].get_ylabel() == "X_pca 2"
     assert [n_points(a) for a in panels] == [N] * 4  # the cells of the nearest time point
+    # every observed time point (0, 2, 3) has a panel, the fourth halves the longest interval; a panel between
+    # time points names the time of the cells it overlays
+    titles = [a.get_title() for a in panels]
+    assert [t.split(",")[0] for t in titles] == ["t = 0", "t = 1", "t = 2", "t = 3"]
+    assert ["(cells: t =" in t for t in titles] == [False, True, False, False]
+
+
+def test_panel_times_keep_the_observed_time_points():
+    from types import SimpleNamespace
+
+    from sc_syncot.pl._result import panel_times
+
+    flow = SimpleNamespace(time_points=np.array([0.0, 1.0, 3.0, 7.0]))  # all that panel_times reads
+    assert panel_times(flow, 2).tolist() == [0.0, 7.0]
+    assert panel_times(flow, 4).tolist() == [0.0, 1.0, 3.0, 7.0]
+    assert panel_times(flow, 6).tolist() == [0.0, 1.0, 2.0, 3.0, 5.0, 7.0]
+    assert panel_times(flow, 3, times=[0.5]).tolist() == [0.5]
 
 
 @pytest.mark.parametrize("dims", [1, 3])

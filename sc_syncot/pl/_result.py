@@ -55,7 +55,12 @@ def stored(adata, key: str) -> Stored:
 
 
 def panel_times(flow: Flow, n_panels: int, times=None) -> np.ndarray:
-    """``times`` as given, or ``n_panels`` times evenly spread over the observed range (ends included)."""
+    """``times`` as given, or ``n_panels`` times that include the observed time points.
+
+    With fewer panels than time points, time points evenly spread among them (ends included); with more, each
+    further panel halves the longest gap between the times chosen so far, so the panels show every observation
+    and the path between them.
+    """
     if times is not None:
         times = np.atleast_1d(np.asarray(times, float))
         if times.size == 0:
@@ -63,8 +68,15 @@ def panel_times(flow: Flow, n_panels: int, times=None) -> np.ndarray:
         return times
     if n_panels < 1:
         raise ValueError(f"n_panels: expected a positive integer, got {n_panels}")
-    tp = flow.time_points
-    return np.linspace(tp[0], tp[-1], n_panels)
+    tp = np.asarray(flow.time_points, float)
+    if n_panels <= len(tp):
+        return tp[np.unique(np.round(np.linspace(0, len(tp) - 1, n_panels)).astype(int))]
+    chosen = list(tp)
+    while len(chosen) < n_panels:
+        gaps = np.diff(chosen)
+        k = int(np.argmax(gaps))
+        chosen.insert(k + 1, chosen[k] + gaps[k] / 2)
+    return np.array(chosen)
 
 
 def at_nodes(flow: Flow, nodes: np.ndarray, t: float) -> np.ndarray:

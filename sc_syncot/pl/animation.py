@@ -11,7 +11,7 @@ from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
-from ._result import panel_times, stored
+from ._result import stored
 from .paths import draw_density, projected_density
 
 
@@ -56,7 +56,10 @@ def animate(
     if path.suffix.lower() != ".gif":
         raise ValueError(f"path: expected a file name ending in .gif, got {str(path)!r}")
     st = stored(adata, key)
-    ts = panel_times(st.flow, n_frames)
+    if n_frames < 1:
+        raise ValueError(f"n_frames: expected a positive integer, got {n_frames}")
+    tp = st.flow.time_points
+    ts = np.linspace(tp[0], tp[-1], n_frames)  # frames evenly spaced in time, unlike the panels of density_path
     vmax = max(float(projected_density(st, t).max()) for t in ts) or 1.0
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     if st.ndim > 1:  # one colorbar for every frame, outside the redrawn axes

@@ -40,7 +40,9 @@ def draw_density(ax: Axes, st: Stored, t: float, vmax: float, cmap="viridis", ce
         if cells:
             ax.scatter(*st.x[near, :2].T, s=point_size(near.sum()) / 3, c="white", alpha=0.5, linewidths=0)
         labels = st.labels()
-    label_axes(ax, labels, f"t = {t:.3g}, mass {mass:.2f}")
+    nearest = st.nearest_time_point(t)
+    shown = "" if not cells or np.isclose(nearest, t) else f" (cells: t = {nearest:.3g})"
+    label_axes(ax, labels, f"t = {t:.3g}, mass {mass:.2f}{shown}")
     return artist
 
 
@@ -69,11 +71,13 @@ def density_path(
     key
         The result to plot.
     n_panels
-        Number of times, evenly spread from the first to the last time point.
+        Number of panels: every observed time point, and the rest of the panels placed in the longest intervals
+        (evenly spread observed time points when there are fewer panels than time points).
     times
         The times to draw instead (one panel each).
     cells
-        Overlay the cells observed at the time point nearest to each panel's time.
+        Overlay the cells observed at the time point nearest to each panel's time (named in the title when it is
+        not the panel's time).
     ncols
         Panels per row.
     cmap
