@@ -3,9 +3,8 @@
 Unbalanced synchronized optimal transport (UnSyncOT) on a staggered space-time grid, for AnnData.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
-
-from . import datasets, gaussian, pl, pp, solvers, tl
 
 try:
     __version__ = version("sc-syncot")
@@ -13,3 +12,16 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 __all__ = ["datasets", "gaussian", "pl", "pp", "solvers", "tl", "__version__"]
+
+
+def __getattr__(name: str):
+    """Import the submodules on first use (PEP 562): ``sc-syncot --help`` then answers without loading torch."""
+    if name in __all__:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

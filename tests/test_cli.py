@@ -91,3 +91,9 @@ def test_run_bad_number_is_a_usage_error(tmp_path, capsys):
         main(["run", str(src), "--time-key", "day", "--primary", "X_pca", "--delta", "0.5x"])
     assert stop.value.code == 2
     assert "expected a number, 'auto' or 'none', got '0.5x'" in capsys.readouterr().err
+
+
+def test_help_does_not_load_the_solvers():
+    code = "import sys; from sc_syncot.cli import _parser; _parser().format_help(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
