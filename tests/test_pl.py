@@ -201,6 +201,17 @@ def test_secondary_path_monge(monge):
     assert ax.get_xlabel() == "X_sec 1" and ax.get_ylabel() == "X_sec 2"
 
 
+def test_secondary_path_axes_fit_the_bulk_of_the_cells(monge):
+    far = monge.copy()
+    far.obsm["X_sec"] = far.obsm["X_sec"].copy()
+    far.obsm["X_sec"][0] = [1e3, -1e3, 0.0]  # one outlying cell
+    bulk = np.percentile(np.delete(far.obsm["X_sec"], 0, axis=0)[:, :2], [0, 100], axis=0)
+    ax = pl.secondary_path(far, return_fig=True).axes[0]
+    assert ax.get_xlim()[1] < 2 * abs(bulk[1, 0]) + 1 and ax.get_ylim()[0] > -2 * abs(bulk[0, 1]) - 1
+    ax = pl.secondary_path(far, robust=False, return_fig=True).axes[0]
+    assert ax.get_xlim()[1] >= 1e3 and ax.get_ylim()[0] <= -1e3
+
+
 def test_secondary_path_kantorovich(kantorovich):
     fig = pl.secondary_path(kantorovich, key="kant", n_panels=3, cells=False, return_fig=True)
     panels = [a for a in fig.axes if a.get_title().startswith("t = ")]

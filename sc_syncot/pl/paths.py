@@ -114,6 +114,7 @@ def secondary_path(
     cells: bool = True,
     ncols: int = 3,
     cmap: str = "viridis",
+    robust: bool = True,
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
@@ -142,6 +143,10 @@ def secondary_path(
         Draw the paired cells behind the Kantorovich support points.
     ncols, cmap
         Panels per row; colormap of time (Monge) or mass (Kantorovich).
+    robust
+        Fit the axes (and the arrow lengths) to the bulk of the cells, their 1st to 99th percentiles widened by
+        15% on each side, so that a few outlying cells (common in LSI components) do not squeeze the rest into a
+        corner; ``False`` shows every point.
     ax
         Axes to draw into: one for a Monge coupling, one per panel for a Kantorovich coupling.
     show, return_fig
@@ -153,10 +158,10 @@ def secondary_path(
     """
     st = stored(adata, key)
     if f"{key}_velocity_secondary" in st.obsm:
-        fig, axes = _monge_path(adata, st, key, components, n_arrows, cmap, ax)
+        fig, axes = _monge_path(adata, st, key, components, n_arrows, cmap, robust, ax)
     elif "secondary_density" in st.uns.get("coupling", {}):
         ts = panel_times(st.flow, n_panels, times)
-        fig, axes = _kantorovich_path(adata, st, ts, components, cells, ncols, cmap, ax)
+        fig, axes = _kantorovich_path(adata, st, ts, components, cells, ncols, cmap, robust, ax)
     else:
         raise ValueError(
             f"key={key!r}: the result has no secondary path (neither .obsm[{key + '_velocity_secondary'!r}] from a "
@@ -177,8 +182,21 @@ def _secondary_cells(adata, st: Stored, components) -> tuple[np.ndarray, np.ndar
     return cells.y[:, comps], cells.paired, [f"{sec} {c + 1}" for c in comps]
 
 
-def _monge_path(adata, st: Stored, key: str, components, n_arrows: int, cmap, ax):
+def _limits(y: np.ndarray, robust: bool) -> np.ndarray:
+    """``(2, 2)`` axis limits (rows x and y): the 1st-99th percentiles widened by 15% each side, or the full range."""
+    lo, hi = np.percentile(y, [1, 99], axis=0) if robust else (y.min(0), y.max(0))
+    pad = 0.15 * np.where(hi > lo, hi - lo, 1.0)
+    return np.column_stack([lo - pad, hi + pad])
+
+
+def _set_limits(ax: Axes, limits: np.ndarray) -> None:
+    ax.set_xlim(*limits[0])
+    ax.set_ylim(*limits[1])
+
+
+def _monge_path(adata, st: Stored, key: str, components, n_arrows: int, cmap, robust: bool, ax):
     y, paired, labels = _secondary_cells(adata, st, components)
+    limits = _limits(y[paired], robust)
     vel = np.asarray(st.obsm[f"{key}_velocity_secondary"])[:, list(components)]
     fig, axes = panels(1, ax)
     a = axes[0]
@@ -188,14 +206,16 @@ def _monge_path(adata, st: Stored, key: str, components, n_arrows: int, cmap, ax
     idx = np.sort(np.random.default_rng(0).choice(idx, min(n_arrows, len(idx)), replace=False))
     # the fastest arrow spans a tenth of the cloud: a readable length whatever the units of time
     top = float(np.linalg.norm(vel[idx], axis=1).max()) or 1.0
-    scale = top / (0.1 * float(np.ptp(y[paired], axis=0).max() or 1.0))
+    scale = top / (0.1 * float(np.ptp(limits, axis=1).max() / 1.3 or 1.0))
     a.quiver(*y[idx].T, *vel[idx].T, angles="xy", scale_units="xy", scale=scale, width=0.003, color="k", alpha=0.7)
+    _set_limits(a, limits)
     label_axes(a, labels, "secondary path (Monge)")
     return fig, axes
 
 
-def _kantorovich_path(adata, st: Stored, ts, components, cells: bool, ncols: int, cmap, ax):
+def _kantorovich_path(adata, st: Stored, ts, components, cells: bool, ncols: int, cmap, robust: bool, ax):
     y, paired, labels = _secondary_cells(adata, st, components)
+    limits = _limits(y[paired], robust)
     cpl = st.uns["coupling"]
     support = np.asarray(cpl["support"], float)[:, list(components)]
     masses = [at_nodes(st.flow, np.asarray(cpl["secondary_density"], float), t) for t in ts]
@@ -205,6 +225,7 @@ def _kantorovich_path(adata, st: Stored, ts, components, cells: bool, ncols: int
         if cells:
             a.scatter(*y[paired].T, c="lightgrey", s=point_size(paired.sum()) / 3, linewidths=0)
         sc = a.scatter(*support.T, s=5 + 120 * norm(m), c=m, cmap=cmap, norm=norm, edgecolors="k", linewidths=0.3)
+        _set_limits(a, limits)
         label_axes(a, labels, f"t = {t:.3g}, mass {m.sum():.2f}")
     fig.colorbar(sc, ax=axes, label="induced secondary mass", shrink=0.8)
     return fig, axes
