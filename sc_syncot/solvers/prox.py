@@ -95,8 +95,9 @@ def prox_action(
     for it in range(max_newton):
         rho_next, phi = _newton_step(rho, rho_bar, wb2, s_w, weights, gamma)
         # phi' >= 1, so |phi(rho)| bounds the distance to the root; the step just taken squares it (Newton).
-        # Checks start at the third step (each one synchronizes the device).
-        done = it >= 2 and float(_newton_residual(rho, phi)) <= threshold
+        # Checks start at the second step (each one synchronizes the device; after one step from a warm start
+        # the test never passed on the oracles, after two it passes at 64^2 x 32, saving a step of three).
+        done = it >= 1 and float(_newton_residual(rho, phi)) <= threshold
         rho = rho_next
         if done:
             break
