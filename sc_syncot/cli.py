@@ -69,6 +69,9 @@ def _add_run(sub) -> None:
         help="population size per time point (default: %(default)s)",
     )
     run.add_argument("--n-support", type=int, default=200, help="kantorovich support points (default: %(default)s)")
+    run.add_argument(
+        "--epsilon", type=float, help="kantorovich entropic smoothing, in units of its cost (default: automatic)"
+    )
     run.add_argument("--tol", type=float, default=1e-5, help="solver tolerance (default: %(default)s)")
     run.add_argument("--max-iter", type=int, default=5000, help="solver iteration cap (default: %(default)s)")
     run.add_argument(
@@ -112,6 +115,7 @@ def _run(args) -> int:
         n_time=args.n_time,
         masses=args.masses,
         n_support=args.n_support,
+        epsilon=args.epsilon,
         tol=args.tol,
         max_iter=args.max_iter,
         sinkhorn_sweeps=args.sinkhorn_sweeps,

@@ -183,6 +183,7 @@ BAD = [
     ({"n_time": 2.5}, "n_time"),
     ({"primary": "X_zero"}, "primary='X_zero': all cells have the same coordinates"),
     ({"device": "gpu"}, "device: expected"),
+    ({"secondary": "X_sec", "epsilon": -1.0}, "epsilon: expected a positive"),
     ({"n_time": 0}, "n_time"),
     ({"weight": -1.0}, "weight"),
     ({"weight": float("nan")}, "weight"),
@@ -340,3 +341,10 @@ def test_entropic_bias_of_the_kantorovich_secondary_is_reported(caplog):
     # with the epsilon floor (the support's spacing) in force, epsilon stays and the bias grows as n_time^2
     np.testing.assert_allclose(bias[8] / bias[2], 16.0, rtol=1e-9)
     assert bias[8] > 0.1
+    # a given epsilon is used as is, and recorded
+    tl.syncot(
+        adata, "time", "X_pca", "X_sec", n_bins=8, n_time=8, n_support=40, epsilon=info["epsilon"] / 16, max_iter=2
+    )
+    smaller = adata.uns["syncot"]
+    assert smaller["params"]["epsilon"] == info["epsilon"] / 16 == smaller["coupling"]["epsilon"]
+    np.testing.assert_allclose(smaller["coupling"]["epsilon_bias"], bias[2], rtol=1e-9)

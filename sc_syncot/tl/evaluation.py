@@ -243,7 +243,8 @@ def _fit_params(time_key, primary, secondary, kwargs) -> dict:
     defaults = {
         "coupling": "kantorovich", "weight": 1.0, "delta": "auto", "secondary_delta": None, "n_dims": 2,
         "n_bins": None, "n_time": None, "masses": "equal", "growth_key": None, "bandwidth": None, "n_support": 200,
-        "tol": 1e-5, "max_iter": 5000, "sinkhorn_sweeps": 1, "device": "auto", "progress": False, "seed": 0,
+        "epsilon": None, "tol": 1e-5, "max_iter": 5000, "sinkhorn_sweeps": 1, "device": "auto", "progress": False,
+        "seed": 0,
     }  # fmt: skip
     unknown = set(kwargs) - set(defaults)
     if unknown:

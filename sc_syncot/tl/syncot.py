@@ -42,7 +42,9 @@ def _secondary_scale(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.var(x, axis=0).sum() / vy)) if vy > 0 else 1.0
 
 
-def _coupling(cells: CellData, grid: Grid, coupling: str, weight: float, secondary_delta, n_support: int, seed: int):
+def _coupling(
+    cells: CellData, grid: Grid, coupling: str, weight: float, secondary_delta, n_support: int, epsilon, seed: int
+):
     if cells.y is None:
         return Coupling(None, {})
     x, y = cells.x[cells.paired], cells.y[cells.paired]
@@ -63,7 +65,7 @@ def _coupling(cells: CellData, grid: Grid, coupling: str, weight: float, seconda
         return Coupling(MongeSecondary(jac, weight, delta=secondary_delta, name="secondary"), info, fitted)
     support, labels = pp.secondary_support(y, n_support=min(n_support, len(y)), seed=seed)
     kernel = pp.kantorovich_kernel(x, labels, grid, n_support=len(support))
-    sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, name="secondary")
+    sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, epsilon=epsilon, name="secondary")
     info.update(support=support / scale, n_support=len(support))  # epsilon: recorded by fit once resolved
     return Coupling(sec, info, labels=labels)
 
@@ -161,6 +163,7 @@ def syncot(
     growth_key: str | None = None,
     bandwidth: float | None = None,
     n_support: int = 200,
+    epsilon: float | None = None,
     tol: float = 1e-5,
     max_iter: int = 5000,
     sinkhorn_sweeps: int | str = 1,
@@ -217,6 +220,10 @@ def syncot(
         :func:`sc_syncot.pp.interval_densities`).
     n_support
         Secondary support points of a Kantorovich coupling.
+    epsilon
+        Entropic smoothing of a Kantorovich coupling, in units of its cost (dimensionless for HK); ``None``: the
+        default of :func:`~sc_syncot.solvers.kantorovich.default_epsilon`. The value used and its bias are in
+        ``.uns[key_added]["coupling"]`` (``epsilon``, ``epsilon_bias``).
     tol, max_iter, sinkhorn_sweeps, device, progress
         Passed to :func:`sc_syncot.solvers.solve` (``progress``: a tqdm bar over the iterations, on a terminal;
         ``sinkhorn_sweeps="auto"`` when the solve warns that the Kantorovich secondary's Sinkhorn state lagged).
@@ -310,6 +317,7 @@ def fit(
     growth_key,
     bandwidth,
     n_support: int,
+    epsilon: float | None,
     tol: float,
     max_iter: int,
     sinkhorn_sweeps: int | str,
@@ -343,7 +351,7 @@ def fit(
         raise ValueError("delta=None (balanced) needs equal masses at every time point; use masses='equal'")
     _check_memory(grid, len(tp) - 1, device)
     dens = pp.interval_densities(cells.x, cells.time, tp, grid, rel_mass, bandwidth)
-    cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, seed)
+    cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, epsilon, seed)
     # weight 0 keeps the fitted coupling (for the induced secondary path and evaluations) out of the problem
     secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
     problem = SyncOTProblem(grid, dens[:-1], dens[1:], delta=delta, secondaries=secondaries)
@@ -365,7 +373,7 @@ def locals_params(env: dict) -> dict:
     """The call's parameters as h5ad-writable values (``None`` becomes the string ``"none"``)."""
     keys = (
         "time_key primary secondary coupling weight delta secondary_delta n_dims n_bins n_time bandwidth n_support "
-        "tol max_iter sinkhorn_sweeps seed growth_key"
+        "epsilon tol max_iter sinkhorn_sweeps seed growth_key"
     ).split()
     out = {}
     for k in keys:
