@@ -44,24 +44,31 @@ def _bytes_per_iteration(n_cells: int, n_time: int, d: int, unbalanced: bool, it
     return int(field * (5 * channels + 4 * (d + 1)))
 
 
-def _copy_seconds(n_bytes: int, device, repeats: int = 20) -> float:
-    """Seconds of one ``dst.copy_(src)`` that reads and writes ``n_bytes`` in all (float64 arrays of half that)."""
+def _seconds_per_call(func, device, repeats: int = 20) -> float:
+    """Mean seconds of ``func()`` after one warm-up call, synchronized on CUDA."""
     import torch
 
-    src = torch.rand(max(n_bytes // 16, 1), dtype=torch.float64, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
+    func()
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
-        dst.copy_(src)
+        func()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / repeats
 
 
-def _transform_seconds(problem, device, repeats: int = 20) -> float:
+def _copy_seconds(n_bytes: int, device) -> float:
+    """Seconds of one ``dst.copy_(src)`` that reads and writes ``n_bytes`` in all (float64 arrays of half that)."""
+    import torch
+
+    src = torch.rand(max(n_bytes // 16, 1), dtype=torch.float64, device=device)
+    dst = torch.empty_like(src)
+    return _seconds_per_call(lambda: dst.copy_(src), device)
+
+
+def _transform_seconds(problem, device) -> float:
     """Seconds of the projection's Poisson solve alone (forward and inverse DCT along every axis, one division)."""
     import torch
 
@@ -71,15 +78,7 @@ def _transform_seconds(problem, device, repeats: int = 20) -> float:
     rho = torch.as_tensor(problem.rho0, dtype=torch.float64, device=device)
     projector = BalanceProjector(g.n_time, g.spacing, g.shape, rho, rho, None)
     r = torch.rand(rho.shape[0], g.n_time, *g.shape, dtype=torch.float64, device=device)
-    projector.solve(r)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        projector.solve(r)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats
+    return _seconds_per_call(lambda: projector.solve(r), device)
 
 
 def _rss_mib(field: str) -> float:
