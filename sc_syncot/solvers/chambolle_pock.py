@@ -73,9 +73,10 @@ class PrimalDualState:
 
 
 def _norm(tensors) -> float:
+    """Euclidean norm of a tensor or of a list of them, read back from the device once."""
     if isinstance(tensors, torch.Tensor):
         return float(torch.linalg.vector_norm(tensors))
-    return math.sqrt(sum(float(torch.linalg.vector_norm(t)) ** 2 for t in tensors))
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))))
 
 
 class ConvergenceMonitor:

@@ -33,6 +33,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: CUDA was requested but torch sees no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device: {device} was requested but torch sees {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -63,6 +65,7 @@ class TransportOperators:
         self._ran: set = set()
         self._failed_key = None
         self._n_newton, self._accepted = 4, 0
+        self._steps = None  # ((tau, sigma), the same as a tensor) of the compiled step
 
     def apply(self, x):
         """``I x``."""
@@ -101,7 +104,11 @@ class TransportOperators:
         return primal_dual_step(self, x, y, tau, sigma)
 
     def _compiled_step(self, x, y, tau, sigma):
-        t = torch.tensor([tau, sigma], dtype=y.dtype, device=y.device)  # tensors: no recompilation as they adapt
+        # steps as a tensor, so that the graphs do not recompile as they adapt; rebuilt only when they change (at
+        # residual checks), since building it is a blocking host-to-device copy on CUDA
+        if self._steps is None or self._steps[0] != (tau, sigma):
+            self._steps = ((tau, sigma), torch.tensor([tau, sigma], dtype=y.dtype, device=y.device))
+        t = self._steps[1]
         pr = self.projector
         static = {"ndim": self.ndim, "dt": pr.dt, "spacing": pr.spacing, "zeta_scale": pr.zeta_scale}
         x_new, x_bar = self._run(("primal", static), x, y, t[0], *pr.parts())
@@ -113,7 +120,7 @@ class TransportOperators:
             y_new, v, residual, scale = self._run(
                 ("dual", static), y, x_bar, t[1], self._rho_guess, self.weights, self.rotation
             )
-            if float(residual) <= threshold * float(scale):
+            if float(residual / scale) <= threshold:  # one host read
                 self._rho_guess = v[0] * sigma
                 self._accepted += 1
                 if self._accepted % 50 == 0 and self._n_newton > 2:  # try fewer steps now and then

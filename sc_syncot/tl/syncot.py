@@ -94,7 +94,11 @@ def _check_memory(grid: Grid, n_intervals: int, device: str) -> None:
     if dev.type == "cuda":
         import torch
 
-        free = torch.cuda.mem_get_info(dev)[0]
+        index = dev.index if dev.index is not None else torch.cuda.current_device()  # torch < 2.5 needs one
+        # memory torch has cached but not handed out is free for this solve, though the driver counts it as used
+        free = (
+            torch.cuda.mem_get_info(index)[0] + torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
+        )
     else:
         free = _available_ram()
     if free is not None and need > 0.8 * free:
