@@ -60,7 +60,7 @@ def _add_run(sub) -> None:
     run.add_argument("--n-dims", type=int, default=2, help="primary grid dimensions (default: %(default)s)")
     run.add_argument("--n-bins", type=int, help="grid cells per axis (default: 32 with kantorovich coupling, else 64)")
     run.add_argument(
-        "--n-time", type=int, help="time steps per interval (default: 8 with kantorovich coupling, else 16)"
+        "--n-time", type=int, help="time steps per interval (default: 4 with kantorovich coupling, else 16)"
     )
     run.add_argument(
         "--masses",

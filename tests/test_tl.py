@@ -315,36 +315,44 @@ def test_default_grid_follows_the_coupling():
     from sc_syncot.tl.evaluation import _fit_params
     from sc_syncot.tl.syncot import default_grid
 
-    assert default_grid("kantorovich", "X_lsi", 1.0, None, None) == (32, 8)
+    assert default_grid("kantorovich", "X_lsi", 1.0, None, None) == (32, 4)
     assert default_grid("monge", "X_lsi", 1.0, None, None) == (64, 16)
     assert default_grid("kantorovich", None, 1.0, None, None) == (64, 16)
-    assert default_grid("kantorovich", "X_lsi", 1.0, 40, None) == (40, 8)
+    assert default_grid("kantorovich", "X_lsi", 1.0, 40, None) == (40, 4)
     # held-out evaluations fit every method on the grid of syncot (primary_only has weight 0)
     params = _fit_params("time", "X_pca", "X_lsi", {})
-    assert (params["n_bins"], params["n_time"]) == (32, 8)
+    assert (params["n_bins"], params["n_time"]) == (32, 4)
 
 
 def test_entropic_bias_of_the_kantorovich_secondary_is_reported(caplog):
     import logging
 
+    from sc_syncot.tl.syncot import ENTROPIC_BIAS_WARNING
+
     a = np.array([[1.0, 0.0], [0.5, 2.0], [0.0, -1.0]])
     adata = translated(n=60, secondary=lambda x: x @ a.T)
-    bias = {}
-    for n_time in (2, 8):
+    bias, eps = {}, {}
+
+    def fit(n_time, **kwargs):
         with caplog.at_level(logging.WARNING, logger="sc_syncot"):
             caplog.clear()
-            tl.syncot(adata, "time", "X_pca", "X_sec", n_bins=8, n_time=n_time, n_support=40, max_iter=2)
+            tl.syncot(adata, "time", "X_pca", "X_sec", n_bins=8, n_time=n_time, n_support=40, max_iter=2, **kwargs)
         info = adata.uns["syncot"]["coupling"]
-        bias[n_time] = info["epsilon_bias"]
         warned = "entropic smoothing" in caplog.text
-        assert warned == (bias[n_time] > 0.1), (n_time, bias[n_time])
-    # with the epsilon floor (the support's spacing) in force, epsilon stays and the bias grows as n_time^2
-    np.testing.assert_allclose(bias[8] / bias[2], 16.0, rtol=1e-9)
-    assert bias[8] > 0.1
-    # a given epsilon is used as is, and recorded
-    tl.syncot(
-        adata, "time", "X_pca", "X_sec", n_bins=8, n_time=8, n_support=40, epsilon=info["epsilon"] / 16, max_iter=2
-    )
-    smaller = adata.uns["syncot"]
-    assert smaller["params"]["epsilon"] == info["epsilon"] / 16 == smaller["coupling"]["epsilon"]
-    np.testing.assert_allclose(smaller["coupling"]["epsilon_bias"], bias[2], rtol=1e-9)
+        assert warned == (info["epsilon_bias"] > ENTROPIC_BIAS_WARNING), (n_time, info["epsilon_bias"])
+        return info, warned
+
+    for n_time in (2, 4, 8, 16):
+        info, _ = fit(n_time)
+        bias[n_time], eps[n_time] = info["epsilon_bias"], info["epsilon"]
+    # the bias is n_time^2 epsilon over the median support cost, the same support in every fit
+    for n_time in bias:
+        np.testing.assert_allclose(bias[n_time] / bias[4], n_time**2 * eps[n_time] / (16 * eps[4]), rtol=1e-12)
+    # where the nearest-neighbour floor sets epsilon, the bias grows as n_time^2 up to 4 steps and then stays
+    np.testing.assert_allclose(bias[2], bias[4] / 4, rtol=1e-9)
+    np.testing.assert_allclose([bias[8], bias[16]], [bias[4], bias[4]], rtol=1e-9)
+    # a given epsilon is used as is, recorded, and warned when its bias is large
+    info, warned = fit(8, epsilon=eps[4] * 8)
+    assert adata.uns["syncot"]["params"]["epsilon"] == eps[4] * 8 == info["epsilon"]
+    np.testing.assert_allclose(info["epsilon_bias"], 32 * bias[4], rtol=1e-9)
+    assert warned == (32 * bias[4] > ENTROPIC_BIAS_WARNING)
