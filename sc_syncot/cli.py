@@ -7,7 +7,7 @@ import sys
 
 EXAMPLES = """examples:
   sc-syncot demo                       reconstruct a simulated RNA + ATAC time course into ./sc_syncot_demo
-  sc-syncot demo --out results --n-bins 48 --n-time 12   a finer grid, another folder
+  sc-syncot demo --out results --coupling monge   a smooth map instead of a kernel, another folder
   sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi -o cells_syncot.h5ad
   sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi --coupling monge --weight 2
 """
@@ -157,10 +157,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="sc_syncot_demo", help="output folder (default: %(default)s)")
     demo.add_argument("--n-cells", type=int, default=1500, help="simulated cells (default: %(default)s)")
-    demo.add_argument("--n-bins", type=int, default=32, help="grid cells per axis (default: %(default)s)")
-    demo.add_argument("--n-time", type=int, default=8, help="time steps per interval (default: %(default)s)")
+    demo.add_argument("--n-bins", type=int, help="grid cells per axis (default: 32 with kantorovich coupling, else 64)")
+    demo.add_argument(
+        "--n-time", type=int, help="time steps per interval (default: 4 with kantorovich coupling, else 16)"
+    )
     demo.add_argument("--weight", type=float, default=1.0, help="secondary weight lambda (default: %(default)s)")
-    demo.add_argument("--coupling", default="monge", choices=["kantorovich", "monge"])
+    demo.add_argument(
+        "--coupling", default="kantorovich", choices=["kantorovich", "monge"], help="(default: %(default)s)"
+    )
     demo.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_run(sub)

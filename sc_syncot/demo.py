@@ -54,17 +54,18 @@ def _figures(adata, out: Path) -> list[Path]:
 def run_demo(
     out: str | Path = "sc_syncot_demo",
     n_cells: int = 1500,
-    n_bins: int = 32,
-    n_time: int = 8,
+    n_bins: int | None = None,
+    n_time: int | None = None,
     weight: float = 1.0,
-    coupling: str = "monge",
+    coupling: str = "kantorovich",
     device: str = "auto",
     progress: bool = True,
     seed: int = 0,
 ):
     """Simulate, reconstruct, compare with the truth; write ``demo.h5ad`` and figures into ``out``.
 
-    Returns the AnnData with the results.
+    The settings are those of :func:`sc_syncot.tl.syncot` (Kantorovich coupling; ``n_bins`` / ``n_time`` ``None``
+    take its defaults for the coupling). Returns the AnnData with the results.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,10 @@ def test_demo_writes_results_figures_and_summary(tmp_path, capsys):
     summary = capsys.readouterr().out
     assert "velocity median cosine" in summary and str(out / "demo.h5ad") in summary
     adata = ad.read_h5ad(out / "demo.h5ad")
-    assert {"syncot_velocity", "syncot_velocity_secondary"} <= set(adata.obsm)
+    assert "syncot_velocity" in adata.obsm  # the default Kantorovich coupling: the induced secondary masses
+    assert (
+        adata.uns["syncot"]["coupling"]["secondary_density"].shape[-1] == adata.uns["syncot"]["coupling"]["n_support"]
+    )
     assert "syncot_trajectories" in adata.uns
 
 
