@@ -171,8 +171,8 @@ save(fig, "coupling")
 # `COUPLING = "monge"` it is linked by a map fitted on the pseudo-pairs; its leave-one-out R² (printed) says how much
 # of the coupled accessibility a smooth function of the two RNA dimensions explains. The coupled coordinates are
 # barycentres, themselves smooth functions of each RNA cell's 30 dimensions, so a map fits them better than it
-# would fit measured pairs. A Kantorovich coupling (a kernel from RNA states to accessibility states) makes no such
-# assumption and will be the default of `tl.syncot` once its solver path is finished; switch `COUPLING` then.
+# would fit measured pairs. A Kantorovich coupling (a kernel from RNA states to accessibility states, the default of
+# `tl.syncot`) makes no such assumption; set `COUPLING = "kantorovich"` to compare (it takes more iterations).
 
 # %%
 rna.obsm["X_rna2"] = np.asarray(rna.obsm["X_rna"][:, :2], dtype=float)
