@@ -62,6 +62,21 @@ def test_default_epsilon_follows_the_time_step_down_to_the_support_spacing():
     assert kept.effective_epsilon == 0.05
 
 
+def test_time_consistent_epsilon_keeps_the_bias_of_four_steps():
+    # the same 60 points: the closed-form floor c_nn / 4 at Nt <= 4 (as default_epsilon), then floor * (4 / Nt)^2,
+    # so that Nt^2 epsilon, the bias per unit mass, stays at its value for Nt = 4
+    from sc_syncot.solvers.kantorovich import default_epsilon, time_consistent_epsilon
+
+    points = (np.arange(60) + 0.5)[:, None] / 60
+    floor = -np.log(np.cos(1 / 60 / (2 * 0.3)) ** 2) / 4
+    for n_time in (1, 2, 4):
+        assert time_consistent_epsilon(points, 0.3, n_time) == pytest.approx(default_epsilon(points, 0.3, n_time))
+    for n_time in (8, 16, 64):
+        eps = time_consistent_epsilon(points, 0.3, n_time)
+        assert eps == pytest.approx(floor * (4 / n_time) ** 2)
+        assert n_time**2 * eps == pytest.approx(16 * floor)
+
+
 def _path(batch=2, nodes=4, n=12, seed=1):
     gen = torch.Generator().manual_seed(seed)
     return torch.rand(batch, nodes, n, generator=gen, dtype=torch.float64) + 0.05
