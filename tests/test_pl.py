@@ -191,6 +191,12 @@ def test_fates_one_panel_per_key(monge):
     assert np.allclose(panels[0].collections[1].get_array(), monge.obs[keys[0]][~nan])
     with pytest.raises(ValueError, match="'syncot_push_nope'"):
         pl.fates(monge, "syncot_push_nope")
+    # one time point only: its cells, with the time in the title
+    fig = pl.fates(monge, keys, times=2.0, return_fig=True)
+    panels = [a for a in fig.axes if a.get_title().endswith("(t = 2)")]
+    assert [n_points(a) for a in panels] == [N, N]
+    with pytest.raises(ValueError, match=r"times: \[1.5\] are not observed"):
+        pl.fates(monge, keys, times=[0.0, 1.5])
 
 
 def test_secondary_path_monge(monge):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -15,6 +16,7 @@ def fates(
     adata,
     keys: str | Sequence[str],
     key: str = "syncot",
+    times: float | Sequence[float] | None = None,
     size: float | None = None,
     ncols: int = 3,
     cmap: str = "viridis",
@@ -36,6 +38,9 @@ def fates(
         ``"syncot_push_up"``.
     key
         The result whose primary basis places the cells.
+    times
+        Draw only the cells observed at these time points (all by default): where time points overlap in the
+        primary basis, the later cells would otherwise hide the earlier ones.
     size
         Marker area of the cells.
     ncols, cmap
@@ -54,10 +59,19 @@ def fates(
     for k in keys:
         if k not in st.obs:
             raise ValueError(f"keys: {k!r} is not in .obs; run sc_syncot.tl.push or sc_syncot.tl.pull first")
-    xy = st.cell_xy()
+    shown = np.ones(len(st.time), bool)
+    if times is not None:
+        wanted = np.atleast_1d(np.asarray(times, float))
+        observed = np.unique(st.time)
+        missing = [float(t) for t in wanted if not np.isclose(observed, t).any()]
+        if missing:
+            raise ValueError(f"times: {missing} are not observed time points {observed.tolist()}")
+        shown = np.isclose(st.time[:, None], wanted[None, :]).any(1)
+    xy = st.cell_xy()[shown]
     fig, axes = panels(len(keys), ax, ncols)
+    suffix = "" if times is None else f" (t = {', '.join(f'{t:g}' for t in np.atleast_1d(times))})"
     for a, k in zip(axes, keys, strict=True):
-        values = st.obs[k].to_numpy(dtype=float)
+        values = st.obs[k].to_numpy(dtype=float)[shown]
         scatter_values(a, xy, values, size or point_size(len(xy)), cmap=cmap, label="share", vmin=0, vmax=1)
-        label_axes(a, st.labels(), k)
+        label_axes(a, st.labels(), k + suffix)
     return finish(fig, axes, show, return_fig)
