@@ -8,6 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def is_integer(value) -> bool:
+    """A whole number given as an int or a numpy integer (not a float, not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class Grid:
     """A box in R^d (d = 1, 2 or 3) cut into ``shape`` cells, with ``n_time`` steps on unit time.
@@ -34,8 +39,10 @@ class Grid:
 
     def __init__(self, bounds: Sequence[Sequence[float]], shape: Sequence[int] | int, n_time: int):
         bounds = tuple((float(lo), float(hi)) for lo, hi in np.asarray(bounds, dtype=float).reshape(-1, 2))
-        if isinstance(shape, (int, np.integer)):
-            shape = (int(shape),) * len(bounds)
+        if np.ndim(shape) == 0:
+            shape = (shape,) * len(bounds)
+        if not all(is_integer(n) for n in shape):  # int() would truncate 16.5 silently
+            raise ValueError(f"shape: expected whole numbers of cells, got {tuple(shape)}")
         shape = tuple(int(n) for n in shape)
         if not 1 <= len(bounds) <= 3:
             raise ValueError(f"bounds: expected 1 to 3 (low, high) pairs, got {len(bounds)}")
@@ -45,8 +52,8 @@ class Grid:
             raise ValueError(f"shape: expected at least 2 cells per dimension, got {shape}")
         if any(not (np.isfinite(lo) and np.isfinite(hi) and hi > lo) for lo, hi in bounds):
             raise ValueError(f"bounds: expected finite pairs with low < high, got {bounds}")
-        if int(n_time) < 1:
-            raise ValueError(f"n_time: expected a positive integer, got {n_time}")
+        if not is_integer(n_time) or n_time < 1:
+            raise ValueError(f"n_time: expected a positive integer, got {n_time!r}")
         object.__setattr__(self, "bounds", bounds)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "n_time", int(n_time))

@@ -11,6 +11,7 @@ import numpy as np
 from .. import pp
 from ..pp.inputs import CellData, is_mudata, primary_table, read_cells
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
+from ..solvers.grid import is_integer
 from ..solvers.kantorovich import KantorovichSecondary, cost_scales, time_consistent_epsilon
 from ..solvers.solve import resolve_device
 from .flow import Flow
@@ -305,11 +306,6 @@ def default_grid(coupling: str, secondary, weight, n_bins, n_time) -> tuple:
     return (bins if n_bins is None else n_bins), (steps if n_time is None else n_time)
 
 
-def _is_integer(value) -> bool:
-    """A whole number given as an int or a numpy integer (not a float, not a bool)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def fit(
     data,
     time_key: str,
@@ -340,10 +336,10 @@ def fit(
     n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
     if not (np.isfinite(weight) and weight >= 0):
         raise ValueError(f"weight: expected a finite float >= 0, got {weight}")
-    if not _is_integer(n_time) or n_time < 1:
+    if not is_integer(n_time) or n_time < 1:
         raise ValueError(f"n_time: expected a positive integer (time steps per interval), got {n_time!r}")
     bins = np.atleast_1d(np.asarray(n_bins, dtype=object))
-    if bins.ndim != 1 or not all(_is_integer(b) and b >= 2 for b in bins):
+    if bins.ndim != 1 or not all(is_integer(b) and b >= 2 for b in bins):
         raise ValueError(f"n_bins: expected an integer >= 2 grid cells per axis (or one per axis), got {n_bins!r}")
     cells = read_cells(data, time_key, primary, secondary, n_dims)
     grid = pp.primary_grid(cells.x, n_bins, n_time)
