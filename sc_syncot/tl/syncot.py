@@ -275,28 +275,35 @@ class Fitted:
 ENTROPIC_BIAS_WARNING = 1.0
 
 
-def _entropic_bias(secondary: KantorovichSecondary, n_time: int) -> float:
-    """The smoothing's bias on the secondary action per unit mass, ``n_time^2 epsilon``, over the median cost.
+def _resolve_epsilon(secondary: KantorovichSecondary, delta, n_time: int, info: dict) -> KantorovichSecondary:
+    """``secondary`` with its epsilon set (given, or tl's time-consistent default); epsilon and bias go to ``info``.
 
-    The default epsilon (:func:`~sc_syncot.solvers.kantorovich.time_consistent_epsilon`) makes this 0.01 unless
-    its floor, a quarter of the support's nearest-neighbour cost at ``n_time = 4``, takes over; the bias is
-    proportional to the induced mass, so where it is large the fit can lower that mass (birth and death) to avoid
-    it. Warned above :data:`ENTROPIC_BIAS_WARNING`.
+    The bias is the smoothing's on the secondary action per unit mass, ``n_time^2 epsilon``, over the median cost.
+    The default epsilon (:func:`~sc_syncot.solvers.kantorovich.time_consistent_epsilon`; the solver's own stops
+    following the time step at its floor) makes it 0.01 unless its floor, a quarter of the support's
+    nearest-neighbour cost at ``n_time = 4``, takes over; the bias is proportional to the induced mass, so where it
+    is large the fit can lower that mass (birth and death) to avoid it. Warned above
+    :data:`ENTROPIC_BIAS_WARNING`. The support's cost scales are computed once, here, for both.
     """
-    c_med, _ = cost_scales(secondary.support, secondary.delta)
-    bias = n_time**2 * secondary.effective_epsilon / c_med
+    sec_delta = secondary.delta if secondary.delta is not None else delta  # as SyncOTProblem resolves delta=None
+    scales = cost_scales(secondary.support, sec_delta)
+    eps = secondary.epsilon
+    if eps is None:
+        eps = time_consistent_epsilon(secondary.support, sec_delta, n_time, scales=scales)
+    bias = n_time**2 * eps / scales[0]
     if bias > ENTROPIC_BIAS_WARNING:
         logger.warning(
             "sc_syncot: the Kantorovich secondary's entropic smoothing (epsilon %.3g with %d support points, "
             "n_time=%d) biases its cost by about %.2g x the median cost per unit mass; the fit may trade mass for "
             "it. Raise n_support (a finer support allows a smaller default epsilon), pass a smaller epsilon (slower), "
             "or use coupling='monge' when the secondary is a smooth function of the primary",
-            secondary.effective_epsilon,
+            eps,
             len(secondary.support),
             n_time,
             bias,
         )
-    return bias
+    info.update(epsilon=eps, epsilon_bias=bias)
+    return replace(secondary, epsilon=eps)
 
 
 def default_grid(coupling: str, secondary, weight, n_bins, n_time) -> tuple:
@@ -359,15 +366,9 @@ def fit(
     cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, epsilon, seed)
     # weight 0 keeps the fitted coupling (for the induced secondary path and evaluations) out of the problem
     secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
+    if secondaries and isinstance(secondaries[0], KantorovichSecondary):
+        secondaries = [_resolve_epsilon(secondaries[0], delta, grid.n_time, cpl.info)]
     problem = SyncOTProblem(grid, dens[:-1], dens[1:], delta=delta, secondaries=secondaries)
-    if secondaries and isinstance(problem.secondaries[0], KantorovichSecondary) and epsilon is None:
-        # the solver's default epsilon stops following the time step at its floor; keep the bias of n_time = 4
-        sec = problem.secondaries[0]  # its delta resolved by the problem
-        sec = replace(sec, epsilon=time_consistent_epsilon(sec.support, sec.delta, grid.n_time))
-        problem = SyncOTProblem(grid, dens[:-1], dens[1:], delta=delta, secondaries=[sec])
-    if secondaries and isinstance(problem.secondaries[0], KantorovichSecondary):
-        cpl.info["epsilon"] = problem.secondaries[0].effective_epsilon  # resolved with the grid's time step and delta
-        cpl.info["epsilon_bias"] = _entropic_bias(problem.secondaries[0], grid.n_time)
     with _threads_for(grid, len(tp) - 1, device):
         result = solve(
             problem, tol=tol, max_iter=max_iter, device=device, progress=progress, sinkhorn_sweeps=sinkhorn_sweeps
