@@ -231,8 +231,8 @@ class SecondaryBlock:
         """
         if not at_prox:
             self.fix_marginals(rho)
-        lag = self.engine.gap(self.state, self.log_r, self.n_time) if at_prox else math.nan
-        self.engine.solve_fixed(self.state, self.log_r, tol, max_sweeps, rows_per_problem=self.n_time)
+        lag = self.engine.gap(self.state, self.log_r, self.n_time) if at_prox else None
+        self.engine.solve_fixed(self.state, self.log_r, tol, max_sweeps, rows_per_problem=self.n_time, gap=lag)
         sharp = self.engine.sharp_value(self.state, self.log_r).reshape(-1, self.n_time).sum(1)
         entropic = self.engine.value(self.state, self.log_r).reshape(-1, self.n_time).sum(1)
         lam_dt = self.secondary.weight * self.n_time
@@ -241,7 +241,7 @@ class SecondaryBlock:
             "entropic_cost": lam_dt * entropic,
             "converged": self.state.gap < tol,
             "error": self.state.gap,
-            "lag": lag,
+            "lag": math.nan if lag is None else lag,
             "masses": self.masses(rho),
         }
 

@@ -211,14 +211,16 @@ class EntropicSupport:
         max_sweeps: int,
         rows_per_problem: int = 1,
         check_every: int = 25,
+        gap: float | None = None,
     ) -> ScalingState:
         """Sweeps with the fixed marginals ``state.log_a``, ``state.log_b`` until :meth:`gap` is below ``tol``.
 
-        ``state.gap`` holds the last gap; it is above ``tol`` when ``max_sweeps`` ran out first.
+        ``state.gap`` holds the last gap; it is above ``tol`` when ``max_sweeps`` ran out first. ``gap``: that of
+        the starting state, when the caller has it already.
         """
         done = 0
         while True:
-            state.gap = self.gap(state, log_r, rows_per_problem)
+            state.gap = gap if gap is not None and done == 0 else self.gap(state, log_r, rows_per_problem)
             if state.gap < tol or done >= max_sweeps:
                 return state
             step = min(check_every, max_sweeps - done)
@@ -249,9 +251,8 @@ class EntropicSupport:
             violation = torch.maximum((p - a).abs().sum(1), (q - b).abs().sum(1))
             return float((per_problem(violation) / per_problem(a.sum(1)).clamp(min=1e-300)).amax())
         primal = self.value_from(state, log_r, p, q)
-        mass_r = self.n**2 * torch.exp(2 * log_r[:, 0])
         dual = (a * -torch.expm1(-self.eps * state.F)).sum(1) + (b * -torch.expm1(-self.eps * state.G)).sum(1)
-        dual = per_problem(dual - self.eps * (p.sum(1) - mass_r))
+        dual = per_problem(dual - self.eps * (p.sum(1) - self._reference_mass(log_r)))
         ratio = (per_problem(primal) - dual) / dual
         return float(torch.where(dual > 0, ratio, math.inf).amax())
 
@@ -269,9 +270,13 @@ class EntropicSupport:
         """
         return self.scale * self.value_from(state, log_r, *self.marginals(state, log_r))
 
+    def _reference_mass(self, log_r: torch.Tensor) -> torch.Tensor:
+        """``|R|`` per row: the reference measure ``r`` on each of the ``n^2`` support pairs."""
+        return self.n**2 * torch.exp(2 * log_r[:, 0])
+
     def value_from(self, state: ScalingState, log_r: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """:meth:`value` without ``scale``, from the plan's marginals ``p``, ``q``."""
-        mass_r = self.n**2 * torch.exp(2 * log_r[:, 0])
+        mass_r = self._reference_mass(log_r)
         # 0 * (-inf) = nan where a mass is 0: those entries carry no plan mass
         fp = torch.where(p > 0, state.F * p, 0.0).sum(1)
         gq = torch.where(q > 0, state.G * q, 0.0).sum(1)
