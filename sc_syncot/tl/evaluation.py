@@ -16,6 +16,8 @@ cells' own primary positions: the secondary W1 that a perfect primary prediction
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import ot
 import pandas as pd
@@ -24,7 +26,7 @@ from scipy.spatial.distance import cdist
 
 from .. import pp
 from ..pp.inputs import read_cells
-from .syncot import Fitted, _growth_rates, default_grid, fit
+from .syncot import Fitted, _growth_rates, default_grid, fit, syncot
 
 METHODS = ("syncot", "primary_only", "static_ot", "static_uot", "nearest", "grid_floor", "readout", "noise_floor")
 
@@ -240,12 +242,13 @@ def _round(rng, fits, hx, hy, heldout, truth_mass, n_sample, reg_m, with_sec) ->
 
 
 def _fit_params(time_key, primary, secondary, kwargs) -> dict:
-    defaults = {
-        "coupling": "kantorovich", "weight": 1.0, "delta": "auto", "secondary_delta": None, "n_dims": 2,
-        "n_bins": None, "n_time": None, "masses": "equal", "growth_key": None, "bandwidth": None, "n_support": 200,
-        "epsilon": None, "tol": 1e-5, "max_iter": 5000, "sinkhorn_sweeps": 1, "device": "auto", "progress": False,
-        "seed": 0,
-    }  # fmt: skip
+    # the fit's settings are those of syncot, read from its signature (no second copy of its defaults), except
+    # that the refits show no progress bar and write nothing
+    signature = inspect.signature(syncot).parameters
+    defaults = {k: p.default for k, p in signature.items() if p.default is not inspect.Parameter.empty}
+    for name in ("secondary", "key_added", "copy"):
+        del defaults[name]
+    defaults["progress"] = False
     unknown = set(kwargs) - set(defaults)
     if unknown:
         raise ValueError(f"syncot_kwargs: unknown parameter(s) {sorted(unknown)}")
