@@ -182,10 +182,13 @@ def _secondary_cells(adata, st: Stored, components) -> tuple[np.ndarray, np.ndar
     return cells.y[:, comps], cells.paired, [f"{sec} {c + 1}" for c in comps]
 
 
+LIMIT_PAD = 0.15  # share of the cells' range added on each side of the secondary axes
+
+
 def _limits(y: np.ndarray, robust: bool) -> np.ndarray:
     """``(2, 2)`` axis limits (rows x and y): the 1st-99th percentiles widened by 15% each side, or the full range."""
     lo, hi = np.percentile(y, [1, 99], axis=0) if robust else (y.min(0), y.max(0))
-    pad = 0.15 * np.where(hi > lo, hi - lo, 1.0)
+    pad = LIMIT_PAD * np.where(hi > lo, hi - lo, 1.0)
     return np.column_stack([lo - pad, hi + pad])
 
 
@@ -206,7 +209,7 @@ def _monge_path(adata, st: Stored, key: str, components, n_arrows: int, cmap, ro
     idx = np.sort(np.random.default_rng(0).choice(idx, min(n_arrows, len(idx)), replace=False))
     # the fastest arrow spans a tenth of the cloud: a readable length whatever the units of time
     top = float(np.linalg.norm(vel[idx], axis=1).max()) or 1.0
-    scale = top / (0.1 * float(np.ptp(limits, axis=1).max() / 1.3 or 1.0))
+    scale = top / (0.1 * float(np.ptp(limits, axis=1).max() / (1 + 2 * LIMIT_PAD) or 1.0))  # the cells' range
     a.quiver(*y[idx].T, *vel[idx].T, angles="xy", scale_units="xy", scale=scale, width=0.003, color="k", alpha=0.7)
     _set_limits(a, limits)
     label_axes(a, labels, "secondary path (Monge)")
