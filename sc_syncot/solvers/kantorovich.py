@@ -57,8 +57,12 @@ def default_epsilon(support: np.ndarray, delta: float | None, n_time: int = 1) -
     identity-kernel oracle (60 points on a line, math.md oracle 5) this gives gaps to the exact value of about
     1%, 3% and 6% at ``Nt`` = 4, 8, 16, against 6%, 29% and 145% for ``0.01 c_med`` alone.
     """
-    c_med, c_nn = cost_scales(support, delta)
-    return max(0.01 * c_med / n_time**2, 0.25 * c_nn)
+    return _epsilon(*cost_scales(support, delta), n_time, floor_factor=1.0)
+
+
+def _epsilon(c_med: float, c_nn: float, n_time: int, floor_factor: float) -> float:
+    """``max(0.01 c_med / Nt^2, floor_factor c_nn / 4)``, the rule of both defaults."""
+    return max(0.01 * c_med / n_time**2, 0.25 * c_nn * floor_factor)
 
 
 def time_consistent_epsilon(
@@ -84,7 +88,7 @@ def time_consistent_epsilon(
     ``scales``: :func:`cost_scales` of ``support`` and ``delta`` when the caller has them already.
     """
     c_med, c_nn = cost_scales(support, delta) if scales is None else scales
-    return max(0.01 * c_med / n_time**2, 0.25 * c_nn * min(1.0, (reference_steps / n_time) ** 2))
+    return _epsilon(c_med, c_nn, n_time, floor_factor=min(1.0, (reference_steps / n_time) ** 2))
 
 
 def cost_scales(support: np.ndarray, delta: float | None) -> tuple[float, float]:
