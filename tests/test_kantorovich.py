@@ -38,43 +38,43 @@ def test_default_epsilon_is_reported_and_scales_with_the_cost():
     assert KantorovichSecondary(KERNEL, SUPPORT, delta=2.0, epsilon=0.3).effective_epsilon == 0.3
 
 
-def test_default_epsilon_follows_the_time_step_down_to_the_support_spacing():
-    # default_epsilon = max(0.01 c_med / Nt^2, c_nn / 4); on 60 points of [0, 1] with delta 0.3 the floor
-    # (nearest-neighbour cost of spacing 1/60) takes over between Nt = 2 and Nt = 4.
+def test_default_epsilon_is_twice_the_nearest_neighbour_cost_and_ignores_the_time_step():
+    # 60 points of [0, 1], spacing 1/60: the nearest-neighbour HK cost is -log cos^2(h / 2 delta) in closed form;
+    # the debiased secondary needs no epsilon that follows the time step, so every n_time resolves the same value
     from sc_syncot.solvers import Grid, SyncOTProblem
 
     points = (np.arange(60) + 0.5)[:, None] / 60
     sec = KantorovichSecondary(np.eye(60), points, delta=0.3)
-
-    def resolved(n_time):
+    nearest = -np.log(np.cos(1 / 60 / (2 * 0.3)) ** 2)
+    assert sec.effective_epsilon == pytest.approx(2 * nearest)
+    for n_time in (1, 4, 32):
         grid = Grid([(0, 1)], (60,), n_time)
-        rho = np.ones(60)
-        problem = SyncOTProblem(grid, rho, rho, delta=0.3, secondaries=[sec])
-        return problem.secondaries[0].effective_epsilon
-
-    floor = -np.log(np.cos(1 / 60 / (2 * 0.3)) ** 2) / 4
-    assert sec.effective_epsilon == pytest.approx(resolved(1))  # unbound: n_time = 1
-    assert resolved(2) == pytest.approx(resolved(1) / 4)
-    assert resolved(4) == pytest.approx(floor) and resolved(16) == pytest.approx(floor)
-    explicit = KantorovichSecondary(np.eye(60), points, delta=0.3, epsilon=0.05)
-    grid = Grid([(0, 1)], (60,), 16)
-    kept = SyncOTProblem(grid, np.ones(60), np.ones(60), delta=0.3, secondaries=[explicit]).secondaries[0]
-    assert kept.effective_epsilon == 0.05
+        problem = SyncOTProblem(grid, np.ones(60), np.ones(60), delta=0.3, secondaries=[sec])
+        assert problem.secondaries[0].effective_epsilon == pytest.approx(2 * nearest)
+    # balanced W2: |x - y|^2, and pairs at any distance count (no HK cut-off at pi delta)
+    far = KantorovichSecondary(np.eye(60), points * 100)
+    assert far.effective_epsilon == pytest.approx(2 * (100 / 60) ** 2)
 
 
-def test_time_consistent_epsilon_keeps_the_bias_of_four_steps():
-    # the same 60 points: the closed-form floor c_nn / 4 at Nt <= 4 (as default_epsilon), then floor * (4 / Nt)^2,
-    # so that Nt^2 epsilon, the bias per unit mass, stays at its value for Nt = 4
-    from sc_syncot.solvers.kantorovich import default_epsilon, time_consistent_epsilon
+def test_secondary_support_merges_repeated_points_and_never_has_empty_clusters():
+    # 300 cells on 40 distinct points (a detection limit repeats values): asking for 200 support points gives the
+    # 40 points; asking for 10 gives 10 k-means centroids, each with cells; no warning either way
+    import warnings
 
-    points = (np.arange(60) + 0.5)[:, None] / 60
-    floor = -np.log(np.cos(1 / 60 / (2 * 0.3)) ** 2) / 4
-    for n_time in (1, 2, 4):
-        assert time_consistent_epsilon(points, 0.3, n_time) == pytest.approx(default_epsilon(points, 0.3, n_time))
-    for n_time in (8, 16, 64):
-        eps = time_consistent_epsilon(points, 0.3, n_time)
-        assert eps == pytest.approx(floor * (4 / n_time) ** 2)
-        assert n_time**2 * eps == pytest.approx(16 * floor)
+    from sc_syncot.pp import secondary_support
+
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(40, 3))
+    y = distinct[rng.integers(0, 40, 300)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        support, labels = secondary_support(y, n_support=200)
+        assert len(support) == len(np.unique(y, axis=0)) <= 40
+        np.testing.assert_array_equal(support[labels], y)
+        support, labels = secondary_support(y, n_support=10)
+    assert support.shape == (10, 3) and set(labels) == set(range(10))
+    with pytest.raises(ValueError, match="same secondary coordinates"):
+        secondary_support(np.ones((20, 2)), n_support=5)
 
 
 def _path(batch=2, nodes=4, n=12, seed=1):

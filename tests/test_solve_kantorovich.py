@@ -206,6 +206,9 @@ def test_proximal_map_matches_a_direct_minimization(delta):
 
     size = n * n + (0 if delta is None else 2 * n)
     best = scipy.optimize.minimize(objective, np.full(size, -2.0), method="BFGS", options={"gtol": 1e-11})
+    # a second BFGS run from the first one's end: its inverse-Hessian estimate restarts, which takes the last digits
+    # (one run stopped 1.4e-4 short on a small entry with scipy 1.17)
+    best = scipy.optimize.minimize(objective, best.x, method="BFGS", options={"gtol": 1e-12})
     gamma = np.exp(best.x[: n * n]).reshape(n, n)
     expected_a = gamma.sum(1) if delta is None else np.exp(best.x[n * n : n * n + n])
     np.testing.assert_allclose(torch.exp(state.log_a[0]).numpy(), expected_a, rtol=1e-4, atol=1e-6)
@@ -222,39 +225,44 @@ def _line_problem(n_cells, n_time, secondary_kwargs, rho1_mass=1.5, delta=DELTA,
     return SyncOTProblem(g, rho0, rho1, delta=delta, secondaries=[sec])
 
 
-def test_oracle5_identity_kernel_tends_to_the_monge_solve():
+@pytest.mark.parametrize("n_time", [4, 8, 16, 32])
+def test_oracle5_debiased_secondary_matches_the_monge_solve_at_every_n_time(n_time):
     # math.md oracle 5: K = identity, delta_Y = delta_X: objective -> (1 + lambda) WFR^2, the Monge solve with
-    # J = I. The gap is the entropic bias of the time-discretized action, which adds up over the Nt steps as
-    # about Nt^2 eps (each static term carries a bias ~ eps and is divided by dt): it falls with eps at fixed Nt,
-    # and with Nt when eps falls faster than dt^2.
-    gaps = {}
-    for n_time, eps in ((4, 2e-3), (4, 5e-4), (8, 2.5e-4)):
-        # 60 cells: at 40 the Nt = 8 steps (0.03) are barely more than a cell, and a support's discreteness costs
-        # mass moved by less than a cell a first-order price (a fraction of a cell h, not the step squared)
-        monge = solve(_line_problem(60, n_time, {"weight": 1.0}, monge=True), tol=1e-5)
-        res = solve(_line_problem(60, n_time, {"weight": 1.0, "epsilon": eps}), tol=1e-5, sinkhorn_max_iter=20_000)
-        assert res.converged
-        gaps[n_time, eps] = (res.cost - monge.cost) / monge.cost
-    assert all(gap > 0 for gap in gaps.values())  # an entropic upper bound
-    assert gaps[4, 5e-4] < gaps[4, 2e-3] / 3  # measured 4.2% -> 1.0%
-    assert gaps[8, 2.5e-4] < gaps[4, 2e-3] / 1.5  # measured 2.4%
-    assert gaps[4, 5e-4] < 2e-2
+    # J = I. The debiased divergence has no additive entropic bias, so the gap does not grow with n_time at the
+    # default epsilon (twice the nearest-neighbour cost, fixed); the plain entropic term was 60% off at 16 steps.
+    # Measured gaps: -0.20%, -0.07%, -0.16%, -0.33% (the smoothing under-estimates slightly).
+    monge = solve(_line_problem(60, n_time, {"weight": 1.0}, monge=True))
+    res = solve(_line_problem(60, n_time, {"weight": 1.0}), max_iter=5000)
+    # 3300-4100 iterations up to 16 steps (Monge: 480-660); at 32 the stopping rule is not met by 5000 (the path
+    # is: the gap is the same), the slow convergence of the Kantorovich block that issue 14 tracks
+    assert res.converged or n_time == 32
+    assert abs(res.cost - monge.cost) < 2e-2 * monge.cost
+    # the secondary pays what the primary pays, as K = I and delta_Y = delta_X
+    primary = res.costs["primary_transport"] + res.costs["primary_growth"]
+    assert abs(res.costs["secondary_0"] - primary) < 2e-2 * primary
+    assert res.costs["secondary_0"] <= res.entropic_costs["secondary_0"]  # the self-terms are nonnegative
+
+
+def test_plain_entropic_secondary_is_biased_and_the_debiased_one_is_not():
+    # the same oracle at 16 steps with debias=False: the bias, about Nt^2 eps per unit mass (times 4 delta^2),
+    # makes the plan's sharp cost several times the exact one at the default epsilon
+    monge = solve(_line_problem(60, 16, {"weight": 1.0}, monge=True))
+    plain = solve(_line_problem(60, 16, {"weight": 1.0, "debias": False}), max_iter=2000)
+    assert plain.costs["secondary_0"] > 1.5 * monge.costs["secondary_0"]
 
 
 def test_pure_growth_with_identity_kernel_matches_the_closed_form():
     # rho1 = c rho0: the optimal path only grows, and so does the induced one; with K = I both spaces pay
-    # 4 delta^2 (sqrt(c) - 1)^2 |rho0| (no time-discretization error on this geodesic), the secondary with
-    # the entropic bias.
+    # 4 delta^2 (sqrt(c) - 1)^2 |rho0| (math.md oracle 3; no time-discretization error on this geodesic). The
+    # debiased secondary has no entropic bias to add (the plain one was 4% above at epsilon 1e-3).
     g = Grid([(0, 1)], (60,), 4)
     rho0 = gaussian_density(g, [0.5], [[0.08**2]])
-    sec = KantorovichSecondary(np.eye(60), g.points().reshape(-1, 1), weight=1.0, epsilon=1e-3)
-    res = solve(SyncOTProblem(g, rho0, 2.5 * rho0, delta=DELTA, secondaries=[sec]))
+    sec = KantorovichSecondary(np.eye(60), g.points().reshape(-1, 1), weight=1.0)
+    res = solve(SyncOTProblem(g, rho0, 2.5 * rho0, delta=DELTA, secondaries=[sec]), max_iter=10_000)
     exact = wfr_pure_growth(DELTA, 2.5, 1.0)
+    assert res.converged
     assert res.costs["primary_growth"] + res.costs["primary_transport"] == pytest.approx(exact, rel=1e-2)
-    # The entropic plan between two nodes blurs each unit of mass over ~sqrt(eps) (in cost units): about eps / 2
-    # per unit mass per step here, i.e. Nt^2 eps 4 delta^2 |rho_mean| / 2 ~ 5e-3 over the path, 4% of the value.
-    gap = (res.costs["secondary_0"] - exact) / exact
-    assert 0 < gap < 6e-2  # measured 4.1%
+    assert res.costs["secondary_0"] == pytest.approx(exact, rel=2e-2)
 
 
 @pytest.fixture(scope="module")
@@ -310,10 +318,10 @@ def test_balanced_w2_secondary_agrees_with_hk_at_large_delta():
     assert res_w2.converged and res_hk.converged
     assert res_hk.costs["secondary_0"] == pytest.approx(res_w2.costs["secondary_0"], rel=2e-3)  # measured 5e-4
     assert res_hk.cost == pytest.approx(res_w2.cost, rel=2e-3)  # measured 2.6e-4
-    # balanced, K = I: the secondary path is the primary one, W2^2 = 0.25^2 (equal widths) up to the grid error
-    # and the entropic bias (about Nt^2 eps / 2 = 1.6e-3, 2.6%) of the secondary
+    # balanced, K = I: the secondary path is the primary one, W2^2 = 0.25^2 (equal widths, a translation) up to
+    # the grid error; the debiased W2 divergence is exact for translations at any epsilon (no entropic bias)
     assert res_w2.costs["primary_transport"] == pytest.approx(0.25**2, rel=2e-2)
-    assert 0 < res_w2.costs["secondary_0"] - res_w2.costs["primary_transport"] < 2e-3
+    assert res_w2.costs["secondary_0"] == pytest.approx(res_w2.costs["primary_transport"], rel=2e-2)
 
 
 def test_delta_none_on_an_unbalanced_problem_takes_the_problem_delta():

@@ -324,14 +324,14 @@ def test_default_grid_follows_the_coupling():
     assert (params["n_bins"], params["n_time"]) == (32, 4)
 
 
-def test_entropic_bias_of_the_kantorovich_secondary_is_reported(caplog):
+def test_smoothing_of_the_kantorovich_secondary_is_reported(caplog):
     import logging
 
-    from sc_syncot.tl.syncot import ENTROPIC_BIAS_WARNING
+    from sc_syncot.solvers.kantorovich import cost_scales
+    from sc_syncot.tl.syncot import SMOOTHING_WARNING
 
     a = np.array([[1.0, 0.0], [0.5, 2.0], [0.0, -1.0]])
     adata = translated(n=60, secondary=lambda x: x @ a.T)
-    bias, eps = {}, {}
 
     def fit(n_time, **kwargs):
         with caplog.at_level(logging.WARNING, logger="sc_syncot"):
@@ -339,20 +339,19 @@ def test_entropic_bias_of_the_kantorovich_secondary_is_reported(caplog):
             tl.syncot(adata, "time", "X_pca", "X_sec", n_bins=8, n_time=n_time, n_support=40, max_iter=2, **kwargs)
         info = adata.uns["syncot"]["coupling"]
         warned = "entropic smoothing" in caplog.text
-        assert warned == (info["epsilon_bias"] > ENTROPIC_BIAS_WARNING), (n_time, info["epsilon_bias"])
-        return info, warned
+        assert warned == (info["epsilon_ratio"] > SMOOTHING_WARNING), (n_time, info["epsilon_ratio"])
+        return info
 
-    for n_time in (2, 4, 8, 16):
-        info, _ = fit(n_time)
-        bias[n_time], eps[n_time] = info["epsilon_bias"], info["epsilon"]
-    # the bias is n_time^2 epsilon over the median support cost, the same support in every fit
-    for n_time in bias:
-        np.testing.assert_allclose(bias[n_time] / bias[4], n_time**2 * eps[n_time] / (16 * eps[4]), rtol=1e-12)
-    # where the nearest-neighbour floor sets epsilon, the bias grows as n_time^2 up to 4 steps and then stays
-    np.testing.assert_allclose(bias[2], bias[4] / 4, rtol=1e-9)
-    np.testing.assert_allclose([bias[8], bias[16]], [bias[4], bias[4]], rtol=1e-9)
-    # a given epsilon is used as is, recorded, and warned when its bias is large
-    info, warned = fit(8, epsilon=eps[4] * 8)
-    assert adata.uns["syncot"]["params"]["epsilon"] == eps[4] * 8 == info["epsilon"]
-    np.testing.assert_allclose(info["epsilon_bias"], 32 * bias[4], rtol=1e-9)
-    assert warned == (32 * bias[4] > ENTROPIC_BIAS_WARNING)
+    # the debiased secondary's default epsilon does not follow the time step: the same at every n_time
+    infos = {n_time: fit(n_time) for n_time in (2, 8)}
+    assert infos[2]["epsilon"] == infos[8]["epsilon"]
+    # the ratio is epsilon over the median cost between the support points, recomputed here independently
+    info = infos[8]
+    support = info["support"] * info["scale"]
+    c_med, c_nn = cost_scales(support, adata.uns["syncot"]["params"]["delta"])
+    np.testing.assert_allclose(info["epsilon"], 2 * c_nn, rtol=1e-9)
+    np.testing.assert_allclose(info["epsilon_ratio"], info["epsilon"] / c_med, rtol=1e-9)
+    # a given epsilon is used as is, recorded, and warned when large against the support's spread
+    info = fit(8, epsilon=0.5 * c_med)
+    assert adata.uns["syncot"]["params"]["epsilon"] == 0.5 * c_med == info["epsilon"]
+    assert "entropic smoothing" in caplog.text

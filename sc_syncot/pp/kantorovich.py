@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.cluster.vq import kmeans2
 
 from ..solvers import Grid
 from .densities import scott_bandwidth
@@ -22,16 +21,18 @@ _CHUNK = 2048  # grid cells per block: bounds memory to _CHUNK x n_cells
 
 
 def secondary_support(y: np.ndarray, n_support: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """k-means (k-means++ start) centroids of the secondary coordinates and each cell's label.
+    """Support points of the secondary coordinates and each cell's label: k-means centroids, or the points.
 
-    Empty clusters are dropped, so fewer than ``n_support`` points may come back.
+    Repeated coordinates are merged first (measurements at a detection limit repeat exactly). With at most
+    ``n_support`` distinct points these are the support; otherwise scikit-learn's k-means (k-means++ starts,
+    ``n_init=4``, weighted by the multiplicities), whose clusters are never empty, gives the centroids.
 
     Returns
     -------
     support
-        ``(n_support', dY)`` centroids.
+        ``(n_support', dY)`` points, ``n_support' <= n_support``.
     labels
-        ``(n,)`` index of each cell's centroid.
+        ``(n,)`` index of each cell's support point.
     """
     y = np.asarray(y, dtype=float)
     if y.ndim == 1:
@@ -40,11 +41,16 @@ def secondary_support(y: np.ndarray, n_support: int = 200, seed: int = 0) -> tup
         raise ValueError(f"n_support: expected at least 2 support points, got {n_support}")
     if len(y) < n_support:
         raise ValueError(f"n_support: {n_support} support points need at least as many cells, got {len(y)}")
-    centroids, labels = kmeans2(y, n_support, minit="++", seed=seed)
-    used = np.unique(labels)
-    remap = np.full(n_support, -1)
-    remap[used] = np.arange(len(used))
-    return centroids[used], remap[labels]
+    unique, inverse, counts = np.unique(y, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    if len(unique) < 2:
+        raise ValueError("y: all cells have the same secondary coordinates; expected at least two distinct points")
+    if len(unique) <= n_support:
+        return unique, inverse
+    from sklearn.cluster import KMeans  # noqa: PLC0415 (scikit-learn comes with scanpy; imported when needed)
+
+    km = KMeans(n_clusters=n_support, n_init=4, random_state=seed).fit(unique, sample_weight=counts)
+    return km.cluster_centers_, km.labels_[inverse]
 
 
 def kantorovich_kernel(

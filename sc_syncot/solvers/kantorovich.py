@@ -42,67 +42,41 @@ def _check_kernel(kernel) -> sp.csr_matrix | np.ndarray:
     return kernel
 
 
-def default_epsilon(support: np.ndarray, delta: float | None, n_time: int = 1) -> float:
-    """Entropic smoothing relative to the cost scale and the time step.
+def default_epsilon(support: np.ndarray, delta: float | None, scales: tuple[float, float] | None = None) -> float:
+    """Entropic smoothing of the debiased secondary: twice the support's nearest-neighbour cost, ``2 c_nn``.
 
-    ``max(0.01 c_med / Nt^2, c_nn / 4)``: ``c_med`` is the median cost between support points within reach (for
-    HK the cost is ``-log cos^2(|x - y| / 2 delta)``, dimensionless, and pairs farther than ``pi delta`` are left
-    out; for the balanced W2 secondary it is ``|x - y|^2``), ``c_nn`` the median cost from a support point to its
-    nearest neighbour.
+    ``c_nn`` is the median cost from a support point to its nearest neighbour (for HK the cost is
+    ``-log cos^2(|x - y| / 2 delta)``, dimensionless; for the balanced W2 secondary ``|x - y|^2``).
 
-    Why: each of the ``Nt`` static terms carries a bias of about ``eps`` per unit mass and is divided by
-    ``dt``, so the bias of the action grows like ``Nt^2 eps`` while the action does not; ``1 / Nt^2`` keeps it a
-    fixed fraction. Below the nearest-neighbour cost the smoothing no longer helps: the steps between time
-    nodes move mass by less than the support's spacing, and a smaller ``eps`` only slows Sinkhorn. On the
-    identity-kernel oracle (60 points on a line, math.md oracle 5) this gives gaps to the exact value of about
-    1%, 3% and 6% at ``Nt`` = 4, 8, 16, against 6%, 29% and 145% for ``0.01 c_med`` alone.
-    """
-    return _epsilon(*cost_scales(support, delta), n_time, floor_factor=1.0)
-
-
-def _epsilon(c_med: float, c_nn: float, n_time: int, floor_factor: float) -> float:
-    """``max(0.01 c_med / Nt^2, floor_factor c_nn / 4)``, the rule of both defaults."""
-    return max(0.01 * c_med / n_time**2, 0.25 * c_nn * floor_factor)
-
-
-def time_consistent_epsilon(
-    support: np.ndarray,
-    delta: float | None,
-    n_time: int,
-    reference_steps: int = 4,
-    scales: tuple[float, float] | None = None,
-) -> float:
-    """:func:`default_epsilon` with its floor lowered as ``1 / Nt^2`` beyond ``reference_steps`` time steps.
-
-    ``max(0.01 c_med / Nt^2, (c_nn / 4) min(1, (reference_steps / Nt)^2))``. The floor of :func:`default_epsilon`
-    does not follow the time step, so once it takes over the smoothing's bias, ``Nt^2 eps`` per unit mass, grows
-    with ``Nt``; being proportional to the induced mass, it lets a fit trade mass (birth and death) for it. Here
-    the bias stops growing at ``reference_steps``: refining the time grid no longer changes what is penalized, at
-    the price of a smaller ``eps`` (more Sinkhorn work and iterations).
-
-    Measured on the simulated four-time-point course of ``sc_syncot.datasets.simulate_multiome`` (32^2 grid, 200
-    support points): with :func:`default_epsilon`, ``Nt`` = 4 / 8 / 16 gave growth costs 100 / 528 / 3934; with
-    this rule 100 / 137 / 153, with the cells' growth rates ranked alike against the simulation's truth (Spearman
-    0.89 / 0.88 / 0.88), but ``Nt`` = 8 and 16 stopped at 5000 iterations (22 s and 42 s, 2 CPU cores).
+    Why: the debiased divergence (:mod:`.kantorovich_solver`) has no additive bias, so epsilon need not follow the
+    time step; what it must do is blur each point's mass over its neighbours, so that the small moves between
+    time nodes (less than the spacing) cost what they would on a continuum, quadratically, rather than the
+    first-order price of moving mass to a discrete neighbour. Larger values smooth the divergence itself (it
+    tends to a kernel distance), which under-estimates: on math.md's oracle 5 (32^2 grid, support = grid points,
+    ``2 c_nn = 2e-3``) the secondary is 0.5% below the exact value, 1% at ``4 c_nn``, 2.5% at ``10 c_nn``,
+    for every ``Nt`` from 4 to 32. The ratio ``epsilon / c_med`` (:func:`cost_scales`) says how far this goes.
 
     ``scales``: :func:`cost_scales` of ``support`` and ``delta`` when the caller has them already.
     """
-    c_med, c_nn = cost_scales(support, delta) if scales is None else scales
-    return _epsilon(c_med, c_nn, n_time, floor_factor=min(1.0, (reference_steps / n_time) ** 2))
+    _, c_nn = cost_scales(support, delta) if scales is None else scales
+    return 2.0 * c_nn
 
 
 def cost_scales(support: np.ndarray, delta: float | None) -> tuple[float, float]:
-    """``(c_med, c_nn)`` of :func:`default_epsilon`.
+    """``(c_med, c_nn)`` of the support's cost.
 
-    The median cost between support points within reach, and the median cost to the nearest neighbour.
+    The median cost between support points within reach (for HK, closer than ``pi delta``), and the median cost
+    from a support point to its nearest neighbour.
     """
     x = torch.as_tensor(support, dtype=torch.float64)
     cost = torch.cdist(x, x).square() if delta is None else hk_cost(x, x, delta)
     cost.fill_diagonal_(math.inf)
     nearest = cost.min(1).values
-    off = cost[(cost > 0) & (cost < COST_CAP)]
+    reach = cost < COST_CAP if delta is not None else torch.isfinite(cost)  # HK pairs beyond pi delta never meet
+    off = cost[(cost > 0) & reach]
     if off.numel() == 0:
-        raise ValueError("support: expected at least two distinct points within pi * delta of each other")
+        within = " within pi * delta of each other" if delta is not None else ""
+        raise ValueError(f"support: expected at least two distinct points{within}")
     return float(off.median()), float(nearest[torch.isfinite(nearest) & (nearest > 0)].median())
 
 
@@ -125,10 +99,12 @@ class KantorovichSecondary:
         one (see :class:`~sc_syncot.solvers.SyncOTProblem`); a float: Hellinger-Kantorovich secondary with that
         length scale.
     epsilon
-        Entropic smoothing of the static problems, in cost units; default :func:`default_epsilon`, which depends
-        on the time step: a problem resolves it with its grid's ``n_time`` (``problem.secondaries[k]``;
-        ``effective_epsilon`` of a secondary not yet in a problem assumes ``n_time = 1``). The smoothed action's
-        bias adds up over the time steps, about ``Nt^2 eps`` times the mass (and ``4 delta^2`` for HK).
+        Entropic smoothing of the static problems, in cost units; default :func:`default_epsilon`.
+    debias
+        Use the debiased divergence ``J(a, b) - J(a, a) / 2 - J(b, b) / 2`` between consecutive induced slices
+        (default), which has no additive entropic bias and tends to ``HK^2`` (``W2^2``) as epsilon falls; ``False``
+        keeps the plain entropic ``J(a, b)``, whose bias, about ``epsilon`` per unit mass and step, adds up over the
+        path as ``Nt^2 epsilon`` (reported is then the plan's sharp cost).
     """
 
     kernel: np.ndarray | sp.spmatrix
@@ -137,6 +113,7 @@ class KantorovichSecondary:
     delta: float | None = None
     epsilon: float | None = None
     name: str | None = None
+    debias: bool = True
     _epsilon: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -160,6 +137,8 @@ class KantorovichSecondary:
         eps = self.epsilon
         if eps is not None and not (np.isfinite(eps) and eps > 0):
             raise ValueError(f"epsilon: expected a positive finite float, got {eps}")
+        if not isinstance(self.debias, bool | np.bool_):
+            raise ValueError(f"debias: expected True or False, got {self.debias!r}")
         object.__setattr__(self, "kernel", kernel)
         object.__setattr__(self, "support", support)
         object.__setattr__(self, "weight", weight)

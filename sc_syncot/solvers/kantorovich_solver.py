@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 import torch
 
-from .chambolle_pock import PrimalDualState, _norm, chambolle_pock
+from .chambolle_pock import PrimalDualState, _norm, chambolle_pock, primal_dual_step
 from .kantorovich import KantorovichSecondary
 from .pd3o import condat_vu, pd3o
 from .scaling import MASS_FLOOR, EntropicSupport, ScalingState, to_csr
@@ -117,6 +117,13 @@ class SecondaryBlock:
         self.sweeps_range = (1, MAX_SWEEPS_PER_CALL) if sweeps == "auto" else (sweeps, sweeps)
         self.smooth_tol = 1e-9
         self.smooth_max = 50
+        self.debias = secondary.debias
+        # the self-terms J(m_j, m_j) of the nodes' induced masses, one row per (problem, node): their gradients
+        # linearize the concave part of the debiased divergence (see relinearize)
+        nodes = zeros.new_zeros(batch * (self.n_time + 1), self.n)
+        self.own = ScalingState(nodes, nodes, nodes.clone(), nodes.clone())
+        self.log_r_nodes = log_r.repeat_interleave(self.n_time + 1).reshape(-1, 1)
+        self.shift = None  # (c_a, c_b): the linearized self-terms' gradients at the pairs' two nodes
 
     # -- the linear map ------------------------------------------------------------------------------------------
 
@@ -158,11 +165,46 @@ class SecondaryBlock:
         abar = target[:, :, 0].reshape(-1, self.n)
         bbar = target[:, :, 1].reshape(-1, self.n)
         t = (self.beta**2 * self.w * self.engine.scale / sigma).repeat_interleave(self.n_time).reshape(-1, 1)
+        if self.debias and self.shift is not None:  # prox_{tJ - t<c, .>}(abar) = prox_{tJ}(abar + t c)
+            abar, bbar = abar + t * self.shift[0], bbar + t * self.shift[1]
         self.engine.sweeps(self.state, self.log_r, self.sweeps_per_call, prox=(abar, bbar, t))
         a = torch.exp(self.state.log_a).reshape(z.shape[0], self.n_time, self.n)
         b = torch.exp(self.state.log_b).reshape(z.shape[0], self.n_time, self.n)
         v = torch.stack([a, b], dim=2) / beta.unsqueeze(-1)
         return z - sigma * v, v
+
+    # -- the debiasing self-terms ------------------------------------------------------------------------------------
+
+    def relinearize(self, rho: torch.Tensor, n_sweeps: int = 1) -> None:
+        """Linearize the self-terms at the induced masses of ``rho``, after ``n_sweeps`` averaged symmetric sweeps.
+
+        The debiased divergence ``J(a, b) - J(a, a) / 2 - J(b, b) / 2`` is convex minus convex. Its concave part
+        is replaced by its tangent at the current path's node masses ``m_j`` (the convex-concave procedure): the
+        proximal map then stays that of the convex ``J`` plus a linear term, which shifts its targets by ``t' c``
+        with ``c = d/dm J(m, m) / 2`` (:meth:`dual_prox`). Taking the tangent at the path's own masses, rather
+        than at the free marginals of the proximal map, keeps it where the divergence is evaluated in the end.
+        """
+        m = self.masses(rho).clamp(min=0.0).reshape(-1, self.n)
+        st = self.own
+        st.log_a = st.log_b = torch.log(torch.maximum(m, torch.exp(self.log_r_nodes) * MASS_FLOOR))
+        self.engine.symmetric_sweeps(st, self.log_r_nodes, n_sweeps)
+        grad = self.engine.marginal_gradients(st)[0].reshape(-1, self.n_time + 1, self.n)
+        self.shift = (grad[:, :-1].reshape(-1, self.n), grad[:, 1:].reshape(-1, self.n))
+
+    def _symmetric(self) -> ScalingState:
+        """The self-terms at the cross state's marginals as one symmetric batch: rows of ``a_k``, then of ``b_k``.
+
+        Started from zero potentials: the nodes' potentials are no warm start, as they are extreme (hundreds)
+        wherever a node has no mass, and the marginals ``a_k``, ``b_k`` of the proximal maps do have some there.
+        """
+        log_m = torch.cat([self.state.log_a, self.state.log_b])
+        pot = torch.zeros_like(log_m)
+        return ScalingState(pot, pot, log_m, log_m)
+
+    def self_values(self, state: ScalingState) -> torch.Tensor:
+        """``sum_k (J(a_k, a_k) + J(b_k, b_k)) / 2`` per problem (times ``scale``) from a :meth:`_symmetric` state."""
+        own = self.engine.value(state, torch.cat([self.log_r, self.log_r]))
+        return 0.5 * sum(part.reshape(-1, self.n_time).sum(1) for part in own.chunk(2))
 
     def check(self) -> tuple[torch.Tensor, float]:
         """``(value, lag)`` at a residual check, and the sweeps per iteration adapted to the lag.
@@ -176,8 +218,13 @@ class SecondaryBlock:
         """
         p, q = self.engine.marginals(self.state, self.log_r)
         per_row = self.engine.scale * self.engine.value_from(self.state, self.log_r, p, q)
-        value = self.secondary.weight * per_row.reshape(-1, self.n_time).sum(1) * self.n_time
+        value = per_row.reshape(-1, self.n_time).sum(1)
         lag = self.engine.gap_from(self.state, self.log_r, p, q, self.n_time)
+        if self.debias:
+            # the self-terms of the nodes' masses, at the symmetric state of the last linearization
+            own = self.engine.value(self.own, self.log_r_nodes).reshape(-1, self.n_time + 1)
+            value = value - own[:, 1:-1].sum(1) - 0.5 * (own[:, 0] + own[:, -1])
+        value = self.secondary.weight * value * self.n_time
         low, high = self.sweeps_range
         if lag > LAG_TARGET and self.sweeps_per_call < high:
             self.sweeps_per_call *= 2
@@ -199,21 +246,22 @@ class SecondaryBlock:
         """``(value per problem, gradient in the scaled densities)`` of ``sum_k w D(a_k, b_k)`` (solver units)."""
         self.fix_marginals(rho)
         self.engine.sweeps(self.state, self.log_r, self.smooth_max, tol=self.smooth_tol)
-        value = self.engine.value(self.state, self.log_r).reshape(-1, self.n_time).sum(1) * self.w
-        da, db = self.marginal_gradients()
+        value = self.engine.value(self.state, self.log_r).reshape(-1, self.n_time).sum(1)
+        da, db = self.engine.marginal_gradients(self.state)
         g = rho.new_zeros(rho.shape[0], self.n_time + 1, self.n)
         g[:, :-1] += da.reshape(-1, self.n_time, self.n)
         g[:, 1:] += db.reshape(-1, self.n_time, self.n)
-        g = g * (self.w * self.engine.scale).reshape(-1, 1, 1)
-        return value, self.masses_adjoint(g, rho.shape)
-
-    def marginal_gradients(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``dJ/da``, ``dJ/db`` by the envelope theorem: ``1 - gamma_1 / a`` (HK), the potential ``f`` (W2)."""
-        st = self.state
-        if self.engine.balanced:
-            return self.engine.eps * st.F, self.engine.eps * st.G
-        # KL marginal optimality at the fixed point: f = -log(gamma_1 / a), so gamma_1 / a = exp(-eps F)
-        return 1.0 - torch.exp(-self.engine.eps * st.F), 1.0 - torch.exp(-self.engine.eps * st.G)
+        grad = self.masses_adjoint(g * (self.w * self.engine.scale).reshape(-1, 1, 1), rho.shape)
+        if self.debias:  # the self-terms at the same marginals: -(J(a_k, a_k) + J(b_k, b_k)) / 2
+            st = self._symmetric()
+            self.engine.symmetric_sweeps(st, torch.cat([self.log_r, self.log_r]), self.smooth_max)
+            value = value - self.self_values(st)
+            ga, gb = self.engine.marginal_gradients(st)[0].chunk(2)
+            g = rho.new_zeros(rho.shape[0], self.n_time + 1, self.n)
+            g[:, :-1] -= ga.reshape(-1, self.n_time, self.n)
+            g[:, 1:] -= gb.reshape(-1, self.n_time, self.n)
+            grad = grad + self.masses_adjoint(g * (self.w * self.engine.scale).reshape(-1, 1, 1), rho.shape)
+        return value * self.w, grad
 
     def evaluate(self, rho: torch.Tensor, tol: float, max_sweeps: int, at_prox: bool) -> dict:
         """Reported quantities: sharp cost, entropic cost, convergence of Sinkhorn, induced masses of ``rho``.
@@ -233,17 +281,29 @@ class SecondaryBlock:
             self.fix_marginals(rho)
         lag = self.engine.gap(self.state, self.log_r, self.n_time) if at_prox else None
         self.engine.solve_fixed(self.state, self.log_r, tol, max_sweeps, rows_per_problem=self.n_time, gap=lag)
-        sharp = self.engine.sharp_value(self.state, self.log_r).reshape(-1, self.n_time).sum(1)
         entropic = self.engine.value(self.state, self.log_r).reshape(-1, self.n_time).sum(1)
+        error = self.state.gap
+        if self.debias:
+            own, own_error = self._self_terms(tol, max_sweeps)
+            cost = entropic - own
+            error = max(error, own_error)
+        else:
+            cost = self.engine.sharp_value(self.state, self.log_r).reshape(-1, self.n_time).sum(1)
         lam_dt = self.secondary.weight * self.n_time
         return {
-            "cost": lam_dt * sharp,
+            "cost": lam_dt * cost,
             "entropic_cost": lam_dt * entropic,
-            "converged": self.state.gap < tol,
-            "error": self.state.gap,
+            "converged": error < tol,
+            "error": error,
             "lag": math.nan if lag is None else lag,
             "masses": self.masses(rho),
         }
+
+    def _self_terms(self, tol: float, max_sweeps: int) -> tuple[torch.Tensor, float]:
+        """:meth:`self_values` solved to ``tol`` at the cross state's marginals, and its gap."""
+        st = self._symmetric()
+        self.engine.solve_symmetric(st, torch.cat([self.log_r, self.log_r]), tol, max_sweeps, self.n_time)
+        return self.self_values(st), st.gap
 
 
 class SynchronizedOperators(TransportOperators):
@@ -288,6 +348,13 @@ class SynchronizedOperators(TransportOperators):
             ys.append(y.reshape(-1))
             vs.append(v.reshape(-1))
         return torch.cat(ys), torch.cat(vs)
+
+    def step(self, x, y, tau, sigma):
+        """One Chambolle-Pock step, the debiased blocks' self-terms linearized at the current path first."""
+        for block in self.blocks:
+            if block.debias:
+                block.relinearize(x[0])
+        return primal_dual_step(self, x, y, tau, sigma)
 
     def primary_point(self, v):
         """The primary part of a (flat) prox point."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .grid import Grid
-from .kantorovich import KantorovichSecondary, default_epsilon
+from .kantorovich import KantorovichSecondary
 
 MapLike = Callable[[np.ndarray], np.ndarray]
 
@@ -204,8 +204,6 @@ class SyncOTProblem:
             )
         if s.delta is None and delta is not None:
             s = replace(s, delta=delta)
-        if s.epsilon is None:  # the default depends on the time step (see default_epsilon)
-            s = replace(s, epsilon=default_epsilon(s.support, s.delta, self.grid.n_time))
         return s
 
     def _density(self, rho, name: str) -> np.ndarray:
