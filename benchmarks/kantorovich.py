@@ -1,23 +1,26 @@
-"""Speed and memory of the Kantorovich-secondary solver at 64^2 x 32 (issue 3).
+"""Speed, memory and exactness of the Kantorovich-secondary solver.
 
-    python benchmarks/kantorovich.py                       # 200, 1000, 5000 support points, Chambolle-Pock
+    python benchmarks/kantorovich.py --ratios               # Kantorovich vs weight 0: scGEM, simulated course, 64^2 x 8
+    python benchmarks/kantorovich.py --oracle5              # math.md oracle 5 on 32^2, n_time 4 to 32
+    python benchmarks/kantorovich.py --oracle5 --oracle5-grid 64 --oracle5-steps 32   # 64^2 x 32 (slow)
+    python benchmarks/kantorovich.py                        # 200, 1000, 5000 support points at 64^2 x 32
     python benchmarks/kantorovich.py --support 200 --methods chambolle_pock,pd3o,condat_vu --max-iter 2000
-    python benchmarks/kantorovich.py --grid 32 --n-time 16  # a smaller grid
-    python benchmarks/kantorovich.py --oracle5              # math.md oracle 5 only, both epsilon rules
-    python benchmarks/kantorovich.py --support 1000 --sinkhorn-sweeps auto   # adaptive sweeps per iteration
 
-The problem is :func:`sc_syncot.solvers.oracles.embedded_secondary`: two Gaussians (masses 1 and 1.5, delta 0.3)
-on the unit square, a 10-dimensional secondary whose support points are random points of a smooth image of the
-square, and a sparse row-stochastic kernel (Gaussian weights over the 8 nearest support points of each cell's
-image). Each row is one solve in a fresh process: iterations, seconds, the split of the time between the Sinkhorn
-sweeps (proximal maps of the secondary and the final cost evaluation), the proximal map of the primary action and
-the projection onto the balance equation, and the peak resident memory of the solve (VmHWM of /proc/self/status,
-reset before the solve).
+``--ratios`` fits each problem twice in fresh processes, with the Kantorovich secondary (default settings) and
+at weight 0 on the same grid, and prints iterations, seconds, ms per iteration, the Sinkhorn share of the time (the
+Gibbs-kernel sums and the marginal updates), the peak resident memory of the fit (VmHWM of /proc/self/status, reset
+before it) and the time ratio. The problems: scGEM (../shared/data; expression PCA primary, methylation secondary,
+``tl.syncot`` defaults: 32^2 x 4, 200 support points), the simulated four-time-point course of ``sc-syncot demo``
+(2000 cells, the same defaults) and :func:`sc_syncot.solvers.oracles.embedded_secondary` at 64^2 x 8 (200 points).
 
-``--oracle5`` prints math.md's oracle 5: an identity kernel on 60 cells of a line (delta 0.3, masses 1 and 1.5),
-whose objective tends to the Monge solve with ``J = I`` as epsilon falls; the gap is the entropic bias of the
-time-discretized secondary action. Each ``n_time`` runs with the solver's default epsilon and with the
-time-consistent one that ``tl.syncot`` uses (:func:`sc_syncot.solvers.kantorovich.time_consistent_epsilon`).
+``--oracle5``: two Gaussians (centres (0.4, 0.4) -> (0.6, 0.55), sigma 0.08, mass 1 -> 1.5, delta 0.5) with an
+identity kernel on the grid points against the Monge solve with ``J = I`` (math.md oracle 5), for the debiased
+divergence at its default epsilon and, at the first n_time, the plain entropic one (``debias=False``).
+
+The default mode runs :func:`sc_syncot.solvers.oracles.embedded_secondary` (a 10-dimensional secondary whose
+support points are random points of a smooth image of the square, a sparse row-stochastic kernel) for several
+support sizes and splittings, one solve per fresh process, with the split of the time between Sinkhorn, the
+proximal map of the primary action and the projection onto the balance equation.
 """
 
 from __future__ import annotations
@@ -90,36 +93,129 @@ def _run_case(args) -> dict:
     }
 
 
-def _oracle5(n_time: int, rule: str = "default") -> dict:
+def _oracle5(args) -> dict:
+    n, n_time, debias = args
     import numpy as np
+    import scipy.sparse as sp
 
     from sc_syncot.solvers import Grid, KantorovichSecondary, MongeSecondary, SyncOTProblem, solve
     from sc_syncot.solvers.closed_forms import gaussian_density
-    from sc_syncot.solvers.kantorovich import time_consistent_epsilon
 
-    grid = Grid([(0, 1)], (60,), n_time)
-    rho0 = gaussian_density(grid, [0.35], [[0.05**2]])
-    rho1 = gaussian_density(grid, [0.6], [[0.05**2]], mass=1.5)
-    monge = MongeSecondary(np.ones((60, 1, 1)), 1.0)
-    support = grid.points().reshape(-1, 1)
-    # "default": the solver's default_epsilon; "time_consistent": the rule tl uses (floor falling beyond 4 steps)
-    eps = time_consistent_epsilon(support, 0.3, n_time) if rule == "time_consistent" else None
-    kant = KantorovichSecondary(np.eye(60), support, weight=1.0, delta=0.3, epsilon=eps)
-    reference = solve(SyncOTProblem(grid, rho0, rho1, delta=0.3, secondaries=[monge]), tol=1e-5)
-    problem = SyncOTProblem(grid, rho0, rho1, delta=0.3, secondaries=[kant])
+    grid = Grid([(0, 1), (0, 1)], (n, n), n_time)
+    rho0 = gaussian_density(grid, [0.4, 0.4], 0.08**2 * np.eye(2))
+    rho1 = gaussian_density(grid, [0.6, 0.55], 0.08**2 * np.eye(2), mass=1.5)
+    monge = MongeSecondary(np.broadcast_to(np.eye(2), (n, n, 2, 2)), 1.0)
     start = time.perf_counter()
-    res = solve(problem, tol=1e-5, sinkhorn_max_iter=20_000)
+    reference = solve(SyncOTProblem(grid, rho0, rho1, delta=0.5, secondaries=[monge]))
+    monge_seconds = time.perf_counter() - start
+    identity = sp.identity(n * n, format="csr")
+    kant = KantorovichSecondary(identity, grid.points().reshape(-1, 2), delta=0.5, debias=debias)
+    start = time.perf_counter()
+    res = solve(SyncOTProblem(grid, rho0, rho1, delta=0.5, secondaries=[kant]))
+    seconds = time.perf_counter() - start
     return {
-        "n_time": n_time,
-        "rule": rule,
-        "epsilon": problem.secondaries[0].effective_epsilon,
+        "grid": f"{n}^2 x {n_time}",
+        "debias": debias,
+        "epsilon": kant.effective_epsilon,
         "iters": res.n_iter,
         "converged": res.converged,
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
+        "monge iters": reference.n_iter,
+        "monge s": monge_seconds,
         "cost": res.cost,
         "monge J=I": reference.cost,
         "gap": (res.cost - reference.cost) / reference.cost,
     }
+
+
+def _ratio_case(args) -> dict:
+    """One fit of ``--ratios`` in this (fresh) process: ``(name, weight)``."""
+    name, weight = args
+    import torch
+
+    from sc_syncot.solvers import scaling
+
+    clock = {"sinkhorn": 0.0}
+    _timed(scaling.EntropicSupport, "log_sum", "sinkhorn", clock)
+    _timed(scaling, "_hk_marginal", "sinkhorn", clock)
+    fit = _FITS[name]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = fit(None, weight, prepare=True)
+        _reset_peak_rss()
+        base = _rss_mib("VmRSS")
+        start = time.perf_counter()
+        n_iter, converged = fit(prepared, weight)
+        seconds = time.perf_counter() - start
+    return {
+        "problem": name,
+        "weight": weight,
+        "iters": n_iter,
+        "converged": converged,
+        "seconds": seconds,
+        "ms/iter": 1e3 * seconds / n_iter,
+        "sinkhorn share": clock["sinkhorn"] / seconds,
+        "peak MiB": _rss_mib("VmHWM") - base,
+        "threads": torch.get_num_threads(),
+        "warnings": len([w for w in caught if issubclass(w.category, RuntimeWarning)]),
+    }
+
+
+def _tl_fit(adata, weight, primary, secondary):
+    import numpy as np
+
+    import sc_syncot as so
+
+    so.tl.syncot(adata, "time", primary, secondary, weight=weight, n_bins=32, n_time=4, progress=False)
+    conv = adata.uns["syncot"]["convergence"]
+    return int(np.max(conv["n_iter"])), bool(np.all(conv["converged"]))
+
+
+def _scgem(prepared, weight, prepare=False):
+    if prepare:
+        import scanpy as sc
+
+        import sc_syncot as so
+
+        adata = so.datasets.scgem()
+        sc.pp.pca(adata, n_comps=10)
+        return adata
+    return _tl_fit(prepared, weight, "X_pca", "methylation")
+
+
+def _course(prepared, weight, prepare=False):
+    if prepare:
+        import sc_syncot as so
+
+        return so.datasets.simulate_multiome(n_cells=2000, n_timepoints=4, seed=0)
+    return _tl_fit(prepared, weight, "X_pca", "X_lsi")
+
+
+def _grid64(prepared, weight, prepare=False):
+    from sc_syncot.solvers import SyncOTProblem, solve
+    from sc_syncot.solvers.oracles import embedded_secondary
+
+    if prepare:
+        return embedded_secondary(64, 8, n_support=200, weight=1.0)
+    problem = prepared if weight else SyncOTProblem(prepared.grid, prepared.rho0, prepared.rho1, delta=prepared.delta)
+    res = solve(problem)
+    return res.n_iter, res.converged
+
+
+_FITS = {"scGEM": _scgem, "simulated course": _course, "64^2 x 8, 10-D": _grid64}
+
+
+def _ratios(pool) -> None:
+    rows = []
+    for name in _FITS:
+        for weight in (0.0, 1.0):
+            rows.append(pool.submit(_ratio_case, (name, weight)).result())
+            print(f"  {name}, weight {weight}: {rows[-1]['seconds']:.1f} s", flush=True)
+    for row in rows:
+        zero = next(r for r in rows if r["problem"] == row["problem"] and r["weight"] == 0.0)
+        row["time ratio"] = row["seconds"] / zero["seconds"]
+        row["iter ratio"] = row["iters"] / zero["iters"]
+    _print_table(rows)
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -143,18 +239,26 @@ def main() -> None:
         help="Sinkhorn sweeps per iteration: a number or 'auto' (more while the Sinkhorn state lags)",
     )
     parser.add_argument("--sinkhorn-max-iter", type=int, default=5000, help="sweep cap of the final cost evaluation")
-    parser.add_argument("--oracle5", action="store_true", help="only oracle 5, both epsilon rules")
+    parser.add_argument("--oracle5", action="store_true", help="math.md oracle 5 (identity kernel) on a 2-D grid")
+    parser.add_argument("--oracle5-grid", type=int, default=32, help="cells per axis of the oracle 5 grid")
+    parser.add_argument("--oracle5-steps", default="4,8,16,32", help="n_time of the oracle 5 runs (plain: the first)")
+    parser.add_argument("--ratios", action="store_true", help="Kantorovich vs weight 0 on scGEM, sim. course, 64^2")
     args = parser.parse_args()
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+    if args.ratios:
+        print("Kantorovich secondary (weight 1, default settings) against weight 0 on the same grid")
+        _ratios(pool)
+        return
     if args.oracle5:
-        print("oracle 5 (identity kernel, 60 cells, delta 0.3): gap to the Monge J = I solve, with the solver's")
-        print("default epsilon and with tl's time-consistent one (the same up to 4 time steps)")
-        _print_table([_oracle5(n_time, rule) for n_time in (4, 8, 16) for rule in ("default", "time_consistent")])
+        steps = [int(v) for v in args.oracle5_steps.split(",")]
+        cases = [(args.oracle5_grid, n_time, True) for n_time in steps] + [(args.oracle5_grid, steps[0], False)]
+        print("oracle 5: identity kernel on the grid points, against the Monge solve with J = I (gap)")
+        _print_table([pool.submit(_oracle5, case).result() for case in cases])
         return
     header = ["support", "method", "iters", "converged", "seconds", "ms/iter", "sinkhorn s", "prox s", "proj s"]
     header += ["peak MiB", "cost", "secondary", "epsilon", "threads", "warnings"]
     print(f"grid {args.grid}^2 x {args.n_time}, 10-D secondary, sinkhorn sweeps per iteration {args.sinkhorn_sweeps}")
     print(" | ".join(f"{h:>14s}" for h in header), flush=True)
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
     for n_support in (int(s) for s in args.support.split(",")):
         for method in args.methods.split(","):
             task = (

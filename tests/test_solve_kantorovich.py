@@ -230,12 +230,12 @@ def test_oracle5_debiased_secondary_matches_the_monge_solve_at_every_n_time(n_ti
     # math.md oracle 5: K = identity, delta_Y = delta_X: objective -> (1 + lambda) WFR^2, the Monge solve with
     # J = I. The debiased divergence has no additive entropic bias, so the gap does not grow with n_time at the
     # default epsilon (twice the nearest-neighbour cost, fixed); the plain entropic term was 60% off at 16 steps.
-    # Measured gaps: -0.20%, -0.07%, -0.16%, -0.33% (the smoothing under-estimates slightly).
+    # Measured gaps: -0.20%, -0.2%, -0.15%, -0.27% (the smoothing under-estimates slightly).
     monge = solve(_line_problem(60, n_time, {"weight": 1.0}, monge=True))
-    res = solve(_line_problem(60, n_time, {"weight": 1.0}), max_iter=5000)
-    # 3300-4100 iterations up to 16 steps (Monge: 480-660); at 32 the stopping rule is not met by 5000 (the path
-    # is: the gap is the same), the slow convergence of the Kantorovich block that issue 14 tracks
-    assert res.converged or n_time == 32
+    # tol 1e-7: at the default 1e-6 the total is as close (-0.2% to -0.5%) but the split between the two spaces
+    # is still up to 1.5% off; 3400-6500 iterations here (Monge: 480-780)
+    res = solve(_line_problem(60, n_time, {"weight": 1.0}), tol=1e-7, max_iter=20_000)
+    assert res.converged
     assert abs(res.cost - monge.cost) < 2e-2 * monge.cost
     # the secondary pays what the primary pays, as K = I and delta_Y = delta_X
     primary = res.costs["primary_transport"] + res.costs["primary_growth"]
@@ -393,12 +393,12 @@ def test_sinkhorn_that_stops_early_is_reported():
 
 
 def test_a_lagging_sinkhorn_state_is_reported():
-    # at epsilon 1e-5 one warm-started sweep per iteration cannot follow: the iteration meets its stopping rule
-    # while the Sinkhorn state is far from optimal (relative gap ~50 measured), which the solve says
+    # at epsilon 1e-5 one warm-started sweep per iteration cannot follow: the iteration ends while the Sinkhorn
+    # state is far from optimal (relative gap ~3 measured), which the solve says
     problem = embedded_secondary(8, 4, n_support=60, weight=1.0, epsilon=1e-5)
     with pytest.warns(RuntimeWarning, match="far from optimal"):
-        res = solve(problem)
-    assert res.converged and res.history["sinkhorn_lag"][0] > 0.05
+        res = solve(problem, max_iter=1000)
+    assert res.history["sinkhorn_lag"][0] > 0.05
     fine = solve(embedded_secondary(8, 4, n_support=60, weight=1.0, epsilon=1e-3))
     assert fine.converged and fine.history["sinkhorn_lag"][0] < 1e-2  # measured 1.8e-3
 

@@ -352,6 +352,6 @@ def test_smoothing_of_the_kantorovich_secondary_is_reported(caplog):
     np.testing.assert_allclose(info["epsilon"], 2 * c_nn, rtol=1e-9)
     np.testing.assert_allclose(info["epsilon_ratio"], info["epsilon"] / c_med, rtol=1e-9)
     # a given epsilon is used as is, recorded, and warned when large against the support's spread
-    info = fit(8, epsilon=0.5 * c_med)
-    assert adata.uns["syncot"]["params"]["epsilon"] == 0.5 * c_med == info["epsilon"]
+    info = fit(8, epsilon=2 * SMOOTHING_WARNING * c_med)
+    assert adata.uns["syncot"]["params"]["epsilon"] == 2 * SMOOTHING_WARNING * c_med == info["epsilon"]
     assert "entropic smoothing" in caplog.text

@@ -313,7 +313,9 @@ class SynchronizedOperators(TransportOperators):
         super().__init__(projector, ndim, weights, rotation, cell_weight)
         self.blocks = blocks
         self.primary_shape = None
-        self.sinkhorn_log: dict[str, list[float]] = {"sinkhorn_error": [], "sinkhorn_sweeps": [], "sinkhorn_gap": []}
+        self.sinkhorn_log: dict[str, list[float]] = {
+            "sinkhorn_error": [], "sinkhorn_sweeps": [], "sinkhorn_gap": [], "secondary_objective": []
+        }  # fmt: skip
 
     def _split(self, y: torch.Tensor) -> list[torch.Tensor]:
         sizes = [int(np.prod(self.primary_shape))] + [int(np.prod(s)) for s in self.block_shapes]
@@ -361,7 +363,13 @@ class SynchronizedOperators(TransportOperators):
         return self._split(v)[0]
 
     def objective(self, v) -> float:
-        """Primary action plus the secondaries' entropic costs at the prox point; logs Sinkhorn's progress.
+        """The primary action at the prox point, for the stopping rule; logs the secondaries and Sinkhorn's progress.
+
+        The secondaries' debiased values (in ``history["secondary_objective"]``, primary included) are differences
+        of entropic terms one to two orders of magnitude larger, read at Sinkhorn states that lag the iteration:
+        between checks they move by about 1e-3 relative while the path has settled (residuals 5e-5 on oracle 5),
+        far above the stopping rule's ``tol``. The primary action moves with the path alone, and at a stationary
+        path the secondaries' gradients balance it, so it stops changing only when the path does.
 
         Called at every residual check, it also sets each block's sweeps per iteration from how far its Sinkhorn
         state is from optimal for its own marginals (:meth:`SecondaryBlock.check`).
@@ -370,7 +378,9 @@ class SynchronizedOperators(TransportOperators):
         self.sinkhorn_log["sinkhorn_sweeps"].append(sum(b.state.sweeps for b in self.blocks))
         values, lags = zip(*(b.check() for b in self.blocks), strict=True)
         self.sinkhorn_log["sinkhorn_gap"].append(max(lags))
-        return super().objective(self.primary_point(v)) + sum(float(val.sum()) for val in values)
+        primary = super().objective(self.primary_point(v))
+        self.sinkhorn_log["secondary_objective"].append(primary + sum(float(val.sum()) for val in values))
+        return primary
 
 
 class SmoothSynchronizedOperators(TransportOperators):
@@ -483,7 +493,7 @@ def run_kantorovich(
         name = sec.name or f"secondary_{k}"
         state.history.setdefault("final_sinkhorn_error", []).append(rep["error"])
         state.history.setdefault("sinkhorn_lag", []).append(rep["lag"])
-        if state.converged and rep["lag"] > LAG_WARNING:  # an iteration cut short says so by `converged`
+        if rep["lag"] > LAG_WARNING:
             warnings.warn(
                 f"{name}: the iteration stopped while its Sinkhorn state was far from optimal (relative gap "
                 f"{rep['lag']:.2e}): the secondary's proximal maps were inexact, so the path may not be optimal; "
