@@ -4,7 +4,8 @@ The induced curve is ``rho_Y(t) = K^T rho(t)`` and its action is discretized on 
 
     A_Y(rho) = sum_{k=0}^{Nt-1} HK_{delta_Y}^2(K^T rho_k, K^T rho_{k+1}) / dt,
 
-with entropic smoothing. This module defines the secondary and evaluates ``A_Y`` and its gradient in the densities
+with entropic smoothing, debiased by default (see :mod:`.kantorovich_solver`). This module defines the secondary and
+evaluates the plain entropic ``A_Y`` and its gradient in the densities
 with the reference ``a (x) b`` of :mod:`.hellinger_kantorovich` (a check of the building blocks on small problems);
 :func:`~sc_syncot.solvers.solve` uses the fixed reference of :mod:`.scaling`, which keeps the smoothed action
 jointly convex in the marginals, through :mod:`.kantorovich_solver`.

@@ -227,7 +227,8 @@ def solve(
         \quad \text{s.t.} \quad \partial_t \rho + \nabla\cdot m = \zeta,\ \rho(0) = \rho_0,\ \rho(1) = \rho_1,
 
     on the staggered grid of Papadakis, Peyre & Oudet (math.md section 3). Kantorovich secondaries add
-    :math:`\lambda \sum_k HK^2(K^\top\rho_k, K^\top\rho_{k+1}) / \Delta t` (entropic, math.md section 2); see
+    :math:`\lambda \sum_k HK^2(K^\top\rho_k, K^\top\rho_{k+1}) / \Delta t` (math.md section 2) as debiased
+    Sinkhorn divergences; see
     :mod:`~sc_syncot.solvers.kantorovich_solver` for how they enter the iteration.
 
     Parameters
