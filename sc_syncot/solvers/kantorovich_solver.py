@@ -214,11 +214,12 @@ class SecondaryBlock:
     def _symmetric(self) -> ScalingState:
         """The self-terms at the cross state's marginals as one symmetric batch: rows of ``a_k``, then of ``b_k``.
 
-        Started from zero potentials: the nodes' potentials are no warm start, as they are extreme (hundreds)
-        wherever a node has no mass, and the marginals ``a_k``, ``b_k`` of the proximal maps do have some there.
+        Warm-started from the nodes' potentials of the last linearization (``a_k`` at node ``k``, ``b_k`` at node
+        ``k + 1``), which are those of the same problems when the marginals are the path's induced masses.
         """
+        pot = self.own.F.reshape(-1, self.n_time + 1, self.n)
+        pot = torch.cat([pot[:, :-1].reshape(-1, self.n), pot[:, 1:].reshape(-1, self.n)])
         log_m = torch.cat([self.state.log_a, self.state.log_b])
-        pot = torch.zeros_like(log_m)
         return ScalingState(pot, pot, log_m, log_m)
 
     def self_values(self, state: ScalingState) -> torch.Tensor:

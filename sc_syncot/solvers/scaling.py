@@ -190,51 +190,6 @@ class EntropicSupport:
         state.F, state.G, state.log_a, state.log_b = F, G, log_a, log_b
         return state
 
-    def debiased_prox_sweeps(
-        self,
-        state: ScalingState,
-        own: ScalingState,
-        log_r: torch.Tensor,
-        n_sweeps: int,
-        prox: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    ) -> ScalingState:
-        r"""Sweeps of the proximal problem of the debiased ``J(a, b) - J(a, a) / 2 - J(b, b) / 2`` (see below).
-
-        ``own`` holds the potentials of the self-terms, ``own.F`` those of ``J(a, a)`` and ``own.G`` of ``J(b, b)``.
-        Each half-sweep updates a marginal from the stationarity of the proximal objective with both its cross
-        and its self potential at their Sinkhorn links (the self-term is concave, and a linearization lagging one
-        sweep behind would be multiplied by the step ``t'``, which is large):
-
-        - HK: :math:`(a - ar a) / t' = (s^\kappa - s_o^\kappa) a^{-\kappa}`, ``s`` and ``s_o`` the cross and
-          self sums (:meth:`log_sum`), solved by :func:`_debiased_hk_marginal`;
-        - W2: :math:`(a - ar a) / t' = arepsilon \log(s / s_o)`, explicit;
-
-        then the cross potential takes the fixed-marginal update for the new ``a`` and the self potential the
-        averaged symmetric one (:meth:`symmetric_sweeps`).
-        """
-        abar, bbar, t = prox
-        for _ in range(n_sweeps):
-            F, log_a, own.F = self._debiased_half(state.G, own.F, state.log_a, abar, t, log_r)
-            G, log_b, own.G = self._debiased_half(F, own.G, state.log_b, bbar, t, log_r)
-            state.error = self.eps * float(torch.maximum((F - state.F).abs().amax(), (G - state.G).abs().amax()))
-            state.F, state.G, state.log_a, state.log_b = F, G, log_a, log_b
-            state.sweeps += 1
-        own.log_a, own.log_b = state.log_a, state.log_b
-        return state
-
-    def _debiased_half(self, other, own_pot, log_a_start, abar, t, log_r):
-        """One marginal's update in :meth:`debiased_prox_sweeps`: ``(cross potential, log a, self potential)``."""
-        log_s = self.log_sum(other, log_r)
-        log_so = self.log_sum(own_pot, log_r)
-        if self.balanced:
-            a = abar + t * self.eps * (log_s - log_so)
-            log_a = torch.log(a.clamp(min=0.0)).clamp(min=log_r + math.log(MASS_FLOOR))
-        else:
-            log_a = _debiased_hk_marginal(log_s, log_so, abar, t, self.kappa, log_r + math.log(MASS_FLOOR))
-        F = self.fixed_update(log_s, log_a)
-        own_new = 0.5 * (own_pot + self.fixed_update(log_so, log_a))
-        return F, log_a, own_new
-
     def symmetric_sweeps(self, state: ScalingState, log_r: torch.Tensor, n_sweeps: int) -> ScalingState:
         """Averaged updates ``F <- (F + T(F)) / 2`` of the symmetric problems ``J(a, a)``, ``a = exp(state.log_a)``.
 
@@ -486,44 +441,3 @@ def _hk_marginal(
             break
     return log_t + torch.where(pos, v, torch.logaddexp(v, ell))
 
-
-def _debiased_hk_marginal(
-    log_s: torch.Tensor, log_so: torch.Tensor, abar: torch.Tensor, t: torch.Tensor, kappa: float, log_floor
-) -> torch.Tensor:
-    r"""``log a``, the largest root of :math:`h(a) = a - ar a - t' D a^{-\kappa}`, :math:`D = s^\kappa - s_o^\kappa`.
-
-    ``h`` is the derivative (times ``t'``) of the proximal objective in ``a``. ``D > 0``: ``h`` increases from
-    ``-inf``, one root, bracketed by ``[0, max(abar, 0) + (t' D)^{1 / (1 + kappa)}]``. ``D < 0``: ``h`` is convex
-    with its minimum at :math:`a_* = (\kappa t' |D|)^{1 / (1 + \kappa)}`; the root right of it, in
-    ``[a_*, abar]``, is the local minimizer near ``abar``, and where ``h(a_*) > 0`` there is none and the minimizer
-    is ``a -> 0`` (the floor ``exp(log_floor)``). ``D = 0``: ``a = abar``. Newton's method in ``v = log a``,
-    safeguarded by bisection of the bracket (``h`` changes sign once in it).
-    """
-    t = t.expand_as(abar)
-    d = torch.exp(kappa * log_s) - torch.exp(kappa * log_so)
-    td = t * d
-    floor = log_floor.expand_as(abar)
-    pos = td > 0
-    a_star = (kappa * td.abs()).pow(1.0 / (1.0 + kappa))
-    hi_pos = abar.clamp(min=0.0) + td.clamp(min=0.0).pow(1.0 / (1.0 + kappa))
-    lo = torch.where(pos, floor, torch.log(a_star.clamp(min=1e-300)))
-    hi = torch.where(pos, torch.log(hi_pos.clamp(min=1e-300)), torch.log(abar.clamp(min=1e-300)))
-    none = (~pos) & ((abar <= a_star) | (a_star - abar + td.abs() * a_star.pow(-kappa) > 0))
-    flat = td == 0
-    lo = torch.minimum(lo, hi)
-    v = hi.clone()
-    for _ in range(100):
-        ev = torch.exp(v)
-        h = ev - abar - td * torch.exp(-kappa * v)
-        dh = ev + kappa * td * torch.exp(-kappa * v)  # dh/dv
-        lo = torch.where(h < 0, v, lo)
-        hi = torch.where(h > 0, v, hi)
-        step = v - h / dh
-        inside = (step > lo) & (step < hi) & torch.isfinite(step)
-        new = torch.where(inside, step, 0.5 * (lo + hi))
-        done = float((new - v).abs().amax()) < 1e-12
-        v = new
-        if done:
-            break
-    v = torch.where(flat, torch.log(abar.clamp(min=1e-300)), v)
-    return torch.where(none, floor, v).clamp(min=floor)
