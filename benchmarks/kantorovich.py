@@ -11,7 +11,8 @@ at weight 0 on the same grid, and prints iterations, seconds, ms per iteration, 
 Gibbs-kernel sums and the marginal updates), the peak resident memory of the fit (VmHWM of /proc/self/status, reset
 before it) and the time ratio. The problems: scGEM (../shared/data; expression PCA primary, methylation secondary,
 ``tl.syncot`` defaults: 32^2 x 4, 200 support points), the simulated four-time-point course of ``sc-syncot demo``
-(2000 cells, the same defaults) and :func:`sc_syncot.solvers.oracles.embedded_secondary` at 64^2 x 8 (200 points).
+(its settings: 1500 cells, ``masses="counts"``, the same defaults) and
+:func:`sc_syncot.solvers.oracles.embedded_secondary` at 64^2 x 8 (200 points).
 
 ``--oracle5``: two Gaussians (centres (0.4, 0.4) -> (0.6, 0.55), sigma 0.08, mass 1 -> 1.5, delta 0.5) with an
 identity kernel on the grid points against the Monge solve with ``J = I`` (math.md oracle 5), for the debiased
@@ -161,12 +162,12 @@ def _ratio_case(args) -> dict:
     }
 
 
-def _tl_fit(adata, weight, primary, secondary):
+def _tl_fit(adata, weight, primary, secondary, **kwargs):
     import numpy as np
 
     import sc_syncot as so
 
-    so.tl.syncot(adata, "time", primary, secondary, weight=weight, n_bins=32, n_time=4, progress=False)
+    so.tl.syncot(adata, "time", primary, secondary, weight=weight, n_bins=32, n_time=4, progress=False, **kwargs)
     conv = adata.uns["syncot"]["convergence"]
     return int(np.max(conv["n_iter"])), bool(np.all(conv["converged"]))
 
@@ -187,8 +188,8 @@ def _course(prepared, weight, prepare=False):
     if prepare:
         import sc_syncot as so
 
-        return so.datasets.simulate_multiome(n_cells=2000, n_timepoints=4, seed=0)
-    return _tl_fit(prepared, weight, "X_pca", "X_lsi")
+        return so.datasets.simulate_multiome(n_cells=1500, n_timepoints=4, seed=0)
+    return _tl_fit(prepared, weight, "X_pca", "X_lsi", masses="counts")  # the settings of sc-syncot demo
 
 
 def _grid64(prepared, weight, prepare=False):
@@ -202,7 +203,7 @@ def _grid64(prepared, weight, prepare=False):
     return res.n_iter, res.converged
 
 
-_FITS = {"scGEM": _scgem, "simulated course": _course, "64^2 x 8, 10-D": _grid64}
+_FITS = {"scGEM": _scgem, "demo course": _course, "64^2 x 8, 10-D": _grid64}
 
 
 def _ratios(pool) -> None:
