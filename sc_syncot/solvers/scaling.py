@@ -237,32 +237,22 @@ class EntropicSupport:
         rows_per_problem: int = 1,
         check_every: int = 25,
         gap: float | None = None,
+        symmetric: bool = False,
     ) -> ScalingState:
         """Sweeps with the fixed marginals ``state.log_a``, ``state.log_b`` until :meth:`gap` is below ``tol``.
 
         ``state.gap`` holds the last gap; it is above ``tol`` when ``max_sweeps`` ran out first. ``gap``: that of
-        the starting state, when the caller has it already.
+        the starting state, when the caller has it already. ``symmetric``: the problems are ``J(a, a)``, solved
+        by :meth:`symmetric_sweeps`.
         """
+        sweep = self.symmetric_sweeps if symmetric else self.sweeps
         done = 0
         while True:
             state.gap = gap if gap is not None and done == 0 else self.gap(state, log_r, rows_per_problem)
             if state.gap < tol or done >= max_sweeps:
                 return state
             step = min(check_every, max_sweeps - done)
-            self.sweeps(state, log_r, step)
-            done += step
-
-    def solve_symmetric(
-        self, state: ScalingState, log_r: torch.Tensor, tol: float, max_sweeps: int, rows_per_problem: int = 1
-    ) -> ScalingState:
-        """:meth:`symmetric_sweeps` until :meth:`gap` is below ``tol`` (checked every 10 sweeps) or ``max_sweeps``."""
-        done = 0
-        while True:
-            state.gap = self.gap(state, log_r, rows_per_problem)
-            if state.gap < tol or done >= max_sweeps:
-                return state
-            step = min(10, max_sweeps - done)
-            self.symmetric_sweeps(state, log_r, step)
+            sweep(state, log_r, step)
             done += step
 
     def gap(self, state: ScalingState, log_r: torch.Tensor, rows_per_problem: int = 1) -> float:
@@ -440,4 +430,3 @@ def _hk_marginal(
         if float(step.abs().amax()) < 1e-12:
             break
     return log_t + torch.where(pos, v, torch.logaddexp(v, ell))
-
