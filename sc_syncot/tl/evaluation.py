@@ -17,6 +17,8 @@ cells' own primary positions: the secondary W1 that a perfect primary prediction
 from __future__ import annotations
 
 import inspect
+import logging
+from dataclasses import replace
 
 import numpy as np
 import ot
@@ -26,9 +28,26 @@ from scipy.spatial.distance import cdist
 
 from .. import pp
 from ..pp.inputs import read_cells
+from .flow import Flow
 from .syncot import Fitted, _growth_rates, default_grid, fit, syncot
+from .time_warp import MIN_TIME_POINTS, TimeWarp, resolve_time_warp
 
-METHODS = ("syncot", "primary_only", "static_ot", "static_uot", "nearest", "grid_floor", "readout", "noise_floor")
+logger = logging.getLogger("sc_syncot")
+
+METHODS = (
+    "syncot",
+    "primary_only",
+    "static_ot",
+    "syncot_warped",
+    "primary_only_warped",
+    "static_ot_warped",
+    "static_uot",
+    "nearest",
+    "grid_floor",
+    "readout",
+    "noise_floor",
+)
+WARPED = ("syncot", "primary_only", "static_ot")
 
 
 def _w1(a: np.ndarray, b: np.ndarray, wa=None, wb=None) -> float:
@@ -76,8 +95,8 @@ def _secondary_of(rng, fitted: Fitted, points: np.ndarray, cells_idx: np.ndarray
     return np.stack([y[rng.choice(members[j])] for j in picks])
 
 
-def _predict_grid(rng, fitted: Fitted, t: float, size: int, with_secondary: bool):
-    density = fitted.flow.density_at(t)
+def _predict_grid(rng, fitted: Fitted, flow: Flow, t: float, size: int, with_secondary: bool):
+    density = flow.density_at(t)
     pts, idx = _grid_sample(rng, fitted, density, size)
     sec = _secondary_of(rng, fitted, pts, idx, size) if with_secondary else None
     return pts, sec, float(fitted.flow.grid.mass(density))
@@ -101,15 +120,16 @@ def _readout(rng, fitted: Fitted, hx: np.ndarray, size: int) -> np.ndarray:
     return _secondary_of(rng, fitted, pts, idx, size)
 
 
-def _static(rng, cells, t: float, masses: np.ndarray, size: int, unbalanced: bool, reg_m: float):
+def _static(rng, cells, t: float, masses: np.ndarray, size: int, unbalanced: bool, reg_m: float, warp=None):
     """Displacement interpolation of the OT plan between the neighbouring time points.
 
     The plan is computed in the primary space and applied to both spaces' coordinates of the same cells; the
-    mass is interpolated linearly.
+    mass is interpolated linearly. ``t`` sits at its physical fraction of the interval, or at the fraction a time
+    warp places it at.
     """
     tp = cells.time_points
     k = int(np.searchsorted(tp, t)) - 1
-    s = (t - tp[k]) / (tp[k + 1] - tp[k])
+    s = (t - tp[k]) / (tp[k + 1] - tp[k]) if warp is None else warp.fraction(t, k)
     ia = np.flatnonzero(cells.time == tp[k])
     ib = np.flatnonzero(cells.time == tp[k + 1])
     ia, ib = rng.choice(ia, min(size, len(ia)), replace=False), rng.choice(ib, min(size, len(ib)), replace=False)
@@ -161,6 +181,14 @@ def evaluate_heldout(
     primary positions, what a perfect primary prediction reaches through it; NaN ``mass_error``) and
     ``noise_floor`` (W1 between two random halves of the held-out cells).
 
+    These predictions place the held-out time at its physical fraction of the held-in interval (constant speed).
+    With a time warp (``time_warp``, ``"auto"`` by default, see :func:`sc_syncot.tl.syncot`), ``syncot_warped``,
+    ``primary_only_warped`` and ``static_ot_warped`` place it where a warp fitted on the held-in time points
+    only puts it: the fits' own warps (from their interval lengths), and for static OT one fitted to the W2
+    distances between consecutive held-in samples (or the user's callable for all three). A warp needs at least
+    three held-in time points: with fewer, a warning says so and the warped rows are left out. The fractions
+    used are in ``.uns[key_added]["fractions"]``.
+
     Parameters
     ----------
     data
@@ -181,7 +209,7 @@ def evaluate_heldout(
     key_added
         The table is also stored as columns in ``.uns[key_added]``.
     **syncot_kwargs
-        ``coupling``, ``weight``, ``delta``, ``n_bins``, ``n_time``, ``masses``, ... of the fit.
+        ``coupling``, ``weight``, ``delta``, ``n_bins``, ``n_time``, ``masses``, ``time_warp``, ... of the fit.
 
     Returns
     -------
@@ -203,34 +231,92 @@ def evaluate_heldout(
     same = secondary is None or params["weight"] == 0
     fits["primary_only"] = fits["syncot"] if same else fit(sub, **(params | {"weight": 0.0}))
     truth_mass = _true_mass(data, every, heldout, fits["syncot"])
+    warps = _warps(fits, params["time_warp"], n_sample, seed)
     held = every.time == heldout
     hx = every.x[held]
     hy = None if every.y is None else every.y[held & every.paired]
     rows = []
     for r in range(n_repeats):  # fresh subsamples each round: W1 on a few hundred cells is a noisy estimate
         rng = np.random.default_rng([seed, r])
-        rows += _round(rng, fits, hx, hy, heldout, truth_mass, n_sample, reg_m, secondary is not None)
+        rows += _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, secondary is not None)
     raw = pd.DataFrame(rows, columns=["method", "space", "w1", "mass_error"])
     table = (
         raw.groupby(["method", "space"], sort=False)
         .agg(w1=("w1", "mean"), mass_error=("mass_error", "mean"), w1_std=("w1", "std"))
         .reset_index()
     )
-    data.uns[key_added] = {c: table[c].to_numpy() for c in table.columns} | {"heldout": float(heldout)}
+    data.uns[key_added] = {c: table[c].to_numpy() for c in table.columns} | {
+        "heldout": float(heldout),
+        "fractions": _fractions(fits["syncot"].cells.time_points, heldout, warps),
+    }
     return table
 
 
-def _round(rng, fits, hx, hy, heldout, truth_mass, n_sample, reg_m, with_sec) -> list:
+def _warps(fits: dict, time_warp, n_sample: int, seed: int) -> dict[str, TimeWarp]:
+    """The time warp of each warped method, fitted on the held-in time points only; empty without a warp.
+
+    ``syncot`` and ``primary_only`` use their fits' warps (from their own interval lengths); ``static_ot`` one
+    fitted to the W2 distances between consecutive held-in samples (or the user's callable).
+    """
+    cells = fits["syncot"].cells
+    tp = cells.time_points
+    if time_warp is None:
+        return {}
+    if isinstance(time_warp, str) and len(tp) < MIN_TIME_POINTS:
+        logger.warning(
+            "sc_syncot: no time warp can be fitted on %d held-in time points (it needs %d): the held-out time "
+            "point is predicted at constant speed only, and the table has no warped rows",
+            len(tp),
+            MIN_TIME_POINTS,
+        )
+        return {}
+    lengths = None
+    if isinstance(time_warp, str):
+        rng = np.random.default_rng([seed, 2**31])  # a stream apart from those of the rounds
+        lengths = _static_lengths(rng, cells, n_sample)
+    return {
+        "syncot": fits["syncot"].flow.warp or TimeWarp.identity(tp),
+        "primary_only": fits["primary_only"].flow.warp or TimeWarp.identity(tp),
+        "static_ot": resolve_time_warp(time_warp, tp, lengths),
+    }
+
+
+def _static_lengths(rng, cells, size: int) -> np.ndarray:
+    """W2 between the samples of consecutive time points (exact ``ot.emd2`` on subsamples), in the primary."""
+    out = []
+    for t0, t1 in zip(cells.time_points[:-1], cells.time_points[1:], strict=True):
+        a = cells.x[rng.choice(np.flatnonzero(cells.time == t0), min(size, np.sum(cells.time == t0)), replace=False)]
+        b = cells.x[rng.choice(np.flatnonzero(cells.time == t1), min(size, np.sum(cells.time == t1)), replace=False)]
+        out.append(np.sqrt(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cdist(a, b, "sqeuclidean"), numItermax=10**6)))
+    return np.asarray(out)
+
+
+def _fractions(tp: np.ndarray, heldout: float, warps: dict) -> dict:
+    """Where each prediction places the held-out time point within its held-in interval."""
+    k = int(np.searchsorted(tp, heldout)) - 1
+    out = {"physical": float((heldout - tp[k]) / (tp[k + 1] - tp[k]))}
+    out.update({f"{name}_warped": warp.fraction(heldout, k) for name, warp in warps.items()})
+    return out
+
+
+def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, with_sec) -> list:
     """One round of predictions and W1s for every method."""
     rows = []
     for name, fitted in fits.items():
-        x, y, m = _predict_grid(rng, fitted, heldout, n_sample, with_sec)
+        x, y, m = _predict_grid(rng, fitted, replace(fitted.flow, warp=None), heldout, n_sample, with_sec)
         rows += _rows(rng, name, hx, hy, x, y, m, truth_mass, n_sample)
     cells = fits["syncot"].cells
     masses = fits["syncot"].summary["masses"]
     for name, unbalanced in (("static_ot", False), ("static_uot", True)):
         x, y, m = _static(rng, cells, heldout, masses, n_sample, unbalanced, reg_m)
         rows += _rows(rng, name, hx, hy, x, y, m, truth_mass, n_sample)
+    for name, fitted in fits.items() if warps else ():
+        flow = replace(fitted.flow, warp=warps[name])
+        x, y, m = _predict_grid(rng, fitted, flow, heldout, n_sample, with_sec)
+        rows += _rows(rng, f"{name}_warped", hx, hy, x, y, m, truth_mass, n_sample)
+    if warps:
+        x, y, m = _static(rng, cells, heldout, masses, n_sample, False, reg_m, warps["static_ot"])
+        rows += _rows(rng, "static_ot_warped", hx, hy, x, y, m, truth_mass, n_sample)
     x, y, m = _nearest(rng, cells, heldout, masses, n_sample)
     rows += _rows(rng, "nearest", hx, hy, x, y, m, truth_mass, n_sample)
     x, y = _grid_floor(rng, fits["syncot"], hx, n_sample, with_sec)

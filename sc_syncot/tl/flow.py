@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..solvers import Grid
+from .time_warp import TimeWarp
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Flow:
     density: np.ndarray  # (K-1, n_time+1, *shape)
     velocity: np.ndarray  # (K-1, n_time, *shape, d), primary units per unit of time
     growth: np.ndarray  # (K-1, n_time, *shape), per unit of time
+    warp: TimeWarp | None = None  # physical time -> path time; None: constant speed within each interval
 
     @classmethod
     def from_uns(cls, adata, key: str) -> Flow:
@@ -34,6 +36,7 @@ class Flow:
             raise ValueError(f"key={key!r}: no sc_syncot result in .uns (run sc_syncot.tl.syncot first)")
         u = adata.uns[key]
         g = u["grid"]
+        warp = TimeWarp.from_uns(u["time_warp"]) if "time_warp" in u else None
         grid = Grid(np.asarray(g["bounds"]), tuple(int(n) for n in g["shape"]), int(g["n_time"]))
         return cls(
             grid,
@@ -41,6 +44,7 @@ class Flow:
             np.asarray(u["density"], float),
             np.asarray(u["velocity"], float),
             np.asarray(u["growth"], float),
+            None if warp is None or warp.is_identity else warp,
         )
 
     @property
@@ -49,14 +53,25 @@ class Flow:
         return np.diff(self.time_points)
 
     def locate(self, t: float) -> tuple[int, float]:
-        """Interval index and position ``s`` in ``[0, 1]`` within it of time ``t``."""
+        """Interval index and position ``s`` in ``[0, 1]`` along its path of physical time ``t``.
+
+        ``s`` is the physical fraction of the interval, or the warp's path fraction when the flow has one.
+        """
         tp = self.time_points
         if not tp[0] <= t <= tp[-1]:
             raise ValueError(
                 f"time: expected a time within the observed range [{float(tp[0])}, {float(tp[-1])}], got {t}"
             )
         k = int(min(np.searchsorted(tp, t, side="right") - 1, len(tp) - 2))
+        if self.warp is not None:
+            return k, float(np.clip(self.warp.fraction(t, k), 0.0, 1.0))
         return k, float((t - tp[k]) / (tp[k + 1] - tp[k]))
+
+    def physical_time(self, k: int, s: float) -> float:
+        """Physical time at path fraction ``s`` of interval ``k`` (the inverse of :meth:`locate`)."""
+        tp = self.time_points
+        path_time = tp[k] + s * (tp[k + 1] - tp[k])
+        return float(path_time if self.warp is None else self.warp.inverse(path_time))
 
     def density_at(self, t: float) -> np.ndarray:
         """Density on the grid at time ``t``, linear between time nodes."""

@@ -47,7 +47,8 @@ def trajectories(
 
     Particles start at cells observed at ``start_time`` (default: the first time point), optionally only those
     of ``groups`` in ``.obs[groupby]``, and follow the velocity field (midpoint steps, one per time step of the
-    solve) to the last time point. Writes ``adata.uns[key_added]`` (default ``f"{key}_trajectories"``) with
+    solve) to the last time point; with a time warp (see :func:`sc_syncot.tl.syncot`), each step's time is the
+    physical time the warp places there. Writes ``adata.uns[key_added]`` (default ``f"{key}_trajectories"``) with
     ``paths`` ``(n_particles, n_steps + 1, d)``, ``times`` ``(n_steps + 1,)``, ``weights``
     ``(n_particles, n_steps + 1)`` (expected number of descendants of each particle) and ``cells`` (the
     starting cells' names).
@@ -97,7 +98,7 @@ def trajectories(
             log_w += growth
             paths.append(pts)
             weights.append(np.exp(log_w))
-            times.append(tp[k] + (j + 1) * flow.durations[k] / flow.grid.n_time)
+            times.append(flow.physical_time(k, (j + 1) / flow.grid.n_time))
     out = adata.copy() if copy else adata
     primary_table(out, params["primary"]).uns[key_added or f"{key}_trajectories"] = {
         "paths": np.stack(paths, axis=1),

@@ -15,6 +15,7 @@ from ..solvers.grid import is_integer
 from ..solvers.kantorovich import KantorovichSecondary, cost_scales, default_epsilon
 from ..solvers.solve import resolve_device
 from .flow import Flow
+from .time_warp import TimeWarp, resolve_time_warp, warp_from_callable
 
 logger = logging.getLogger("sc_syncot")
 
@@ -172,6 +173,7 @@ def syncot(
     tol: float = 1e-5,
     max_iter: int = 5000,
     sinkhorn_sweeps: int | str = 1,
+    time_warp="auto",
     device: str = "auto",
     progress: bool = True,
     seed: int = 0,
@@ -231,6 +233,14 @@ def syncot(
         secondary is the debiased divergence, which has no additive bias; the value used and its ratio to the
         median support cost are in ``.uns[key_added]["coupling"]`` (``epsilon``, ``epsilon_ratio``), warned above
         0.5 (where the smoothing is as wide as the support's spread; see ``SMOOTHING_WARNING``).
+    time_warp
+        Where times between samples sit on each interval's path (see :mod:`sc_syncot.tl.time_warp`): ``"auto"``
+        fits a monotone map from physical to path time to the lengths of the fitted intervals (the speed of the
+        course, smooth across intervals; needs at least three time points, else constant speed); ``None``:
+        constant speed, each time at its physical fraction of the interval; a callable: the user's own monotone
+        map of physical time (a pseudotime, or a fitted :class:`~sc_syncot.tl.time_warp.TimeWarp`). Used by
+        :func:`interpolate`, :func:`trajectories` and the plots; recorded in ``.uns[key_added]["time_warp"]``.
+        The fit itself does not depend on it.
     tol, max_iter, sinkhorn_sweeps, device, progress
         Passed to :func:`sc_syncot.solvers.solve` (``progress``: a tqdm bar over the iterations, on a terminal;
         ``sinkhorn_sweeps="auto"`` when the solve warns that the Kantorovich secondary's Sinkhorn state lagged).
@@ -334,6 +344,7 @@ def fit(
     tol: float,
     max_iter: int,
     sinkhorn_sweeps: int | str,
+    time_warp,
     device: str,
     progress: bool,
     seed: int,
@@ -350,6 +361,7 @@ def fit(
     if bins.ndim != 1 or not all(is_integer(b) and b >= 2 for b in bins):
         raise ValueError(f"n_bins: expected an integer >= 2 grid cells per axis (or one per axis), got {n_bins!r}")
     cells = read_cells(data, time_key, primary, secondary, n_dims)
+    _check_time_warp(time_warp, cells.time_points)
     grid = pp.primary_grid(cells.x, n_bins, n_time)
     delta = _auto_delta(cells.x) if isinstance(delta, str) and delta == "auto" else delta
     if isinstance(delta, str):
@@ -377,8 +389,32 @@ def fit(
     if not result.converged:
         logger.warning("sc_syncot: the solver stopped after %d iterations without converging", result.n_iter)
     summary = _summary(result, grid, tp, rel_mass, cpl, locals_params(locals()))
-    flow = Flow(grid, tp, summary["density"], summary["velocity"], summary["growth"])
+    warp = resolve_time_warp(time_warp, tp, interval_lengths(summary["costs"]["total"], tp))
+    summary["time_warp"] = warp.to_uns()
+    flow = Flow(grid, tp, summary["density"], summary["velocity"], summary["growth"], _active(warp))
     return Fitted(summary, _per_cell(flow, cells, cpl), cells, cpl, flow)
+
+
+def _check_time_warp(time_warp, time_points) -> None:
+    """Refuse a bad ``time_warp`` before the solve (a callable is tabulated once here, cheaply)."""
+    if time_warp is None or (isinstance(time_warp, str) and time_warp == "auto"):
+        return
+    if not callable(time_warp):
+        raise ValueError(f"time_warp: expected 'auto', None or a callable, got {time_warp!r}")
+    warp_from_callable(time_warp, time_points)
+
+
+def interval_lengths(costs, time_points) -> np.ndarray:
+    """Metric length of each interval's path: ``sqrt`` of its unit-time action, from the action per unit time.
+
+    A geodesic of unit duration has action equal to its squared length; the stored costs are divided by the
+    interval's duration (see :func:`_physical`).
+    """
+    return np.sqrt(np.clip(np.asarray(costs, float) * np.diff(time_points), 0, None))
+
+
+def _active(warp: TimeWarp) -> TimeWarp | None:
+    return None if warp.is_identity else warp
 
 
 def locals_params(env: dict) -> dict:
@@ -393,6 +429,8 @@ def locals_params(env: dict) -> dict:
         out[k] = "none" if v is None else (np.asarray(v) if isinstance(v, tuple) else v)
     m = env["masses"]
     out["masses"] = m if isinstance(m, str) else "given"
+    w = env["time_warp"]
+    out["time_warp"] = "none" if w is None else (w if isinstance(w, str) else "callable")
     return out
 
 
