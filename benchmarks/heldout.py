@@ -17,9 +17,22 @@ subsamples of ``--n-sample`` cells per side, and the relative error of the predi
   solve costs 5-10x the iterations) at weights 1 and 10, and Monge (48^2 x 12). The secondary's predictability
   from the primary (``pp.secondary_predictability``) is printed for the simulator and sci-CAR.
 
+- TIGON_Bifurcation (iPSC -> cardiomyocyte qPCR, 4-D embedding, time indices 0-7): its first three dimensions
+  (``n_dims=3``), one space; time indices 2 and 5 held out in turn.
+- scGEM (reprogramming, expression + DNA methylation of the same 177 cells, stages 0-4): expression PC 1-2 primary,
+  methylation PC 1-2 secondary, each standardized; Kantorovich (the default), stages 1, 2 and 3 held out in turn.
+
+Every evaluation also predicts with a time warp (``time_warp="auto"``, fitted on the held-in time points only):
+``syncot_warped``, ``primary_only_warped`` and ``static_ot_warped``. A table of ratios divides each method's W1, with
+and without the warp, by static OT's at the physical fraction; a second table gives, per held-out time point, the
+strength each warp was given (chosen by leave-one-out over the inner held-in time points, see
+``sc_syncot.tl.time_warp``; 0 is constant speed, and the warped row then equals the unwarped one) and the fraction of
+its held-in interval it put the held-out time point at. sci-CAR has two held-in time points (0 h, 3 h), too few to
+fit a warp: it has no warped rows.
+
 Masses are equal at every time point: the cell numbers per time point reflect sampling, not population size.
 ``--fast`` uses coarse grids (the ratios move by a few hundredths; the timings are those of the coarse grids).
-``--datasets`` picks some of ``simulator``, ``tigon``, ``scicar`` (default: all three).
+``--datasets`` picks some of ``simulator``, ``tigon``, ``bifurcation``, ``scgem``, ``scicar`` (default: all).
 
     python benchmarks/heldout.py --reference-embedding [--fast] [--datasets scicar]
 
@@ -46,12 +59,29 @@ import torch
 
 import sc_syncot as so
 
-METHODS = ["syncot", "primary_only", "static_ot", "static_uot", "nearest", "grid_floor", "readout", "noise_floor"]
+METHODS = list(so.tl.evaluation.METHODS)
+WARP_METHODS = list(so.tl.evaluation.WARPED)
 
 
 def standardized(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z[:, :2], dtype=float)
     return (z - z.mean(0)) / z.std(0)
+
+
+def _heldout_runs(adata, label, time_key, heldouts, primary, secondary, settings, n_sample, names=None, **kw):
+    """One ``evaluate_heldout`` per held-out time point, timed."""
+    runs = []
+    for t in heldouts:
+        start = time.perf_counter()
+        table = so.tl.evaluate_heldout(
+            adata, time_key, float(t), primary, secondary, n_sample=n_sample, masses="equal", progress=False,
+            **settings, **kw,
+        )  # fmt: skip
+        name = (names or {}).get(t, f"{t:g}")
+        record = adata.uns["syncot_heldout"]
+        warp = {"fractions": dict(record["fractions"]), "strengths": dict(record.get("warp_strengths", {}))}
+        runs.append({"data": label, "heldout": name, "table": table, "seconds": _since(start), "warp": warp})
+    return runs
 
 
 def tigon(fast: bool, n_sample: int) -> list[dict]:
@@ -61,16 +91,38 @@ def tigon(fast: bool, n_sample: int) -> list[dict]:
         print(f"TIGON_EMT skipped: {err}")
         return []
     settings = {"n_dims": 3, "n_bins": 16, "n_time": 4} if fast else {"n_dims": 3, "n_bins": 32, "n_time": 8}
-    runs = []
-    for t in np.unique(adata.obs["time_days"])[1:-1]:
-        start = time.perf_counter()
-        table = so.tl.evaluate_heldout(
-            adata, "time_days", float(t), "X_tigon", None, n_sample=n_sample, masses="equal", progress=False,
-            **settings,
-        )  # fmt: skip
-        label = {1 / 3: "1/3"}.get(t, f"{t:g}")
-        runs.append({"data": "TIGON_EMT", "heldout": f"day {label}", "table": table, "seconds": _since(start)})
-    return runs
+    inner = np.unique(adata.obs["time_days"])[1:-1]
+    names = {t: "day " + ("1/3" if np.isclose(t, 1 / 3) else f"{t:g}") for t in inner}
+    return _heldout_runs(adata, "TIGON_EMT", "time_days", inner, "X_tigon", None, settings, n_sample, names)
+
+
+def bifurcation(fast: bool, n_sample: int) -> list[dict]:
+    try:
+        adata = so.datasets.tigon_bifurcation()
+    except so.datasets.DataNotFoundError as err:
+        print(f"TIGON_Bifurcation skipped: {err}")
+        return []
+    settings = {"n_dims": 3, "n_bins": 16, "n_time": 4} if fast else {"n_dims": 3, "n_bins": 24, "n_time": 8}
+    names = {t: f"index {t:g}" for t in (2.0, 5.0)}
+    return _heldout_runs(
+        adata, "TIGON_Bifurcation", "time_index", [2.0, 5.0], "X_tigon", None, settings, n_sample, names
+    )
+
+
+def scgem(fast: bool, n_sample: int) -> list[dict]:
+    try:
+        adata = so.datasets.scgem()
+    except so.datasets.DataNotFoundError as err:
+        print(f"scGEM skipped: {err}")
+        return []
+    from sklearn.decomposition import PCA
+
+    adata.obsm["X_expr"] = standardized(PCA(2, random_state=0).fit_transform(np.asarray(adata.X, float)))
+    adata.obsm["X_meth"] = standardized(PCA(2, random_state=0).fit_transform(np.asarray(adata.obsm["methylation"])))
+    settings = {"n_bins": 16, "n_time": 4} if fast else {"n_bins": 32, "n_time": 4}
+    stages = dict(enumerate(adata.obs.groupby("time", observed=True)["stage"].first()))
+    names = {float(t): str(stages[int(t)]) for t in (1.0, 2.0, 3.0)}
+    return _heldout_runs(adata, "scGEM", "time", [1.0, 2.0, 3.0], "X_expr", "X_meth", settings, n_sample, names)
 
 
 def _scicar_embedded():
@@ -260,7 +312,7 @@ def side_by_side(runs: list[dict], value: str) -> pd.DataFrame:
         wide = run["table"].pivot(index="method", columns="space", values=value)
         for space in wide.columns:
             cols[(run["data"], run["heldout"], space)] = wide[space]
-    out = pd.DataFrame(cols).reindex(METHODS)
+    out = pd.DataFrame(cols).reindex([m for m in METHODS if any(m in r["table"]["method"].values for r in runs)])
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["data", "held out", "space"])
     return out
 
@@ -278,12 +330,39 @@ def ratios(w1: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def warp_ratios(w1: pd.DataFrame) -> pd.DataFrame:
+    """Each method's W1, at the physical fraction and warped, divided by static OT's at the physical fraction."""
+    rows = {}
+    for method in WARP_METHODS:
+        rows[method] = w1.loc[method] / w1.loc["static_ot"]
+        if f"{method}_warped" in w1.index:
+            rows[f"{method}_warped"] = w1.loc[f"{method}_warped"] / w1.loc["static_ot"]
+    out = pd.DataFrame(rows)
+    out.index.names = ["data", "held out", "space"]
+    return out
+
+
+def warp_choices(runs: list[dict]) -> pd.DataFrame:
+    """Per held-out time point: the strength each warp was given and the fraction it placed the time point at."""
+    rows = []
+    for run in runs:
+        if not run.get("warp", {}).get("strengths"):
+            continue
+        fractions, strengths = run["warp"]["fractions"], run["warp"]["strengths"]
+        row = {"data": run["data"], "held out": run["heldout"], "physical": fractions["physical"]}
+        for method in WARP_METHODS:
+            row[f"{method} strength"] = strengths[method]
+            row[f"{method} fraction"] = fractions[f"{method}_warped"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["data", "held out"]) if rows else pd.DataFrame()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="coarse grids (a few minutes on 2 CPU cores)")
     parser.add_argument("--n-sample", type=int, default=500, help="cells per side in each W1 (default 500)")
     parser.add_argument(
-        "--datasets", nargs="+", choices=["simulator", "tigon", "scicar"], default=["simulator", "tigon", "scicar"],
+        "--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS),
         help="which data sets to evaluate (default: all)",
     )  # fmt: skip
     parser.add_argument(
@@ -294,11 +373,7 @@ def main() -> None:
     torch.set_num_threads(1)
     logging.getLogger("sc_syncot").setLevel(logging.ERROR)  # the Monge fit's low-R^2 warning: reported below
     print(f"held-out evaluation, {'fast (coarse grids)' if args.fast else 'full'} setting, n_sample={args.n_sample}")
-    evaluations = {
-        "simulator": simulator,
-        "tigon": tigon,
-        "scicar": scicar_reference if args.reference_embedding else scicar,
-    }
+    evaluations = DATASETS | ({"scicar": scicar_reference} if args.reference_embedding else {})
     runs = [run for name in evaluations if name in args.datasets for run in evaluations[name](args.fast, args.n_sample)]
     if not runs:
         print("no data found; nothing to evaluate")
@@ -318,9 +393,20 @@ def main() -> None:
             print("(TIGON_EMT has one space: syncot and primary_only are the same fit there, so their ratio shows the")
             print(" sampling noise of the W1 estimates, not an effect)")
         timing = pd.DataFrame([{k: r[k] for k in ("data", "heldout", "seconds")} for r in runs])
+        print("\ntime warp: W1 of each method, at the physical fraction and warped (fitted on the held-in time")
+        print(" points only), divided by static OT's at the physical fraction (below 1: closer than static OT)")
+        print(warp_ratios(w1).round(3).to_string())
+        print("(no _warped column where fewer than three time points are held in, e.g. sci-CAR's 0 h and 3 h)")
+        choices = warp_choices(runs)
+        if not choices.empty:
+            print("\nthe warps' strengths (chosen by leave-one-out over the inner held-in time points; 0: constant")
+            print(" speed, 1: the full warp) and the fraction of its held-in interval each put the held-out point at")
+            print(choices.round(3).to_string())
         print("\nseconds per evaluation (two fits: syncot and primary_only, then the baselines and the W1s)")
         print(timing.round(1).to_string(index=False))
 
+
+DATASETS = {"simulator": simulator, "tigon": tigon, "bifurcation": bifurcation, "scgem": scgem, "scicar": scicar}
 
 if __name__ == "__main__":
     main()

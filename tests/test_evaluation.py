@@ -102,3 +102,21 @@ def test_kantorovich_predictions_reach_the_secondary_space():
     # The support points come from the cells of the fit, none of them at the held-out time: the secondary
     # prediction mixes the neighbours' states instead of moving between them, better than either but not 2x.
     assert t["syncot", "secondary"][0] < 0.8 * t["nearest", "secondary"][0]
+
+
+def test_warp_without_evidence_leaves_the_prediction_unchanged():
+    # constant speed sampled afresh at each time point: the leave-one-out check on the held-in time points finds
+    # no clear gain, every warp gets strength 0, and the warped rows are the unwarped ones (same random numbers)
+    rng = np.random.default_rng(4)
+    times = [0.0, 1.0, 2.0, 3.0, 4.0]
+    x = np.concatenate([rng.normal(0, 0.4, (150, 2)) + [0.6 * t, 0.0] for t in times])
+    adata = ad.AnnData(np.zeros((len(x), 1), np.float32))
+    adata.obs["time"] = np.repeat(times, 150)
+    adata.obsm["X_pca"] = x
+    df = tl.evaluate_heldout(adata, "time", 2.0, "X_pca", delta=None, n_bins=24, n_time=4, n_repeats=2)
+    t = _table(df)
+    record = adata.uns["syncot_heldout"]
+    for method in tl.evaluation.WARPED:
+        assert record["warp_strengths"][method] == 0.0 and "no clear gain" in record["warp_reasons"][method]
+        assert record["fractions"][f"{method}_warped"] == pytest.approx(0.5)
+        assert t[f"{method}_warped", "primary"] == t[method, "primary"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sc_syncot import tl
-from sc_syncot.tl.time_warp import TimeWarp, fit_time_warp, warp_from_callable
+from sc_syncot.tl.time_warp import TimeWarp, fit_time_warp, select_strength, warp_from_callable
 
 
 def saturating(t, tau=1.0):
@@ -123,3 +123,67 @@ def test_heldout_warp_is_fitted_without_the_heldout_time_point():
     for method in ("syncot", "primary_only", "static_ot"):
         assert fractions[f"{method}_warped"] == pytest.approx(truth, abs=0.05)
         assert w1[f"{method}_warped"] < 0.6 * w1[method]
+        # three held-in time points: too few to check the strength by leave-one-out, so the full warp, said so
+        assert adata.uns["syncot_heldout"]["warp_strengths"][method] == 1.0
+        assert "too few for the leave-one-out check" in adata.uns["syncot_heldout"]["warp_reasons"][method]
+
+
+def test_shrinking_scales_each_intervals_log_speed_change():
+    tp = np.array([0.0, 1.0, 2.0, 3.0])
+    full = fit_time_warp(tp, np.diff(saturating(tp)))
+    assert full.strength == 1.0
+    none = full.shrunk(0.0, "test")
+    assert none.is_identity and none.kind == "auto" and np.allclose(none.fractions([0.5, 1.5]), 0.5)
+    half = full.shrunk(0.5, "test", (0.0, 1.0), (1.0, 0.5))
+    # per unit interval the full warp's log speed falls by 1; half of it puts the midpoint at 1 / (1 + e^-0.25)
+    assert half.fraction(0.5, 0) == pytest.approx(1 / (1 + np.exp(-0.25)), abs=2e-3)
+    assert np.allclose(np.diff(half.log_speed), 0.5 * np.diff(full.log_speed))
+    back = TimeWarp.from_uns(half.to_uns())
+    assert back.strength == 0.5 and back.reason == "test" and np.array_equal(back.scores, [1.0, 0.5])
+    with pytest.raises(ValueError, match="strength"):
+        full.shrunk(1.5)
+
+
+def noisy_course(times, progress, n=200, extent=3.0, seed=0):
+    """One blob moving along x by ``extent * progress(t)``, a fresh sample at each time point (noisy lengths)."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.normal(0, 0.4, (n, 2)) + [extent * progress(t), 0.0] for t in times])
+    adata = ad.AnnData(np.zeros((len(x), 1), np.float32))
+    adata.obs["time"] = np.repeat(np.asarray(times, float), n)
+    adata.obsm["X_pca"] = x
+    return adata
+
+
+@pytest.mark.parametrize("times", [[0.0, 0.5, 2.0, 3.0, 5.0], [0.0, 2.0, 5.0]])
+def test_noisy_constant_speed_keeps_the_identity(times):
+    # Fresh samples make the interval lengths noisy, so the full warp bends a little. With five time points the
+    # leave-one-out check finds no clear gain and keeps constant speed; with three it cannot run, and the full
+    # warp, fitted to two speeds that differ by noise only, stays close to the identity.
+    adata = noisy_course(times, lambda t: np.asarray(t) / 5.0)
+    tl.syncot(adata, "time", "X_pca", **FIT)
+    record = adata.uns["syncot"]["time_warp"]
+    warp = TimeWarp.from_uns(record)
+    t = np.linspace(0, 5, 51)
+    k = np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2)
+    physical = (t - np.take(times, k)) / (np.take(times, k + 1) - np.take(times, k))
+    assert np.abs(warp.fractions(t) - physical).max() < 0.05
+    if len(times) >= 4:
+        assert warp.strength == 0.0 and warp.is_identity and "no clear gain" in record["reason"]
+        assert len(record["scores"]) == 5 and record["scores"][0] == 1.0
+    else:
+        assert warp.strength == 1.0 and "too few" in record["reason"]
+
+
+def test_strength_selection_recovers_a_clearly_non_constant_speed():
+    times = [0.0, 1.0, 2.0, 3.0, 4.0]
+    adata = noisy_course(times, saturating)
+    strength, reason, scores = select_strength(adata.obsm["X_pca"], adata.obs["time"].to_numpy(), times)
+    assert strength == 1.0 and "clear gain" in reason and scores[-1] < 0.6 and np.all(np.diff(scores) < 0)
+    tl.syncot(adata, "time", "X_pca", **FIT)
+    warp = TimeWarp.from_uns(adata.uns["syncot"]["time_warp"])
+    assert warp.strength == 1.0 and warp.reason == reason
+    # every midpoint is ahead of the clock as in the truth (0.62 each); the late intervals' lengths (moves of
+    # 0.1-0.3 against a spread of 0.4) carry sampling noise, so each fraction is checked only for its side
+    mids = np.array([0.5, 1.5, 2.5, 3.5])
+    truth = true_fraction(saturating, mids, mids - 0.5, mids + 0.5)
+    assert np.all(warp.fractions(mids) > 0.53) and abs(warp.fractions(mids).mean() - truth.mean()) < 0.05

@@ -16,6 +16,7 @@ cells' own primary positions: the secondary W1 that a perfect primary prediction
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from dataclasses import replace
@@ -186,8 +187,12 @@ def evaluate_heldout(
     ``primary_only_warped`` and ``static_ot_warped`` place it where a warp fitted on the held-in time points
     only puts it: the fits' own warps (from their interval lengths), and for static OT one fitted to the W2
     distances between consecutive held-in samples (or the user's callable for all three). A warp needs at least
-    three held-in time points: with fewer, a warning says so and the warped rows are left out. The fractions
-    used are in ``.uns[key_added]["fractions"]``.
+    three held-in time points: with fewer, a warning says so and the warped rows are left out. How strongly each
+    warps is chosen on the held-in time points too (leave-one-out, see :mod:`sc_syncot.tl.time_warp`): where
+    that check finds no clear gain, the warped rows equal the unwarped ones (a warped prediction draws the same
+    random numbers as its unwarped twin, so the two differ by the warp alone). The fractions used are in
+    ``.uns[key_added]["fractions"]``, the strengths and the reasons for them in ``"warp_strengths"`` and
+    ``"warp_reasons"``.
 
     Parameters
     ----------
@@ -231,7 +236,7 @@ def evaluate_heldout(
     same = secondary is None or params["weight"] == 0
     fits["primary_only"] = fits["syncot"] if same else fit(sub, **(params | {"weight": 0.0}))
     truth_mass = _true_mass(data, every, heldout, fits["syncot"])
-    warps = _warps(fits, params["time_warp"], n_sample, seed)
+    warps = _warps(fits, params["time_warp"], n_sample, seed, params["seed"])
     held = every.time == heldout
     hx = every.x[held]
     hy = None if every.y is None else every.y[held & every.paired]
@@ -248,15 +253,18 @@ def evaluate_heldout(
     data.uns[key_added] = {c: table[c].to_numpy() for c in table.columns} | {
         "heldout": float(heldout),
         "fractions": _fractions(fits["syncot"].cells.time_points, heldout, warps),
+        "warp_strengths": {name: float(warp.strength) for name, warp in warps.items()},
+        "warp_reasons": {name: str(warp.reason) for name, warp in warps.items()},
     }
     return table
 
 
-def _warps(fits: dict, time_warp, n_sample: int, seed: int) -> dict[str, TimeWarp]:
+def _warps(fits: dict, time_warp, n_sample: int, seed: int, fit_seed: int) -> dict[str, TimeWarp]:
     """The time warp of each warped method, fitted on the held-in time points only; empty without a warp.
 
     ``syncot`` and ``primary_only`` use their fits' warps (from their own interval lengths); ``static_ot`` one
-    fitted to the W2 distances between consecutive held-in samples (or the user's callable).
+    fitted to the W2 distances between consecutive held-in samples (or the user's callable). The strength of an
+    ``"auto"`` warp is checked on the held-in cells with the fits' seed, so all three get the same one.
     """
     cells = fits["syncot"].cells
     tp = cells.time_points
@@ -275,10 +283,15 @@ def _warps(fits: dict, time_warp, n_sample: int, seed: int) -> dict[str, TimeWar
         rng = np.random.default_rng([seed, 2**31])  # a stream apart from those of the rounds
         lengths = _static_lengths(rng, cells, n_sample)
     return {
-        "syncot": fits["syncot"].flow.warp or TimeWarp.identity(tp),
-        "primary_only": fits["primary_only"].flow.warp or TimeWarp.identity(tp),
-        "static_ot": resolve_time_warp(time_warp, tp, lengths),
+        "syncot": _recorded_warp(fits["syncot"]),
+        "primary_only": _recorded_warp(fits["primary_only"]),
+        "static_ot": resolve_time_warp(time_warp, tp, lengths, cells.x, cells.time, fit_seed),
     }
+
+
+def _recorded_warp(fitted: Fitted) -> TimeWarp:
+    """A fit's warp as recorded (with its strength and reason, also when it came out as the identity)."""
+    return TimeWarp.from_uns(fitted.summary["time_warp"])
 
 
 def _static_lengths(rng, cells, size: int) -> np.ndarray:
@@ -300,23 +313,31 @@ def _fractions(tp: np.ndarray, heldout: float, warps: dict) -> dict:
 
 
 def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, with_sec) -> list:
-    """One round of predictions and W1s for every method."""
-    rows = []
+    """One round of predictions and W1s for every method.
+
+    A warped prediction draws from a copy of the random state its unwarped twin starts from (the same held-out
+    subsample, the same static plan, the same uniforms for sampling the density): the two differ by the warp
+    alone, not by sampling noise, and a warp of strength 0 scores exactly as constant speed.
+    """
+    rows, warped = [], []
     for name, fitted in fits.items():
+        twin = copy.deepcopy(rng)
         x, y, m = _predict_grid(rng, fitted, replace(fitted.flow, warp=None), heldout, n_sample, with_sec)
         rows += _rows(rng, name, hx, hy, x, y, m, truth_mass, n_sample)
+        if warps:
+            flow = replace(fitted.flow, warp=None if warps[name].is_identity else warps[name])
+            x, y, m = _predict_grid(twin, fitted, flow, heldout, n_sample, with_sec)
+            warped += _rows(twin, f"{name}_warped", hx, hy, x, y, m, truth_mass, n_sample)
     cells = fits["syncot"].cells
     masses = fits["syncot"].summary["masses"]
     for name, unbalanced in (("static_ot", False), ("static_uot", True)):
+        twin = copy.deepcopy(rng)
         x, y, m = _static(rng, cells, heldout, masses, n_sample, unbalanced, reg_m)
         rows += _rows(rng, name, hx, hy, x, y, m, truth_mass, n_sample)
-    for name, fitted in fits.items() if warps else ():
-        flow = replace(fitted.flow, warp=warps[name])
-        x, y, m = _predict_grid(rng, fitted, flow, heldout, n_sample, with_sec)
-        rows += _rows(rng, f"{name}_warped", hx, hy, x, y, m, truth_mass, n_sample)
-    if warps:
-        x, y, m = _static(rng, cells, heldout, masses, n_sample, False, reg_m, warps["static_ot"])
-        rows += _rows(rng, "static_ot_warped", hx, hy, x, y, m, truth_mass, n_sample)
+        if warps and name == "static_ot":
+            x, y, m = _static(twin, cells, heldout, masses, n_sample, False, reg_m, warps["static_ot"])
+            warped += _rows(twin, "static_ot_warped", hx, hy, x, y, m, truth_mass, n_sample)
+    rows += warped
     x, y, m = _nearest(rng, cells, heldout, masses, n_sample)
     rows += _rows(rng, "nearest", hx, hy, x, y, m, truth_mass, n_sample)
     x, y = _grid_floor(rng, fits["syncot"], hx, n_sample, with_sec)

@@ -236,7 +236,9 @@ def syncot(
     time_warp
         Where times between samples sit on each interval's path (see :mod:`sc_syncot.tl.time_warp`): ``"auto"``
         fits a monotone map from physical to path time to the lengths of the fitted intervals (the speed of the
-        course, smooth across intervals; needs at least three time points, else constant speed); ``None``:
+        course, smooth across intervals; needs at least three time points, else constant speed), shrunk towards
+        constant speed by a strength chosen by leave-one-out over the time points (four or more; with three,
+        the full warp); ``None``:
         constant speed, each time at its physical fraction of the interval; a callable: the user's own monotone
         map of physical time (a pseudotime, or a fitted :class:`~sc_syncot.tl.time_warp.TimeWarp`). Used by
         :func:`interpolate`, :func:`trajectories` and the plots; recorded in ``.uns[key_added]["time_warp"]``.
@@ -389,7 +391,8 @@ def fit(
     if not result.converged:
         logger.warning("sc_syncot: the solver stopped after %d iterations without converging", result.n_iter)
     summary = _summary(result, grid, tp, rel_mass, cpl, locals_params(locals()))
-    warp = resolve_time_warp(time_warp, tp, interval_lengths(summary["costs"]["total"], tp))
+    # the cells let "auto" choose how strongly to warp (a leave-one-out check over the time points)
+    warp = resolve_time_warp(time_warp, tp, interval_lengths(summary["costs"]["total"], tp), cells.x, cells.time, seed)
     summary["time_warp"] = warp.to_uns()
     flow = Flow(grid, tp, summary["density"], summary["velocity"], summary["growth"], _active(warp))
     return Fitted(summary, _per_cell(flow, cells, cpl), cells, cpl, flow)
