@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 EXAMPLES = """examples:
   sc-syncot demo                       reconstruct a simulated RNA + ATAC time course into ./sc_syncot_demo
@@ -86,50 +89,97 @@ def _add_run(sub) -> None:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _read(path: str):
-    if path.endswith(".h5mu"):
-        import mudata
+def _paths(args) -> tuple[Path, Path]:
+    """The input file and the output path, checked before anything is read or solved."""
+    src = Path(args.input)
+    if not src.is_file():
+        raise ValueError(f"input: no such file {str(src)!r}")
+    out = Path(args.output) if args.output else src.with_name(f"{src.stem}_syncot{src.suffix}")
+    if out.is_dir():
+        raise ValueError(f"--output: {str(out)!r} is a directory; expected a file name")
+    if not out.parent.is_dir():
+        raise ValueError(f"--output: the directory {str(out.parent)!r} does not exist")
+    return src, out
 
-        return mudata.read_h5mu(path)
-    import anndata
 
-    return anndata.read_h5ad(path)
+def _temporary(out: Path) -> Path:
+    """An empty file next to ``out``, written first and renamed to ``out`` at the end (so also a write test).
+
+    A failed or interrupted run then never leaves a half-written ``out``, nor damages the input when ``out`` is
+    the input itself.
+    """
+    try:
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix)
+    except OSError as err:
+        raise ValueError(f"--output: cannot write in the directory {str(out.parent)!r} ({err.strerror})") from None
+    os.close(fd)
+    return Path(name)
+
+
+def _read(path: Path):
+    try:
+        if path.suffix == ".h5mu":
+            import mudata
+
+            return mudata.read_h5mu(path)
+        import anndata
+
+        return anndata.read_h5ad(path)
+    except (OSError, KeyError) as err:  # h5py: truncated or not HDF5; anndata: HDF5 without AnnData groups
+        kind = "MuData .h5mu" if path.suffix == ".h5mu" else "AnnData .h5ad"
+        raise ValueError(
+            f"input: cannot read {str(path)!r} as an {kind} file (truncated, or another format?): {err}"
+        ) from err
+
+
+def _write(data, tmp: Path, out: Path) -> None:
+    """Write into ``tmp``, then move it onto ``out`` in one step, with the permissions a new file would get."""
+    if hasattr(data, "mod"):  # MuData
+        data.write(tmp)
+    else:
+        data.write_h5ad(tmp)
+    if out.exists():
+        mode = out.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+    os.replace(tmp, out)
 
 
 def _run(args) -> int:
-    from pathlib import Path
-
     from . import tl
 
-    data = _read(args.input)
-    tl.syncot(
-        data,
-        args.time_key,
-        args.primary,
-        args.secondary,
-        coupling=args.coupling,
-        weight=args.weight,
-        delta=args.delta,
-        n_dims=args.n_dims,
-        n_bins=args.n_bins,
-        n_time=args.n_time,
-        masses=args.masses,
-        n_support=args.n_support,
-        epsilon=args.epsilon,
-        tol=args.tol,
-        max_iter=args.max_iter,
-        sinkhorn_sweeps=args.sinkhorn_sweeps,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.no_progress,
-        key_added=args.key_added,
-    )
-    src = Path(args.input)
-    out = Path(args.output) if args.output else src.with_name(f"{src.stem}_syncot{src.suffix}")
-    if hasattr(data, "mod"):  # MuData
-        data.write(out)
-    else:
-        data.write_h5ad(out)
+    src, out = _paths(args)
+    tmp = _temporary(out)
+    try:
+        data = _read(src)
+        tl.syncot(
+            data,
+            args.time_key,
+            args.primary,
+            args.secondary,
+            coupling=args.coupling,
+            weight=args.weight,
+            delta=args.delta,
+            n_dims=args.n_dims,
+            n_bins=args.n_bins,
+            n_time=args.n_time,
+            masses=args.masses,
+            n_support=args.n_support,
+            epsilon=args.epsilon,
+            tol=args.tol,
+            max_iter=args.max_iter,
+            sinkhorn_sweeps=args.sinkhorn_sweeps,
+            seed=args.seed,
+            device=args.device,
+            progress=not args.no_progress,
+            key_added=args.key_added,
+        )
+        _write(data, tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone already once renamed
     res = data.uns[args.key_added]
     conv = res["convergence"]
     costs = ", ".join(f"{k} {float(v.sum()):.4g}" for k, v in res["costs"].items())
@@ -194,9 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         try:
             return _run(args)
-        except (ValueError, FileNotFoundError) as err:
+        except ValueError as err:  # bad input: nothing was written
             print(f"sc-syncot run: {err}", file=sys.stderr)
             return 2
+        except (FloatingPointError, OSError) as err:  # a diverged solve, a failed write: nothing was written
+            print(f"sc-syncot run: {err}; no output was written", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .linalg import logdet, pd_inv, psd_part, symmetrize
-from .measures import GaussianMeasure, as_measure, check_cov, check_matrix, check_positive, gaussian_kl
+from .measures import GaussianMeasure, as_measure, check_cov, check_matrix, check_positive, unchecked_kl
 from .uot import optimal_mass, uot_value
 
 INSTALL_HINT = 'pip install "sc-syncot[control]"'
@@ -242,7 +242,7 @@ def feedback(covs, lift, second, slack, means, controls):
 def inner_value(initial, terminal, tau, cost, means, covs, controls, second, control_covs, entropy_weight) -> float:
     """``J`` per unit mass: control cost, ``tau`` times the normalized KL terms, minus the weighted entropies."""
     effort = sum(float(v @ cost @ v + np.trace(cost @ y)) for v, y in zip(controls, second, strict=True))
-    kl = gaussian_kl(means[0], covs[0], initial.mean, initial.cov) + gaussian_kl(
+    kl = unchecked_kl(means[0], covs[0], initial.mean, initial.cov) + unchecked_kl(
         means[-1], covs[-1], terminal.mean, terminal.cov
     )
     value = effort + tau * kl

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .linalg import logdet, pd_inv, pd_inv_sqrt, psd_sqrt, symmetrize
-from .measures import check_cov, check_mean, check_positive, gaussian_kl
+from .measures import check_cov, check_mean, check_positive, unchecked_kl
 from .uot import GaussianPlan, optimal_means
 
 
@@ -167,7 +167,7 @@ def entropic_uot(mass_a, mean_a, cov_a, mass_b, mean_b, cov_b, tau: float, eps: 
     mean_b, cov_b = check_mean(mean_b, "mean_b", d), check_cov(cov_b, "cov_b", d)
     mean0, mean1 = optimal_means(mean_a, cov_a, mean_b, cov_b, tau + eps)
     cov0, cov1, cross, mutual_info = entropic_covariances(cov_a, cov_b, tau, eps)
-    kl = gaussian_kl(mean0, cov0, mean_a, cov_a) + gaussian_kl(mean1, cov1, mean_b, cov_b)
+    kl = unchecked_kl(mean0, cov0, mean_a, cov_a) + unchecked_kl(mean1, cov1, mean_b, cov_b)
     transport = np.sum((mean0 - mean1) ** 2) + np.trace(cov0) + np.trace(cov1) - 2.0 * np.trace(cross)
     inner = float(transport + (tau + eps) * kl + eps * mutual_info)
     log_mass = ((tau + eps) * np.log(mass_a * mass_b) - inner) / (2.0 * tau + eps)

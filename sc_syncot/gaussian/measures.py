@@ -134,6 +134,14 @@ def gaussian_kl(mean0, cov0, mean1, cov1) -> float:
         \mathrm{KL}(N(\mu_0, \Sigma_0) | N(\mu_1, \Sigma_1)) = \tfrac12 \big[ \mathrm{tr}(\Sigma_1^{-1}\Sigma_0)
         + (\mu_1 - \mu_0)^T \Sigma_1^{-1} (\mu_1 - \mu_0) - d + \log\det\Sigma_1 - \log\det\Sigma_0 \big].
     """
+    mean0 = check_mean(mean0, "mean0")
+    d = mean0.shape[0]
+    mean1 = check_mean(mean1, "mean1", d)
+    return unchecked_kl(mean0, check_cov(cov0, "cov0", d), mean1, check_cov(cov1, "cov1", d))
+
+
+def unchecked_kl(mean0, cov0, mean1, cov1) -> float:
+    """:func:`gaussian_kl` without the checks, for moments that this package computed itself."""
     prec = pd_inv(cov1)
     diff = np.asarray(mean1, dtype=float) - np.asarray(mean0, dtype=float)
     d = diff.shape[0]
@@ -149,4 +157,4 @@ def kl_divergence(mu: GaussianMeasure, nu: GaussianMeasure) -> float:
     if mu.dim != nu.dim:
         raise ValueError(f"nu: dimension {nu.dim} does not match mu's dimension {mu.dim}")
     m, n = mu.mass, nu.mass
-    return m * gaussian_kl(mu.mean, mu.cov, nu.mean, nu.cov) + m * np.log(m / n) - m + n
+    return m * unchecked_kl(mu.mean, mu.cov, nu.mean, nu.cov) + m * np.log(m / n) - m + n

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .linalg import bures2, congruence_map, pd_inv, symmetrize
-from .measures import GaussianMeasure, check_cov, check_mean, check_positive, gaussian_kl
+from .measures import GaussianMeasure, check_cov, check_mean, check_positive, unchecked_kl
 
 
 @dataclass(frozen=True, repr=False)
@@ -119,6 +119,10 @@ def optimal_mass(mass_a: float, mass_b: float, inner_value: float, tau: float) -
     It minimizes ``m F* + tau (m log(m^2 / (m_a m_b)) - 2 m + m_a + m_b)`` over ``m > 0``, the unbalanced objective
     once the normalized moments are optimal (the Gaussian UOT/UDC paper, Corollaries 1 and 3).
     """
+    mass_a, mass_b = check_positive(mass_a, "mass_a"), check_positive(mass_b, "mass_b")
+    tau = check_positive(tau, "tau")
+    if not np.isfinite(inner_value):
+        raise ValueError(f"inner_value: expected a finite number, got {inner_value!r}")
     return float(np.sqrt(mass_a * mass_b) * np.exp(-inner_value / (2.0 * tau)))
 
 
@@ -154,7 +158,7 @@ def optimal_covariances(cov_a, cov_b, tau: float) -> tuple[np.ndarray, np.ndarra
 
 def inner_objective(mean0, cov0, mean1, cov1, mean_a, cov_a, mean_b, cov_b, tau: float) -> float:
     """``F(theta)`` of the module docstring, at given normalized moments."""
-    kl = gaussian_kl(mean0, cov0, mean_a, cov_a) + gaussian_kl(mean1, cov1, mean_b, cov_b)
+    kl = unchecked_kl(mean0, cov0, mean_a, cov_a) + unchecked_kl(mean1, cov1, mean_b, cov_b)
     return float(np.sum((mean0 - mean1) ** 2) + bures2(cov0, cov1) + tau * kl)
 
 

@@ -101,7 +101,15 @@ def kde_density(
     w = np.ones(len(coords)) if weights is None else np.asarray(weights, dtype=float)
     if w.shape != (len(coords),) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
         raise ValueError("weights: expected finite nonnegative weights, one per point, with a positive sum")
-    h = scott_bandwidth(coords) if bandwidth is None else np.broadcast_to(np.asarray(bandwidth, float), (grid.ndim,))
+    if bandwidth is None:
+        h = scott_bandwidth(coords)
+    else:
+        h = np.asarray(bandwidth, float)
+        if h.ndim > 1 or h.size not in (1, grid.ndim) or not np.all(np.isfinite(h)) or np.any(h <= 0):
+            raise ValueError(
+                f"bandwidth: expected a positive finite number or {grid.ndim} of them (one per axis), got {bandwidth!r}"
+            )
+        h = np.broadcast_to(h, (grid.ndim,))
     spacing = np.array(grid.spacing)
     sigma_cells = np.maximum(h / spacing, 1.0)
     hist = ndimage.gaussian_filter(_linear_binning(coords, w, grid), sigma_cells, mode="constant", truncate=4.0)
@@ -144,7 +152,7 @@ def time_point_masses(
         else:
             raise ValueError(f"masses: expected 'equal', 'counts', 'growth_prior' or sizes, got {masses!r}")
     elif isinstance(masses, Mapping):
-        missing = [t for t in times if t not in masses]
+        missing = [float(t) for t in times if t not in masses]
         if missing:
             raise ValueError(f"masses: no population size for time point(s) {missing}")
         out = np.array([float(masses[t]) for t in times])

@@ -23,12 +23,19 @@ def _matrix(adata: ad.AnnData, layer: str | None, obsm: str | None = None):
     return adata.X
 
 
-def _check_counts(x, name: str):
+def _check_counts(x, name: str, n_comps) -> None:
+    """Finite, nonnegative, not all zero, and enough cells and features for ``n_comps`` components."""
+    if isinstance(n_comps, bool) or not isinstance(n_comps, (int, np.integer)) or n_comps < 1:
+        raise ValueError(f"n_comps: expected a positive integer, got {n_comps!r}")
+    if x.ndim != 2 or min(x.shape) < 2:
+        raise ValueError(f"{name}: expected at least 2 cells and 2 features, got shape {x.shape}")
     values = x.data if sp.issparse(x) else np.asarray(x)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name}: expected finite counts, found NaN or inf")
     if np.any(values < 0):
         raise ValueError(f"{name}: expected nonnegative counts")
+    if not np.any(values):
+        raise ValueError(f"{name}: expected counts, found only zeros")
 
 
 def _is_integer_valued(x) -> bool:
@@ -73,7 +80,7 @@ def embed_rna(
         Return a modified copy instead of writing in place.
     """
     x = _matrix(adata, layer)
-    _check_counts(x, layer or "X")
+    _check_counts(x, layer or "X", n_comps)
     if normalized is None:
         normalized = not _is_integer_valued(x)
         if normalized:
@@ -149,7 +156,7 @@ def embed_atac(
         Return a modified copy instead of writing in place.
     """
     x = _matrix(adata, layer, obsm)
-    _check_counts(x, obsm or layer or "X")
+    _check_counts(x, obsm or layer or "X", n_comps)
     if not _is_integer_valued(x):
         warnings.warn(
             f"embed_atac: {obsm or layer or 'X'} holds non-integer values, not peak counts; TF-IDF weights them "

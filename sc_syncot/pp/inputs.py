@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 
 def is_mudata(data) -> bool:
@@ -44,9 +45,17 @@ def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFra
     table = _table(data, mod)
     if name not in table.obsm:
         raise ValueError(f"{what}={key!r}: not in .obsm (keys: {list(table.obsm)})")
-    arr = np.asarray(table.obsm[name], dtype=float)
+    raw = table.obsm[name]
+    if sp.issparse(raw):  # anndata stores sparse embeddings as they come; the bases are used densely
+        raw = raw.toarray()
+    try:
+        arr = np.asarray(raw, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}={key!r}: expected numeric coordinates, got {type(raw).__name__}") from None
     if arr.ndim == 1:
         arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise ValueError(f"{what}={key!r}: expected an (n_cells, n_dims) array with columns, got shape {arr.shape}")
     arr = arr[:, :n_columns]
     bad = int(np.sum(~np.isfinite(arr).all(1)))
     if bad:
@@ -92,10 +101,31 @@ def obs_column(data, primary: str, key: str, what: str) -> pd.Series:
     raise ValueError(f"{what}={key!r}: not in {where} (columns: {list(obs.columns)})")
 
 
+def _drop_unused(col: pd.Series, time_key: str) -> pd.Series:
+    """A categorical without the categories that no cell has, with a warning that names them.
+
+    An unused category is a time point with no cells: it cannot be fitted, and left in an ordered categorical it
+    would shift the equally spaced steps read from the codes.
+    """
+    unused = [c for c in col.cat.categories if c not in set(col.dropna())]
+    if unused:
+        warnings.warn(
+            f"time_key={time_key!r}: categories {unused} have no cells and are left out",
+            UserWarning,
+            stacklevel=4,
+        )
+        col = col.cat.remove_unused_categories()
+    return col
+
+
 def times(data, time_key: str, primary: str) -> pd.Series:
-    """Numeric times per cell of the primary table (ordered categoricals map to their codes)."""
+    """Numeric times per cell of the primary table (ordered categoricals map to their codes).
+
+    Categories that no cell has are left out, with a warning.
+    """
     col = obs_column(data, primary, time_key, "time_key")
     if isinstance(col.dtype, pd.CategoricalDtype):
+        col = _drop_unused(col, time_key)
         cats = col.cat.categories
         if pd.api.types.is_numeric_dtype(cats):
             col = col.astype(float)
@@ -107,7 +137,10 @@ def times(data, time_key: str, primary: str) -> pd.Series:
                 "ordered categorical or numeric"
             )
     elif not pd.api.types.is_numeric_dtype(col):
-        raise ValueError(f"time_key={time_key!r}: expected numeric times or an ordered categorical, got {col.dtype}")
+        raise ValueError(
+            f"time_key={time_key!r}: expected numeric times or an ordered categorical, got {col.dtype} (text "
+            "labels: make them an ordered categorical, or numbers with pd.to_numeric)"
+        )
     col = col.astype(float)
     bad = int(col.isna().sum() + np.isinf(col).sum())
     if bad:
@@ -127,6 +160,16 @@ class CellData:
     time_points: np.ndarray  # (K,) sorted distinct times
 
 
+def _check_unique_names(names: pd.Index, key: str) -> None:
+    """Cells are matched by name (bases, modalities, results read back): duplicated names would mix them up."""
+    if names.has_duplicates:
+        dup = names[names.duplicated()].unique()
+        raise ValueError(
+            f"obs_names: {len(dup)} cell name(s) of the table of {key!r} are duplicated (e.g. {str(dup[0])!r}); "
+            "expected unique names: call .obs_names_make_unique() first"
+        )
+
+
 def read_cells(data, time_key: str, primary: str, secondary: str | None, n_dims: int, min_cells: int = 3) -> CellData:
     """Collect and check times, primary coordinates (first ``n_dims`` columns) and secondary coordinates."""
     if not isinstance(data, ad.AnnData) and not is_mudata(data):
@@ -134,6 +177,9 @@ def read_cells(data, time_key: str, primary: str, secondary: str | None, n_dims:
     if not isinstance(n_dims, (int, np.integer)) or not 1 <= n_dims <= 3:
         raise ValueError(f"n_dims: the primary grid has 1 to 3 dimensions, got {n_dims!r}")
     x = basis(data, primary, "primary", n_dims)
+    if len(x) == 0:
+        raise ValueError(f"data: expected cells, got an empty {type(data).__name__} (0 cells in primary={primary!r})")
+    _check_unique_names(x.index, primary)
     if x.shape[1] < n_dims:
         raise ValueError(f"primary={primary!r}: has {x.shape[1]} columns, n_dims={n_dims} needs at least that many")
     t = times(data, time_key, primary).to_numpy()
@@ -148,6 +194,7 @@ def read_cells(data, time_key: str, primary: str, secondary: str | None, n_dims:
     y, paired = None, np.ones(len(x), bool)
     if secondary is not None:
         sec = basis(data, secondary, "secondary")
+        _check_unique_names(sec.index, secondary)
         paired = x.index.isin(sec.index)
         if not paired.all():
             raise ValueError(

@@ -93,7 +93,7 @@ def couple_views(
     else:
         tx = times(primary, time_key, primary_basis).to_numpy()
         ty = times(secondary, time_key, secondary_basis).to_numpy()
-        only = sorted(set(tx) ^ set(ty))
+        only = sorted(float(t) for t in set(tx) ^ set(ty))
         if only:
             raise ValueError(f"time_key={time_key!r}: time point(s) {only} are in only one of the views")
         groups = [(t, tx == t, ty == t) for t in np.unique(tx)]

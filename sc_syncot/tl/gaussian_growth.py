@@ -13,6 +13,7 @@ import numpy as np
 from .. import gaussian, pp
 from ..pp.inputs import basis as read_basis
 from ..pp.inputs import primary_table, read_cells
+from ..solvers.grid import is_integer
 
 
 def _summary(x: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +61,7 @@ def gaussian_growth(
     shrinkage
         Weight of ``(trace/d) I`` in each covariance.
     min_cells
-        Groups with fewer cells at either time point are not estimated.
+        Groups with fewer cells at either time point are not estimated (at least 2).
     key_added
         ``.uns[key_added]``: per interval (``"0"``, ``"1"``, ...) the times, groups and rates;
         ``.obs[key_added]``: each cell's net growth rate (its group's over the interval that starts at its time,
@@ -77,12 +78,14 @@ def gaussian_growth(
         raise ValueError(f"tau: expected a positive float, got {tau}")
     if not 0 <= shrinkage < 1:
         raise ValueError(f"shrinkage: expected a number in [0, 1), got {shrinkage}")
+    if not is_integer(min_cells) or min_cells < 2:  # a covariance needs two cells
+        raise ValueError(f"min_cells: expected an integer >= 2, got {min_cells!r}")
     groups = table.obs[groupby].astype(str).to_numpy()
     tp = cells.time_points
     counts = np.array([np.sum(cells.time == t) for t in tp])
     sizes = pp.time_point_masses(tp, counts, masses)
     if tau is None:
-        tau = float(np.mean([np.trace(_summary(x[groups == g], 0.0)[1]) for g in np.unique(groups)]))
+        tau = _default_tau(x, groups, basis)
     out_uns, rates = {}, np.full(len(x), np.nan)
     for k in range(len(tp) - 1):
         res, names, population = _interval(x, cells.time, groups, tp, sizes, k, tau, shrinkage, min_cells)
@@ -92,6 +95,15 @@ def gaussian_growth(
     primary_table(out, basis).uns[key_added] = out_uns | {"tau": tau, "shrinkage": shrinkage}
     primary_table(out, basis).obs[key_added] = rates
     return out if copy else None
+
+
+def _default_tau(x: np.ndarray, groups: np.ndarray, basis: str) -> float:
+    """The mean total variance of the groups that have two cells or more."""
+    spreads = [np.trace(_summary(x[groups == g], 0.0)[1]) for g in np.unique(groups) if np.sum(groups == g) >= 2]
+    tau = float(np.mean(spreads)) if spreads else 0.0
+    if not tau > 0:
+        raise ValueError(f"tau: the groups have no spread in basis={basis!r} to set a default from; pass tau")
+    return tau
 
 
 def _interval(x, time, groups, tp, sizes, k, tau, shrinkage, min_cells):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..pp.inputs import primary_table, read_cells
+from ..solvers.grid import is_integer
 from .flow import Flow
 
 
@@ -72,6 +73,8 @@ def trajectories(
     copy
         Return a modified copy instead of writing in place.
     """
+    if not is_integer(n_particles) or n_particles < 1:
+        raise ValueError(f"n_particles: expected a positive integer, got {n_particles!r}")
     flow = Flow.from_uns(adata, key)
     params = adata.uns[key]["params"]
     cells = read_cells(adata, params["time_key"], params["primary"], None, int(params["n_dims"]))

@@ -197,7 +197,8 @@ def syncot(
     time_key
         ``.obs`` column of times: numbers, or an ordered categorical, whose labels give the times when they start
         with increasing numbers (``"0h" < "1h" < "3h"`` is 0, 1, 3) and equally spaced steps otherwise (with a
-        warning that says which).
+        warning that says which). Categories that no cell has are left out, with a warning; every time point
+        needs at least 3 cells.
     primary, secondary
         ``.obsm`` keys of the primary basis (first ``n_dims`` columns used) and of the secondary basis (all
         columns; ``None``: primary space only). The secondary is scaled by one factor so that its total variance
@@ -259,6 +260,15 @@ def syncot(
     Returns
     -------
     ``None``, or the new object when ``copy=True``. Nothing is written unless the whole computation succeeds.
+
+    Raises
+    ------
+    ValueError
+        For bad parameters or data (missing keys, NaN or inf coordinates, fewer than two time points or fewer
+        than 3 cells at one, duplicated cell names, a grid too large for the memory available, ...), before
+        anything is fitted; the message names the argument or key.
+    FloatingPointError
+        When the solve diverges (non-finite iterates or results).
     """
     params = {k: v for k, v in locals().items() if k not in ("data", "key_added", "copy")}
     fitted = fit(data, **params)
@@ -355,19 +365,13 @@ def fit(
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
     n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
-    if not (np.isfinite(weight) and weight >= 0):
-        raise ValueError(f"weight: expected a finite float >= 0, got {weight}")
-    if not is_integer(n_time) or n_time < 1:
-        raise ValueError(f"n_time: expected a positive integer (time steps per interval), got {n_time!r}")
-    bins = np.atleast_1d(np.asarray(n_bins, dtype=object))
-    if bins.ndim != 1 or not all(is_integer(b) and b >= 2 for b in bins):
-        raise ValueError(f"n_bins: expected an integer >= 2 grid cells per axis (or one per axis), got {n_bins!r}")
+    _check_params(
+        coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter
+    )
     cells = read_cells(data, time_key, primary, secondary, n_dims)
     _check_time_warp(time_warp, cells.time_points)
     grid = pp.primary_grid(cells.x, n_bins, n_time)
     delta = _auto_delta(cells.x) if isinstance(delta, str) and delta == "auto" else delta
-    if isinstance(delta, str):
-        raise ValueError(f"delta: expected a positive float, 'auto' or None, got {delta!r}")
     tp = cells.time_points
     counts = np.array([np.sum(cells.time == t) for t in tp])
     rates = None
@@ -395,7 +399,59 @@ def fit(
     warp = resolve_time_warp(time_warp, tp, interval_lengths(summary["costs"]["total"], tp), cells.x, cells.time, seed)
     summary["time_warp"] = warp.to_uns()
     flow = Flow(grid, tp, summary["density"], summary["velocity"], summary["growth"], _active(warp))
-    return Fitted(summary, _per_cell(flow, cells, cpl), cells, cpl, flow)
+    per_cell = _per_cell(flow, cells, cpl)
+    # the solution itself (the history and the coupling's diagnostics may hold inf or NaN for "not measured")
+    _check_finite({**{k: summary[k] for k in ("density", "velocity", "growth", "costs")}, "per_cell": per_cell})
+    return Fitted(summary, per_cell, cells, cpl, flow)
+
+
+def _check_finite(tree, path: str = "") -> None:
+    """Refuse to hand on NaN or inf (a solve that diverged without being caught): nothing is written then."""
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            _check_finite(v, f"{path}/{k}" if path else str(k))
+        return
+    arr = np.asarray(tree)
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        raise FloatingPointError(f"the fit produced NaN or inf in {path!r}: the solve diverged; nothing was written")
+
+
+def _is_length(value) -> bool:
+    """A finite number > 0 (not a bool, not a string)."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and bool(np.isfinite(value) and value > 0)
+    )
+
+
+def _check_params(
+    coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter
+) -> None:
+    """Refuse bad numbers before any data is read or anything is fitted (the coupling alone can take a while)."""
+    if not (isinstance(weight, (int, float, np.integer, np.floating)) and np.isfinite(weight) and weight >= 0):
+        raise ValueError(f"weight: expected a finite float >= 0, got {weight!r}")
+    if not (delta is None or (isinstance(delta, str) and delta == "auto") or _is_length(delta)):
+        raise ValueError(f"delta: expected a positive finite float, 'auto' or None, got {delta!r}")
+    if secondary_delta is not None and not _is_length(secondary_delta):
+        raise ValueError(f"secondary_delta: expected a positive finite float or None, got {secondary_delta!r}")
+    if secondary_delta is not None and delta is None and coupling == "monge":  # folded into the primary's source
+        raise ValueError("secondary_delta: with coupling='monge' it needs an unbalanced fit; set delta too")
+    if epsilon is not None and not _is_length(epsilon):
+        raise ValueError(f"epsilon: expected a positive finite float or None, got {epsilon!r}")
+    if bandwidth is not None and not all(_is_length(h) for h in np.atleast_1d(np.asarray(bandwidth, dtype=object))):
+        raise ValueError(f"bandwidth: expected a positive finite float (or one per axis) or None, got {bandwidth!r}")
+    if not is_integer(n_time) or n_time < 1:
+        raise ValueError(f"n_time: expected a positive integer (time steps per interval), got {n_time!r}")
+    bins = np.atleast_1d(np.asarray(n_bins, dtype=object))
+    if bins.ndim != 1 or not all(is_integer(b) and b >= 2 for b in bins):
+        raise ValueError(f"n_bins: expected an integer >= 2 grid cells per axis (or one per axis), got {n_bins!r}")
+    if not is_integer(n_support) or n_support < 2:
+        raise ValueError(f"n_support: expected an integer >= 2 support points, got {n_support!r}")
+    if not _is_length(tol):
+        raise ValueError(f"tol: expected a positive finite float, got {tol!r}")
+    if not is_integer(max_iter) or max_iter < 1:
+        raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
 
 
 def _check_time_warp(time_warp, time_points) -> None:
@@ -509,3 +565,5 @@ def _write(out, primary: str, key: str, summary: dict, per_cell: dict) -> None:
     table.obs[f"{key}_growth"] = per_cell["growth"]
     if "velocity_secondary" in per_cell:
         table.obsm[f"{key}_velocity_secondary"] = per_cell["velocity_secondary"]
+    elif f"{key}_velocity_secondary" in table.obsm:  # left by an earlier fit under the same key: not this one's
+        del table.obsm[f"{key}_velocity_secondary"]
