@@ -267,7 +267,9 @@ def solve(
         at 64^2 x 32 with 1000 points, where ``"auto"`` spends more sweeps for no gain and did not meet the stopping
         rule in 5000 iterations); at small epsilon it falls behind, the proximal maps, hence the path, are inexact,
         and the solve warns: ``"auto"`` then follows (at epsilon 1e-5 on 60 points the secondary cost went from
-        1.48 with one sweep to 0.476, the value of 16 sweeps).
+        1.48 with one sweep to 0.476, the value of 16 sweeps). A fixed number that leaves the state lagging when
+        the stopping rule is met (relative gap above 0.05) is followed by more iterations with ``"auto"`` sweeps
+        from where it stopped, within ``max_iter`` (``history["sinkhorn_follow_from"]``: the iteration it began).
     sinkhorn_tol, sinkhorn_max_iter
         Tolerance and sweep cap of the Sinkhorn solves that give the reported secondary costs: the relative duality gap
         of the static HK problems of each path (which bounds the relative error of their entropic value), or the
