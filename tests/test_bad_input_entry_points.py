@@ -363,14 +363,29 @@ def test_negative_times_work(reference):
 
 
 @pytest.mark.parametrize("scale", [1e12, 1e-12], ids=["1e12", "1e-12"])
-def test_coordinates_far_from_unit_scale_give_finite_results(scale):
+def test_coordinates_far_from_unit_scale_give_finite_results(reference, scale):
     adata = course()
     adata.obsm["X_pca"] *= scale
     adata.obsm["X_sec"] *= scale
     _fit_and_check(adata, secondary="X_sec", coupling="monge")
     assert np.all(np.isfinite(adata.obsm["syncot_velocity_secondary"]))
-    bounds = adata.uns["syncot"]["grid"]["bounds"]
-    assert np.all(np.isfinite(bounds)) and np.ptp(bounds) == pytest.approx(4.3 * scale, rel=0.2)
+    bounds = reference.uns["syncot"]["grid"]["bounds"] * scale
+    np.testing.assert_allclose(adata.uns["syncot"]["grid"]["bounds"], bounds, rtol=1e-12)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the primal-dual iteration mixes densities with momenta in the basis' units, so how far it gets in a "
+    "given number of iterations (and whether it converges) depends on those units",
+)
+def test_a_fit_does_not_depend_on_the_units_of_the_basis():
+    velocities = []
+    for scale in (1.0, 1e3):
+        adata = course()
+        adata.obsm["X_pca"] *= scale
+        tl.syncot(adata, "time", "X_pca", **(FIT | {"max_iter": 1500, "tol": 1e-6}))
+        velocities.append(adata.obsm["syncot_velocity"] / scale)
+    np.testing.assert_allclose(velocities[1], velocities[0], rtol=0.05, atol=0.05 * np.abs(velocities[0]).max())
 
 
 def test_cells_identical_within_each_time_point_work():
