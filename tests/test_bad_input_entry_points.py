@@ -701,9 +701,35 @@ def test_couple_views_refuses_unmatched_time_points_and_nan():
         pp.couple_views(first, second, "X_pca", "X_sec", "time")
 
 
+_X = np.random.default_rng(5).normal(size=(40, 2))
+_X_NAN = np.where(np.arange(80).reshape(40, 2) == 3, np.nan, _X)
+_GRID = pp.primary_grid(_X, 8, 2)
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
+        pytest.param(lambda: pp.fit_monge_map(_X_NAN, _X), r"x, y: expected finite coordinates", id="monge-nan"),
+        pytest.param(lambda: pp.fit_monge_map(_X, _X[:30]), r"x, y: expected paired \(n, d\)", id="monge-pairs"),
+        pytest.param(lambda: pp.secondary_support(_X_NAN, 5), r"y: expected finite secondary", id="support-nan"),
+        pytest.param(lambda: pp.secondary_support(_X, 1), r"n_support: expected at least 2", id="support-1"),
+        pytest.param(
+            lambda: pp.kantorovich_kernel(_X_NAN, np.zeros(40, int), _GRID, n_support=2),
+            r"x: expected finite coordinates",
+            id="kernel-nan",
+        ),
+        pytest.param(
+            lambda: pp.kantorovich_kernel(_X, np.zeros(30, int), _GRID), r"x, labels: expected \(n, 2\)", id="kernel-n"
+        ),
+        pytest.param(
+            lambda: pp.interval_densities(_X_NAN, np.repeat([0.0, 1.0], 20), np.array([0.0, 1.0]), _GRID, np.ones(2)),
+            r"coords: expected finite coordinates",
+            id="densities-nan",
+        ),
+        pytest.param(lambda: pp.kde_density(_X_NAN, _GRID), r"coords: expected finite coordinates", id="kde-nan"),
+        pytest.param(
+            lambda: pp.secondary_predictability(_X, _X[:30]), r"x, y: expected \(n, d\) and \(n, dY\)", id="pred-n"
+        ),
         pytest.param(lambda: pp.primary_grid(np.zeros((5, 4))), r"coords: expected an \(n_cells, d\) array", id="grid"),
         pytest.param(lambda: pp.primary_grid(np.ones((5, 2)), n_bins=1), r"shape: expected at least 2", id="bins"),
         pytest.param(

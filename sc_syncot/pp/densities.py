@@ -98,6 +98,8 @@ def kde_density(
         raise ValueError(f"coords: expected (n, {grid.ndim}) points, got shape {coords.shape}")
     if len(coords) == 0:
         raise ValueError("coords: expected at least one point")
+    if not np.all(np.isfinite(coords)):
+        raise ValueError("coords: expected finite coordinates, found NaN or inf")
     w = np.ones(len(coords)) if weights is None else np.asarray(weights, dtype=float)
     if w.shape != (len(coords),) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
         raise ValueError("weights: expected finite nonnegative weights, one per point, with a positive sum")
@@ -190,6 +192,9 @@ def interval_densities(
     one bandwidth for every time point, so that a time point with fewer cells is not smoothed more than its
     neighbours and the change between time points is not a change of smoothing.
     """
+    coords = np.asarray(coords, dtype=float)
+    if not np.all(np.isfinite(coords)):  # before the bandwidth, which NaN would make NaN
+        raise ValueError("coords: expected finite coordinates, found NaN or inf")
     h = pooled_bandwidth(coords, cell_times, times) if bandwidth is None else bandwidth
     return np.stack(
         [kde_density(coords[cell_times == t], grid, mass=m, bandwidth=h) for t, m in zip(times, masses, strict=True)]

@@ -39,6 +39,8 @@ def secondary_support(y: np.ndarray, n_support: int = 200, seed: int = 0) -> tup
         y = y[:, None]
     if not 2 <= n_support:
         raise ValueError(f"n_support: expected at least 2 support points, got {n_support}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y: expected finite secondary coordinates, found NaN or inf (drop unpaired cells first)")
     if len(y) < n_support:
         raise ValueError(f"n_support: {n_support} support points need at least as many cells, got {len(y)}")
     unique, inverse, counts = np.unique(y, axis=0, return_inverse=True, return_counts=True)
@@ -82,6 +84,8 @@ def kantorovich_kernel(
     labels = np.asarray(labels)
     if x.ndim != 2 or x.shape[1] != grid.ndim or len(labels) != len(x):
         raise ValueError(f"x, labels: expected (n, {grid.ndim}) points and n labels, got {x.shape}, {labels.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x: expected finite coordinates, found NaN or inf")
     n_support = int(labels.max()) + 1 if n_support is None else n_support
     h = float(np.mean(scott_bandwidth(x))) if bandwidth is None else float(bandwidth)
     h = max(h, max(grid.spacing))

@@ -132,6 +132,8 @@ def fit_monge_map(
         raise ValueError(f"x, y: expected paired (n, d) and (n, dY) arrays, got {x.shape} and {y.shape}")
     if len(x) < 3:
         raise ValueError(f"x, y: expected at least 3 paired cells to fit a map, got {len(x)}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("x, y: expected finite coordinates, found NaN or inf (drop unpaired cells first)")
     keep = np.random.default_rng(seed).permutation(len(x))[:max_cells]  # random order: see _loo_r2
     x, y = x[keep], y[keep]
     scott = float(np.mean(x.std(0))) * len(x) ** (-1.0 / (x.shape[1] + 4))
