@@ -9,9 +9,11 @@
 ``--ratios`` fits each problem twice in fresh processes, with the Kantorovich secondary (default settings) and
 at weight 0 on the same grid, and prints iterations, seconds, ms per iteration, the Sinkhorn share of the time (the
 Gibbs-kernel sums and the marginal updates), the peak resident memory of the fit (VmHWM of /proc/self/status, reset
-before it) and the time ratio. The problems: scGEM (../shared/data; expression PCA primary, methylation secondary,
-``tl.syncot`` defaults: 32^2 x 4, 200 support points), the simulated four-time-point course of ``sc-syncot demo``
-(its settings: 1500 cells, ``masses="counts"``, the same defaults) and
+before it), the time ratio and the ratio of CPU time (``time.process_time``: all threads of the process, less
+sensitive to other load on the machine than wall time; ``--threads 1`` makes it the time of one core). The
+problems: scGEM (../shared/data; expression PCA primary, methylation secondary, ``tl.syncot`` defaults: 32^2 x 4,
+200 support points), the simulated four-time-point course of ``sc-syncot demo`` (its settings: 1500 cells,
+``masses="counts"``, the same defaults) and
 :func:`sc_syncot.solvers.oracles.embedded_secondary` at 64^2 x 8 (200 points).
 
 ``--oracle5``: two Gaussians (centres (0.4, 0.4) -> (0.6, 0.55), sigma 0.08, mass 1 -> 1.5, delta 0.5) with an
@@ -130,10 +132,12 @@ def _oracle5(args) -> dict:
 
 
 def _ratio_case(args) -> dict:
-    """One fit of ``--ratios`` in this (fresh) process: ``(name, weight)``."""
-    name, weight = args
+    """One fit of ``--ratios`` in this (fresh) process: ``(name, weight, threads)``."""
+    name, weight, threads = args
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     from sc_syncot.solvers import scaling
 
     clock = {"sinkhorn": 0.0}
@@ -145,15 +149,16 @@ def _ratio_case(args) -> dict:
         prepared = fit(None, weight, prepare=True)
         _reset_peak_rss()
         base = _rss_mib("VmRSS")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         n_iter, converged = fit(prepared, weight)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {
         "problem": name,
         "weight": weight,
         "iters": n_iter,
         "converged": converged,
         "seconds": seconds,
+        "cpu s": cpu,
         "ms/iter": 1e3 * seconds / n_iter,
         "sinkhorn share": clock["sinkhorn"] / seconds,
         "peak MiB": _rss_mib("VmHWM") - base,
@@ -206,15 +211,16 @@ def _grid64(prepared, weight, prepare=False):
 _FITS = {"scGEM": _scgem, "demo course": _course, "64^2 x 8, 10-D": _grid64}
 
 
-def _ratios(pool) -> None:
+def _ratios(pool, threads: int | None) -> None:
     rows = []
     for name in _FITS:
         for weight in (0.0, 1.0):
-            rows.append(pool.submit(_ratio_case, (name, weight)).result())
+            rows.append(pool.submit(_ratio_case, (name, weight, threads)).result())
             print(f"  {name}, weight {weight}: {rows[-1]['seconds']:.1f} s", flush=True)
     for row in rows:
         zero = next(r for r in rows if r["problem"] == row["problem"] and r["weight"] == 0.0)
         row["time ratio"] = row["seconds"] / zero["seconds"]
+        row["cpu ratio"] = row["cpu s"] / zero["cpu s"]
         row["iter ratio"] = row["iters"] / zero["iters"]
     _print_table(rows)
 
@@ -244,11 +250,12 @@ def main() -> None:
     parser.add_argument("--oracle5-grid", type=int, default=32, help="cells per axis of the oracle 5 grid")
     parser.add_argument("--oracle5-steps", default="4,8,16,32", help="n_time of the oracle 5 runs (plain: the first)")
     parser.add_argument("--ratios", action="store_true", help="Kantorovich vs weight 0 on scGEM, sim. course, 64^2")
+    parser.add_argument("--threads", type=int, default=None, help="--ratios: torch threads per fit (default: torch's)")
     args = parser.parse_args()
     pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
     if args.ratios:
         print("Kantorovich secondary (weight 1, default settings) against weight 0 on the same grid")
-        _ratios(pool)
+        _ratios(pool, args.threads)
         return
     if args.oracle5:
         steps = [int(v) for v in args.oracle5_steps.split(",")]
