@@ -559,6 +559,8 @@ def test_push_and_pull_with_copy_leave_the_input_untouched(fitted):
         pytest.param(2.0, {}, r"heldout: expected an inner observed time point", id="last"),
         pytest.param(1.5, {}, r"heldout: expected an inner observed time point", id="nonexistent"),
         pytest.param(1.0, {"n_repeats": 0}, r"n_repeats: expected a positive integer", id="n_repeats"),
+        pytest.param(1.0, {"n_repeats": float("nan")}, r"n_repeats: expected a positive integer", id="n_repeats-nan"),
+        pytest.param(1.0, {"n_repeats": "2"}, r"n_repeats: expected a positive integer", id="n_repeats-text"),
         pytest.param(1.0, {"n_bin": 8}, r"syncot_kwargs: unknown parameter\(s\) \['n_bin'\]", id="unknown-kwarg"),
         pytest.param(1.0, {"n_bins": 1}, r"n_bins: expected an integer >= 2", id="bad-fit-setting"),
     ],

@@ -225,7 +225,12 @@ def evaluate_heldout(
     n_dims = syncot_kwargs.get("n_dims", 2)
     every = read_cells(data, time_key, primary, secondary, n_dims)
     tp = every.time_points
-    if int(n_repeats) != n_repeats or n_repeats < 1:
+    if (
+        not isinstance(n_repeats, (int, np.integer, float))
+        or not np.isfinite(n_repeats)
+        or n_repeats != int(n_repeats)
+        or n_repeats < 1
+    ):
         raise ValueError(f"n_repeats: expected a positive integer, got {n_repeats}")
     if heldout not in set(tp[1:-1]):
         raise ValueError(f"heldout: expected an inner observed time point of {tp.tolist()}, got {heldout}")
