@@ -84,11 +84,18 @@ def _heldout_runs(adata, label, time_key, heldouts, primary, secondary, settings
     return runs
 
 
-def tigon(fast: bool, n_sample: int) -> list[dict]:
+def _load(loader, label: str):
+    """``loader()``, or ``None`` (with a line saying why) when its file is not in the data folder."""
     try:
-        adata = so.datasets.tigon_emt()
+        return loader()
     except so.datasets.DataNotFoundError as err:
-        print(f"TIGON_EMT skipped: {err}")
+        print(f"{label} skipped: {err}")
+        return None
+
+
+def tigon(fast: bool, n_sample: int) -> list[dict]:
+    adata = _load(so.datasets.tigon_emt, "TIGON_EMT")
+    if adata is None:
         return []
     settings = {"n_dims": 3, "n_bins": 16, "n_time": 4} if fast else {"n_dims": 3, "n_bins": 32, "n_time": 8}
     inner = np.unique(adata.obs["time_days"])[1:-1]
@@ -97,10 +104,8 @@ def tigon(fast: bool, n_sample: int) -> list[dict]:
 
 
 def bifurcation(fast: bool, n_sample: int) -> list[dict]:
-    try:
-        adata = so.datasets.tigon_bifurcation()
-    except so.datasets.DataNotFoundError as err:
-        print(f"TIGON_Bifurcation skipped: {err}")
+    adata = _load(so.datasets.tigon_bifurcation, "TIGON_Bifurcation")
+    if adata is None:
         return []
     settings = {"n_dims": 3, "n_bins": 16, "n_time": 4} if fast else {"n_dims": 3, "n_bins": 24, "n_time": 8}
     names = {t: f"index {t:g}" for t in (2.0, 5.0)}
@@ -110,10 +115,8 @@ def bifurcation(fast: bool, n_sample: int) -> list[dict]:
 
 
 def scgem(fast: bool, n_sample: int) -> list[dict]:
-    try:
-        adata = so.datasets.scgem()
-    except so.datasets.DataNotFoundError as err:
-        print(f"scGEM skipped: {err}")
+    adata = _load(so.datasets.scgem, "scGEM")
+    if adata is None:
         return []
     from sklearn.decomposition import PCA
 
@@ -127,10 +130,8 @@ def scgem(fast: bool, n_sample: int) -> list[dict]:
 
 def _scicar_embedded():
     """sci-CAR A549 with RNA PCA (``X_pca``) and ATAC LSI (``X_lsi``), or ``None`` when the data is absent."""
-    try:
-        adata = so.datasets.sciCAR_A549()
-    except so.datasets.DataNotFoundError as err:
-        print(f"sci-CAR A549 skipped: {err}")
+    adata = _load(so.datasets.sciCAR_A549, "sci-CAR A549")
+    if adata is None:
         return None
     import scanpy as sc
 
