@@ -75,7 +75,7 @@ def _add_run(sub) -> None:
     run.add_argument(
         "--epsilon", type=float, help="kantorovich entropic smoothing, in units of its cost (default: automatic)"
     )
-    run.add_argument("--tol", type=float, default=1e-5, help="solver tolerance (default: %(default)s)")
+    run.add_argument("--tol", type=float, default=1e-6, help="solver tolerance (default: %(default)s)")
     run.add_argument("--max-iter", type=int, default=5000, help="solver iteration cap (default: %(default)s)")
     run.add_argument(
         "--sinkhorn-sweeps",

@@ -150,6 +150,27 @@ def test_one_dimensional_gaussians_match_closed_form():
     assert res.cost == pytest.approx(0.35**2 + 0.03**2, rel=1e-2)
 
 
+@pytest.mark.parametrize("length", [1e-4, 1e4])
+def test_a_problem_in_other_units_matches_the_closed_form_in_those_units(length):
+    # The same 1-D Gaussians as above in a box of `length` (cells of 1e-4 / 1e4 units): W2^2 scales by length^2,
+    # velocities by length, masses not at all; the solver must also converge as fast as in a unit box.
+    g = Grid([(0, length)], (128,), 16)
+    rho0 = gaussian_density(g, [0.3 * length], [[(0.05 * length) ** 2]])
+    rho1 = gaussian_density(g, [0.65 * length], [[(0.08 * length) ** 2]])
+    unit = solve(SyncOTProblem(Grid([(0, 1)], (128,), 16), rho0 * length, rho1 * length))
+    res = solve(SyncOTProblem(g, rho0, rho1))
+    assert res.converged and res.n_iter == unit.n_iter
+    assert res.cost == pytest.approx((0.35**2 + 0.03**2) * length**2, rel=1e-2)
+    np.testing.assert_allclose(res.mass(), 1.0, rtol=1e-9)
+    # d/dt int x rho = int m (balance equation, no flux out): the mean momentum is the displacement of the mean
+    x = g.points()[..., 0]
+    displacement = ((rho1 - rho0) * x).sum() * g.cell_volume
+    mean_momentum = (res.momentum.sum(axis=(1, 2)) * g.cell_volume).mean()
+    assert displacement == pytest.approx(0.35 * length, rel=1e-3)
+    assert mean_momentum == pytest.approx(displacement, rel=1e-6)
+    assert res.grid is g and res.balance_residual() < 1e-8
+
+
 def test_three_dimensional_gaussians_match_closed_form():
     g = Grid([(0, 1)] * 3, (14, 14, 14), 8)
     cov0, cov1 = np.diag([0.07, 0.06, 0.07]) ** 2, np.diag([0.06, 0.08, 0.07]) ** 2

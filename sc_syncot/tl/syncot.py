@@ -170,7 +170,7 @@ def syncot(
     bandwidth: float | None = None,
     n_support: int = 200,
     epsilon: float | None = None,
-    tol: float = 1e-5,
+    tol: float = 1e-6,
     max_iter: int = 5000,
     sinkhorn_sweeps: int | str = 1,
     time_warp="auto",
@@ -245,7 +245,10 @@ def syncot(
         :func:`interpolate`, :func:`trajectories` and the plots; recorded in ``.uns[key_added]["time_warp"]``.
         The fit itself does not depend on it.
     tol, max_iter, sinkhorn_sweeps, device, progress
-        Passed to :func:`sc_syncot.solvers.solve` (``progress``: a tqdm bar over the iterations, on a terminal;
+        Passed to :func:`sc_syncot.solvers.solve` (``tol``: 1e-6 by default, where the velocities are within 1-4%
+        (median) of a solve at 1e-8 on the demo course and scGEM; at 1e-5 the costs are within 0.2% but the
+        velocities 1-7% off, 30% at the 90th percentile of the demo's cells; ``progress``: a tqdm bar over the
+        iterations, on a terminal;
         ``sinkhorn_sweeps="auto"`` when the solve warns that the Kantorovich secondary's Sinkhorn state lagged).
     seed
         Seed of the subsampling and k-means steps.
