@@ -471,3 +471,28 @@ def test_default_settings_do_not_warn(ten_d):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         solve(problem, max_iter=100)
+
+
+@pytest.mark.parametrize("n_support", [20, 256])
+def test_the_scaled_block_has_the_norm_the_step_condition_uses(n_support):
+    # Chambolle-Pock converges for sigma tau (1 + sum_s ||B_s||^2) < 1: the scaled block's norm, measured here by
+    # power iteration on B* B independently of kernel_norm, must not exceed block.norm = ||K||^(1/2). A kernel onto
+    # as many points as cells (16^2 = 256, the identity) has norm 1.
+    problem = embedded_secondary(16, 4, n_support=n_support, weight=1.0)
+    sec = problem.secondaries[0]
+    if n_support == 256:
+        import scipy.sparse as sp
+
+        sec = KantorovichSecondary(sp.identity(256, format="csr"), problem.grid.points().reshape(-1, 2), delta=0.3)
+    scale = np.array([1.0])
+    block = SecondaryBlock(sec, problem.grid, scale, np.array([1.0]), {"dtype": torch.float64, "device": "cpu"})
+    shape = (1, problem.grid.n_time + 1, *problem.grid.shape)
+    x = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for _ in range(300):
+        y = block.adjoint(block.apply(x), shape)
+        x = y / torch.linalg.vector_norm(y)
+    measured = math.sqrt(float(torch.linalg.vector_norm(block.adjoint(block.apply(x), shape))))
+    assert measured <= block.norm * (1 + 1e-9)
+    assert measured >= 0.9 * block.norm  # and the bound is close, so the step is not wasted
+    if n_support == 256:
+        assert block.norm == pytest.approx(1.0, rel=2e-2)
