@@ -175,7 +175,7 @@ def _metric_factors(problem: SyncOTProblem, opts: dict):
 
 
 def default_step_ratio(problem: SyncOTProblem) -> float:
-    """Initial ``tau / sigma``: ``3 L^2``, ``L`` the largest extent of the box.
+    """Initial ``tau / sigma``: ``3 L^2``, ``L`` the largest extent of the box (3 in the unit box :func:`solve` uses).
 
     With densities scaled to unit mean, the dual potentials scale like squared distances in the box. The factor
     3 was chosen on the oracles of math.md (benchmarks/solver.py); residual balancing then adapts the ratio.
@@ -252,7 +252,8 @@ def solve(
     check_every
         Iterations between residual checks.
     step_ratio
-        Initial ``tau / sigma`` (default: :func:`default_step_ratio`), then adapted unless ``adaptive=False``.
+        Initial ``tau / sigma`` in the problem's units (default: :func:`default_step_ratio`), then adapted unless
+        ``adaptive=False``. The solve runs in a unit box (:func:`unit_box`), where it is ``step_ratio / L^2``.
     adaptive
         Adapt ``tau / sigma`` to balance the residuals.
     relaxation
