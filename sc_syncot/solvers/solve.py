@@ -293,7 +293,7 @@ def solve(
     -------
     SyncOTResult
     """
-    units = problem.grid
+    caller_grid = problem.grid
     problem, length = unit_box(problem)  # solved in a unit box, answered in the caller's units (in_units)
     if step_ratio is not None:
         step_ratio = step_ratio / length**2  # tau / sigma goes like the square of the potentials' lengths
@@ -336,14 +336,15 @@ def solve(
             sinkhorn_tol=sinkhorn_tol, sinkhorn_max_iter=sinkhorn_max_iter,
         )  # fmt: skip
         state.v = v
-        return in_units(_result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports), units, length)
+        result = _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports)
+        return in_units(result, caller_grid, length)
     if method not in ("chambolle_pock", "pd3o", "condat_vu"):
         raise ValueError(f"method: expected 'chambolle_pock', 'pd3o' or 'condat_vu', got {method!r}")
     ops = TransportOperators(projector, d, weights, rotation, cell_weight, compiled=compiled)
     y0 = torch.zeros_like(interpolate(x0))
     tau = math.sqrt(0.99 * step_ratio)
     state = chambolle_pock(ops, PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau), **cp_options)
-    return in_units(_result(problem, ops, state, scale, zeta_scale, support_threshold, dev), units, length)
+    return in_units(_result(problem, ops, state, scale, zeta_scale, support_threshold, dev), caller_grid, length)
 
 
 def unit_box(problem: SyncOTProblem) -> tuple[SyncOTProblem, float]:
@@ -390,7 +391,8 @@ def in_units(result: SyncOTResult, grid: Grid, length: float) -> SyncOTResult:
     """A result of the :func:`unit_box` problem in the units of ``grid`` (the original problem's)."""
     if length == 1.0:
         return result
-    area = length ** (grid.ndim - 1)  # momentum = density (per volume) x length / time
+    volume = length**grid.ndim  # densities and sources are per unit volume
+    per_momentum = volume / length  # momentum = density x velocity
     cost = length**2
 
     def costs(values: dict) -> dict:
@@ -398,11 +400,11 @@ def in_units(result: SyncOTResult, grid: Grid, length: float) -> SyncOTResult:
 
     history = {k: ([v * cost for v in vals] if k in COST_HISTORY else vals) for k, vals in result.history.items()}
     return replace(
-        result, grid=grid, rho=result.rho / length**grid.ndim, momentum=result.momentum / area,
-        source=result.source / length**grid.ndim, velocity=result.velocity * length, cost=result.cost * cost,
+        result, grid=grid, rho=result.rho / volume, momentum=result.momentum / per_momentum,
+        source=result.source / volume, velocity=result.velocity * length, cost=result.cost * cost,
         costs=costs(result.costs), entropic_costs=costs(result.entropic_costs), history=history,
         secondary_velocity=[w * length for w in result.secondary_velocity],
-        momentum_staggered=[m / area for m in result.momentum_staggered],
+        momentum_staggered=[m / per_momentum for m in result.momentum_staggered],
     )  # fmt: skip
 
 
