@@ -1,10 +1,12 @@
-"""Solvers for (synchronized, unbalanced) dynamic optimal transport on grids; pure arrays, no AnnData.
+"""Solvers for (synchronized, unbalanced) dynamic optimal transport on grids and graphs; pure arrays, no AnnData.
 
-The stages follow geometry -> problem -> solver -> output: :class:`Grid` -> :class:`SyncOTProblem` (with
-:class:`MongeSecondary` and :class:`KantorovichSecondary` terms) -> :func:`solve` -> :class:`SyncOTResult`.
+The stages follow geometry -> problem -> solver -> output: :class:`Grid` or :class:`Graph` -> :class:`SyncOTProblem`
+(with :class:`MongeSecondary` and :class:`KantorovichSecondary` terms) -> :func:`solve` -> :class:`SyncOTResult`.
 """
 
 from .chambolle_pock import PrimalDualState, chambolle_pock
+from .graph import Graph
+from .graph_transport import GraphProjector, GraphTransportOperators
 from .grid import Grid
 from .kantorovich import KantorovichSecondary
 from .problem import MongeSecondary, SyncOTProblem, jacobian_of_map
@@ -16,6 +18,9 @@ from .staggered import Staggered, divergence, interpolate, interpolate_adjoint
 
 __all__ = [
     "BalanceProjector",
+    "Graph",
+    "GraphProjector",
+    "GraphTransportOperators",
     "Grid",
     "KantorovichSecondary",
     "MongeSecondary",

@@ -55,11 +55,11 @@ import numpy as np
 import torch
 
 from .chambolle_pock import PrimalDualState, _norm, chambolle_pock, primal_dual_step
+from .graph_transport import GraphTransportOperators
 from .kantorovich import KantorovichSecondary
 from .pd3o import condat_vu, pd3o
 from .scaling import MASS_FLOOR, EntropicSupport, ScalingState, to_csr
 from .solve import TransportOperators
-from .staggered import Staggered, interpolate
 
 METHODS = ("chambolle_pock", "pd3o", "condat_vu")
 # Relative gap of the secondary's Sinkhorn state above which its sweeps per iteration double (see adapt_sweeps)
@@ -362,11 +362,16 @@ class SecondaryBlock:
         return self.self_values(st), st.gap
 
 
-class SynchronizedOperators(TransportOperators):
-    """:class:`TransportOperators` with one more dual block per Kantorovich secondary (flat dual vector)."""
+class Synchronized:
+    """One more dual block per Kantorovich secondary (flat dual vector), on top of a geometry's transport operators.
 
-    def __init__(self, projector, ndim, weights, rotation, cell_weight, blocks: list[SecondaryBlock]):
-        super().__init__(projector, ndim, weights, rotation, cell_weight)
+    A mixin: :class:`SynchronizedOperators` adds it to the grid's :class:`TransportOperators`,
+    :class:`GraphSynchronizedOperators` to the graph's; the blocks act on the densities ``x[0]`` alone, whose layout
+    ``(B, Nt + 1, cells or nodes)`` both share.
+    """
+
+    def __init__(self, *args, blocks: list[SecondaryBlock]):
+        super().__init__(*args)
         self.blocks = blocks
         self.primary_shape = None
         self.sinkhorn_log: dict[str, list[float]] = {
@@ -439,11 +444,11 @@ class SynchronizedOperators(TransportOperators):
         return primary
 
 
-class SmoothSynchronizedOperators(TransportOperators):
-    """:class:`TransportOperators` plus the secondaries as a smooth term (for PD3O and Condat-Vu)."""
+class SmoothSynchronized:
+    """A geometry's transport operators plus the secondaries as a smooth term (for PD3O and Condat-Vu; a mixin)."""
 
-    def __init__(self, projector, ndim, weights, rotation, cell_weight, blocks: list[SecondaryBlock]):
-        super().__init__(projector, ndim, weights, rotation, cell_weight)
+    def __init__(self, *args, blocks: list[SecondaryBlock]):
+        super().__init__(*args)
         self.blocks = blocks
         self.n_grad = 0
         self.sinkhorn_log: dict[str, list[float]] = {"sinkhorn_error": [], "sinkhorn_sweeps": []}
@@ -467,7 +472,23 @@ class SmoothSynchronizedOperators(TransportOperators):
         return super().objective(v)
 
 
-def lipschitz_estimate(ops: SmoothSynchronizedOperators, x: list[torch.Tensor], rel: float = 1e-2) -> float:
+class SynchronizedOperators(Synchronized, TransportOperators):
+    """The grid's :class:`TransportOperators` with the Kantorovich blocks of :class:`Synchronized`."""
+
+
+class SmoothSynchronizedOperators(SmoothSynchronized, TransportOperators):
+    """The grid's :class:`TransportOperators` with the secondaries as a smooth term."""
+
+
+class GraphSynchronizedOperators(Synchronized, GraphTransportOperators):
+    """The graph's :class:`GraphTransportOperators` with the Kantorovich blocks of :class:`Synchronized`."""
+
+
+class GraphSmoothSynchronizedOperators(SmoothSynchronized, GraphTransportOperators):
+    """The graph's :class:`GraphTransportOperators` with the secondaries as a smooth term."""
+
+
+def lipschitz_estimate(ops: SmoothSynchronized, x: list[torch.Tensor], rel: float = 1e-2) -> float:
     """Secant estimate ``||grad f(x + h) - grad f(x)|| / ||h||`` along a random perturbation of the densities.
 
     ``h`` is ``rel`` times the mean density times uniform noise on the free nodes. The curvature of the HK action
@@ -485,7 +506,7 @@ def lipschitz_estimate(ops: SmoothSynchronizedOperators, x: list[torch.Tensor], 
     return _norm(g1[0] - g0[0]) / max(_norm(h), 1e-300)
 
 
-def _follow_lagging_sinkhorn(ops: SynchronizedOperators, state: PrimalDualState, cp_options: dict):
+def _follow_lagging_sinkhorn(ops: Synchronized, state: PrimalDualState, cp_options: dict):
     """Go on with ``"auto"`` sweeps where a fixed number of sweeps left a block's Sinkhorn state lagging.
 
     A fixed number of warm-started sweeps per iteration (one by default) follows the iteration at moderate epsilon
@@ -513,12 +534,9 @@ def _follow_lagging_sinkhorn(ops: SynchronizedOperators, state: PrimalDualState,
 
 def run_kantorovich(
     problem,
-    projector,
-    d: int,
-    weights,
-    rotation,
-    cell_weight,
-    x0: Staggered,
+    primary_args: tuple,
+    x0: list[torch.Tensor],
+    y_primary: torch.Tensor,
     scale: np.ndarray,
     opts: dict,
     cp_options: dict,
@@ -529,7 +547,12 @@ def run_kantorovich(
     sinkhorn_tol: float,
     sinkhorn_max_iter: int,
 ):
-    """Run the chosen splitting; returns ``(ops, state, primary prox point, secondary reports)``."""
+    """Run the chosen splitting; returns ``(ops, state, primary prox point, secondary reports)``.
+
+    ``primary_args`` build the geometry's transport operators (:class:`TransportOperators` on a grid,
+    :class:`GraphTransportOperators` on a graph); ``x0`` is the projected starting point and ``y_primary`` a zero
+    dual point of the primary block.
+    """
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     if sinkhorn_sweeps != "auto" and not (isinstance(sinkhorn_sweeps, int) and sinkhorn_sweeps >= 1):
@@ -540,28 +563,30 @@ def run_kantorovich(
         SecondaryBlock(s, problem.grid, scale, mean_mass, opts, sweeps=sinkhorn_sweeps)
         for _, s in problem.kantorovich_secondaries
     ]
-    y_primary = torch.zeros_like(interpolate(x0))
+    graph = problem.on_graph
     if method == "chambolle_pock":
-        ops = SynchronizedOperators(projector, d, weights, rotation, cell_weight, blocks)
+        cls = GraphSynchronizedOperators if graph else SynchronizedOperators
+        ops = cls(*primary_args, blocks=blocks)
         tau = math.sqrt(0.99 * step_ratio)
-        y0 = torch.zeros_like(ops.apply(x0.tensors()))
-        state = PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau / (1 + sum(b.norm**2 for b in blocks)))
+        y0 = torch.zeros_like(ops.apply(x0))
+        state = PrimalDualState(x=x0, y=y0, tau=tau, sigma=0.99 / tau / (1 + sum(b.norm**2 for b in blocks)))
         state = chambolle_pock(ops, state, **cp_options)
         state = _follow_lagging_sinkhorn(ops, state, cp_options)
         v = ops.primary_point(state.v)
     else:
         stopping = {k: cp_options[k] for k in ("tol", "max_iter", "check_every", "progress")}
-        ops = SmoothSynchronizedOperators(projector, d, weights, rotation, cell_weight, blocks)
-        lip = lipschitz_estimate(ops, x0.tensors())
+        cls = GraphSmoothSynchronizedOperators if graph else SmoothSynchronizedOperators
+        ops = cls(*primary_args, blocks=blocks)
+        lip = lipschitz_estimate(ops, x0)
         tau_cp = math.sqrt(0.99 * step_ratio)
         if method == "pd3o":
             gamma = min(tau_cp, 1.0 / lip)  # PD3O needs gamma < 2 / L; 1 / L leaves room for the estimate's error
-            state = PrimalDualState(x=x0.tensors(), y=y_primary, tau=gamma, sigma=0.99 / gamma)
+            state = PrimalDualState(x=x0, y=y_primary, tau=gamma, sigma=0.99 / gamma)
             state = pd3o(ops, state, **stopping)
         else:
             sigma = 0.99 / tau_cp
             tau = 0.99 / (sigma + lip / 2)  # Condat-Vu: 1 / tau - sigma ||I||^2 >= L / 2
-            state = PrimalDualState(x=x0.tensors(), y=y_primary, tau=tau, sigma=sigma)
+            state = PrimalDualState(x=x0, y=y_primary, tau=tau, sigma=sigma)
             state = condat_vu(ops, state, **stopping)
         state.history["lipschitz_estimate"] = [lip]
         v = state.v

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .graph import Graph
 from .grid import Grid
 from .kantorovich import KantorovichSecondary
 
@@ -67,9 +68,11 @@ class MongeSecondary:
     Parameters
     ----------
     jacobian
-        The Jacobian ``J`` of ``T`` at the grid's cell centres, ``(*shape, dY, d)`` or ``(B, *shape, dY, d)`` (one
-        per problem of a batch), or the map ``T`` itself, a callable ``(n, d) -> (n, dY)``, differentiated
-        numerically on the grid.
+        On a :class:`Grid`: the Jacobian ``J`` of ``T`` at the grid's cell centres, ``(*shape, dY, d)`` or ``(B,
+        *shape, dY, d)`` (one per problem of a batch). On a :class:`Graph`: the nodes' secondary coordinates ``T(x_i)``,
+        ``(n, dY)`` or ``(B, n, dY)``; each edge then costs ``(1 + weight |y_j - y_i|^2 / l_e^2) m_e^2 / rho_e``
+        (math.md section 7). On both: the map ``T`` itself, a callable ``(n, d) -> (n, dY)``, differentiated
+        numerically on the grid or evaluated at the nodes.
     weight
         ``lambda >= 0``.
     delta
@@ -90,6 +93,26 @@ class MongeSecondary:
         if not callable(self.jacobian):
             object.__setattr__(self, "jacobian", _finite_array(self.jacobian, "jacobian"))
 
+    def coordinates_on(self, graph: Graph, batch: int) -> np.ndarray:
+        """The nodes' secondary coordinates as an array ``(B or 1, n, dY)``, validated against the graph."""
+        y = self.jacobian(graph.points) if callable(self.jacobian) else self.jacobian
+        y = _finite_array(y, "jacobian")
+        if y.ndim == 2:
+            y = y[None]
+        n = graph.n_nodes
+        if y.ndim != 3 or y.shape[1] != n:
+            expected = f"({n}, dY) or ({batch}, {n}, dY)"
+            raise ValueError(f"jacobian: on a graph, expected node coordinates {expected}, got {y.shape}")
+        if y.shape[0] not in (1, batch):
+            raise ValueError(f"jacobian: batch size {y.shape[0]} does not match the {batch} problems")
+        return y
+
+    def on(self, geometry, batch: int) -> np.ndarray:
+        """:meth:`jacobian_on` on a grid, :meth:`coordinates_on` on a graph."""
+        if isinstance(geometry, Graph):
+            return self.coordinates_on(geometry, batch)
+        return self.jacobian_on(geometry, batch)
+
     def jacobian_on(self, grid: Grid, batch: int) -> np.ndarray:
         """``J`` as an array ``(B or 1, *shape, dY, d)``, validated against the grid."""
         jac = jacobian_of_map(self.jacobian, grid) if callable(self.jacobian) else self.jacobian
@@ -104,9 +127,9 @@ class MongeSecondary:
         return jac
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SyncOTProblem:
-    """Unbalanced (or balanced) dynamic transport on a grid, synchronized with secondary spaces.
+    """Unbalanced (or balanced) dynamic transport on a grid or a graph, synchronized with secondary spaces.
 
     Minimizes over ``(rho, m, zeta)`` with ``d_t rho + div m = zeta``, ``rho(0) = rho0``, ``rho(1) = rho1``,
     no flux through the box boundary,
@@ -117,13 +140,17 @@ class SyncOTProblem:
     where ``M`` is the primary metric (identity unless given). ``delta=None`` is balanced transport
     (``zeta = 0``, squared W2 when ``G = I``); a float is the Wasserstein-Fisher-Rao action ``WFR_delta^2``.
 
+    On a :class:`Graph` the same problem lives on nodes and edges (math.md section 7): node masses, edge momenta,
+    node sources, the action ``sum_k dt [sum_e omega_e g_e m_e^2 / rho_e + sum_i alpha zeta_i^2 / rho_i]``.
+
     Parameters
     ----------
-    grid
-        The space-time grid.
+    geometry
+        The space-time :class:`Grid` or :class:`Graph`.
     rho0, rho1
-        Densities at the cell centres, ``grid.shape`` or ``(B, *grid.shape)`` for a batch of ``B`` problems on
-        the same grid (mass = ``sum * grid.cell_volume``).
+        On a grid: densities at the cell centres, ``grid.shape`` or ``(B, *grid.shape)`` for a batch of ``B``
+        problems on the same grid (mass = ``sum * grid.cell_volume``). On a graph: masses per node, ``(n,)`` or
+        ``(B, n)``.
     delta
         Growth length scale ``delta_X``, or ``None`` for balanced transport.
     secondaries
@@ -134,7 +161,7 @@ class SyncOTProblem:
         :class:`MongeSecondary` does): the balanced W2 secondary needs equal masses at consecutive time nodes, which
         growth breaks. On a balanced problem it is the balanced W2 secondary.
     metric
-        Optional primary metric field ``M(x)``, ``(*shape, d, d)``, symmetric positive definite everywhere.
+        Optional primary metric field ``M(x)``, ``(*shape, d, d)``, symmetric positive definite everywhere (grids only).
 
     References
     ----------
@@ -143,7 +170,7 @@ class SyncOTProblem:
     "Synchronized optimal transport for joint modeling of dynamics across multiple spaces" (2024).
     """
 
-    grid: Grid
+    geometry: Grid | Graph
     rho0: np.ndarray
     rho1: np.ndarray
     delta: float | None = None
@@ -151,10 +178,32 @@ class SyncOTProblem:
     metric: np.ndarray | None = None
     _jacobians: tuple = field(init=False, repr=False, compare=False)
 
+    def __init__(
+        self,
+        geometry: Grid | Graph | None = None,
+        rho0: np.ndarray | None = None,
+        rho1: np.ndarray | None = None,
+        delta: float | None = None,
+        secondaries: Sequence[MongeSecondary | KantorovichSecondary] = (),
+        metric: np.ndarray | None = None,
+        *,
+        grid: Grid | None = None,
+    ):
+        # ``grid=`` is the keyword from when grids were the only geometry; it still works
+        if grid is not None and geometry is not None:
+            raise ValueError("geometry, grid: expected one of them, got both")
+        values = {"geometry": grid if geometry is None else geometry, "rho0": rho0, "rho1": rho1}
+        for name, value in values.items():
+            if value is None:
+                raise ValueError(f"{name}: required")
+        for name, value in (values | {"delta": delta, "secondaries": secondaries, "metric": metric}).items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
     def __post_init__(self):
-        grid = self.grid
-        if not isinstance(grid, Grid):
-            raise ValueError(f"grid: expected a Grid, got {type(grid).__name__}")
+        grid = self.geometry
+        if not isinstance(grid, (Grid, Graph)):
+            raise ValueError(f"geometry: expected a Grid or a Graph, got {type(grid).__name__}")
         rho0 = self._density(self.rho0, "rho0")
         rho1 = self._density(self.rho1, "rho1")
         if rho0.shape != rho1.shape:
@@ -168,9 +217,13 @@ class SyncOTProblem:
                 f"rho0, rho1: balanced transport (delta=None) needs equal masses, got {m0} and {m1}; "
                 "normalize the densities or pass delta for unbalanced transport"
             )
+        if delta is None and isinstance(grid, Graph):
+            _check_component_masses(grid, rho0, rho1)
         secondaries = tuple(self._secondary(s, delta) for s in self.secondaries)
-        jacobians = tuple(s.jacobian_on(grid, rho0.shape[0]) for s in secondaries if isinstance(s, MongeSecondary))
+        jacobians = tuple(s.on(grid, rho0.shape[0]) for s in secondaries if isinstance(s, MongeSecondary))
         metric = self.metric
+        if metric is not None and isinstance(grid, Graph):
+            raise ValueError("metric: a primary metric field is supported on grids only; on a graph, set edge_weights")
         if metric is not None:
             metric = _finite_array(metric, "metric")
             if metric.shape != (*grid.shape, grid.ndim, grid.ndim):
@@ -196,26 +249,35 @@ class SyncOTProblem:
             raise ValueError(
                 f"secondaries: expected MongeSecondary or KantorovichSecondary entries, got {type(s).__name__}"
             )
-        n_cells = self.grid.n_cells
+        n_cells = self.geometry.n_cells
         if s.kernel.shape[0] != n_cells:
-            raise ValueError(
-                f"kernel: expected {n_cells} rows, one per grid cell (grid shape {self.grid.shape}), "
-                f"got {s.kernel.shape[0]}"
-            )
+            where = "node" if isinstance(self.geometry, Graph) else f"grid cell (grid shape {self.geometry.shape})"
+            raise ValueError(f"kernel: expected {n_cells} rows, one per {where}, got {s.kernel.shape[0]}")
         if s.delta is None and delta is not None:
             s = replace(s, delta=delta)
         return s
 
     def _density(self, rho, name: str) -> np.ndarray:
         rho = _finite_array(rho, name)
-        shape = self.grid.shape
+        shape = self.geometry.shape
         if rho.shape == shape:
             rho = rho[None]
         if rho.ndim != len(shape) + 1 or rho.shape[1:] != shape:
-            raise ValueError(f"{name}: expected shape {shape} or (B, *{shape}) to match the grid, got {rho.shape}")
+            kind = "graph's nodes" if isinstance(self.geometry, Graph) else "grid"
+            raise ValueError(f"{name}: expected shape {shape} or (B, *{shape}) to match the {kind}, got {rho.shape}")
         if np.any(rho < 0):
             raise ValueError(f"{name}: expected nonnegative densities, min is {rho.min():.3g}")
         return rho
+
+    @property
+    def grid(self) -> Grid | Graph:
+        """The geometry (the name from when grids were the only one)."""
+        return self.geometry
+
+    @property
+    def on_graph(self) -> bool:
+        """Whether the geometry is a :class:`Graph`."""
+        return isinstance(self.geometry, Graph)
 
     @property
     def batch_size(self) -> int:
@@ -247,11 +309,18 @@ class SyncOTProblem:
         return self.delta**2 + sum(s.weight * dy**2 for s, dy in zip(monge, deltas, strict=True))
 
     def jacobians(self) -> tuple[np.ndarray, ...]:
-        """Each Monge secondary's ``J`` as ``(B or 1, *shape, dY, d)``."""
+        """Each Monge secondary's ``J``, ``(B or 1, *shape, dY, d)``; on a graph, node coordinates ``(B|1, n, dY)``."""
         return self._jacobians
 
+    def edge_stretch(self) -> tuple[np.ndarray, ...]:
+        """On a graph, each Monge secondary's ``|y_j - y_i|^2 / l_e^2`` per edge, ``(B or 1, E)``."""
+        g = self.geometry
+        return tuple(
+            np.sum((y[:, g.edges[:, 1]] - y[:, g.edges[:, 0]]) ** 2, axis=-1) / g.lengths**2 for y in self._jacobians
+        )
+
     def metric_field(self) -> np.ndarray:
-        """The folded metric ``G(x)``, ``(B or 1, *shape, d, d)``."""
+        """The folded metric ``G(x)``, ``(B or 1, *shape, d, d)`` (grids only)."""
         d = self.grid.ndim
         base = np.broadcast_to(np.eye(d), (*self.grid.shape, d, d)) if self.metric is None else self.metric
         g = base[None].copy()
@@ -262,3 +331,19 @@ class SyncOTProblem:
     def masses(self) -> tuple[np.ndarray, np.ndarray]:
         """Masses of ``rho0`` and ``rho1`` per problem."""
         return self.grid.mass(self.rho0), self.grid.mass(self.rho1)
+
+
+def _check_component_masses(graph: Graph, rho0: np.ndarray, rho1: np.ndarray) -> None:
+    """Balanced transport cannot move mass between connected components: their masses must agree at both ends."""
+    labels = graph.components()
+    n_comp = labels.max() + 1
+    if n_comp == 1:
+        return
+    m0 = np.stack([np.bincount(labels, weights=r, minlength=n_comp) for r in rho0])
+    m1 = np.stack([np.bincount(labels, weights=r, minlength=n_comp) for r in rho1])
+    if not np.allclose(m0, m1, rtol=1e-6, atol=1e-12 * max(m0.max(), 1e-300)):
+        raise ValueError(
+            f"rho0, rho1: the graph has {n_comp} connected components and balanced transport (delta=None) keeps "
+            f"each one's mass, but they differ (masses per component {m0[0].round(6).tolist()} and "
+            f"{m1[0].round(6).tolist()}); connect the graph (more neighbours) or pass delta for unbalanced transport"
+        )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .graph import Graph
 from .grid import Grid
 
 
@@ -16,10 +17,14 @@ class SyncOTResult:
     For a batch of ``B`` problems every array has a leading batch axis and costs are arrays ``(B,)``; a single
     problem has neither.
 
+    On a :class:`~sc_syncot.solvers.Graph`, ``*shape`` below is ``(n,)``, the nodes: ``rho`` holds node masses,
+    ``momentum`` each node's momentum ``1/2 sum_{e at i} m_e u_e`` (``u_e`` the edge's unit direction; a uniform flow's
+    ``rho v``), and the edge momenta are in ``momentum_staggered[0]``, ``(n_time, E)``.
+
     Attributes
     ----------
-    grid
-        The grid solved on.
+    geometry
+        The grid or graph solved on (also as ``grid``).
     rho
         Density on the ``n_time + 1`` time nodes, ``(n_time + 1, *shape)``.
     momentum
@@ -49,15 +54,16 @@ class SyncOTResult:
         For each Kantorovich secondary (by name), the smoothed cost that the solver minimizes,
         ``lambda sum_k HK_eps^2 / dt`` with the entropy term; it decreases as the secondary's weight grows, while the
         entry in ``costs`` (the same plans without their entropy) need not.
-    momentum_staggered, source_staggered
-        The raw staggered unknowns, which satisfy the discrete balance equation to rounding.
+    momentum_staggered
+        The raw staggered momenta (one array per axis on a grid; the edge momenta on a graph), which satisfy the
+        discrete balance equation with ``rho`` and ``source`` to rounding.
     support_threshold, device
         As passed to / resolved by :func:`~sc_syncot.solvers.solve`.
     compiled
         Whether the iterations ran as ``torch.compile`` graphs (``solve(compile=...)``).
     """
 
-    grid: Grid
+    geometry: Grid | Graph
     rho: np.ndarray
     momentum: np.ndarray
     source: np.ndarray
@@ -77,26 +83,46 @@ class SyncOTResult:
     device: str = "cpu"
     compiled: bool = False
 
+    @property
+    def grid(self) -> Grid | Graph:
+        """The geometry (the name from when grids were the only one)."""
+        return self.geometry
+
+    @property
+    def batched(self) -> bool:
+        """Whether the arrays carry a leading batch axis."""
+        return self.rho.ndim == len(self.geometry.shape) + 2
+
+    @property
+    def flux(self) -> np.ndarray:
+        """On a graph: the mass flow ``J_e = m_e / l_e`` along each edge (first node to second), ``(n_time, E)``."""
+        if not isinstance(self.geometry, Graph):
+            raise ValueError("flux: edge flows exist on a Graph geometry only; on a grid use momentum")
+        return self.momentum_staggered[0] / self.geometry.lengths
+
     def __repr__(self) -> str:
-        batch = f", batch={self.rho.shape[0]}" if self.rho.ndim == self.grid.ndim + 2 else ""
+        g = self.geometry
+        batch = f", batch={self.rho.shape[0]}" if self.batched else ""
         costs = ", ".join(f"{k}={np.round(v, 6)}" for k, v in self.costs.items())
         state = "converged" if self.converged else "not converged"
+        where = f"graph={g.n_nodes} nodes, {g.n_edges} edges" if isinstance(g, Graph) else f"grid={g.shape}"
         return (
-            f"SyncOTResult(grid={self.grid.shape} x {self.grid.n_time}{batch}, {state} in {self.n_iter} iterations"
-            f" on {self.device}; {costs})"
+            f"SyncOTResult({where} x {g.n_time}{batch}, {state} in {self.n_iter} iterations on {self.device}; {costs})"
         )
 
     def mass(self) -> np.ndarray:
         """Mass at each time node (``(B, n_time + 1)`` for a batch)."""
-        return self.grid.mass(self.rho)
+        return self.geometry.mass(self.rho)
 
     def balance_residual(self) -> float:
         """Largest violation of the discrete balance equation, relative to ``max |d_t rho|``."""
-        g = self.grid
-        batched = self.rho.ndim == g.ndim + 2
+        g = self.geometry
+        batched = self.batched
         rho = self.rho if batched else self.rho[None]
         m = self.momentum_staggered if batched else [mi[None] for mi in self.momentum_staggered]
         zeta = self.source if batched else self.source[None]
+        if isinstance(g, Graph):
+            return g.balance_residual(rho, m[0], zeta)
         dt_rho = np.diff(rho, axis=1) / g.dt
         div = dt_rho.copy()
         for i, (mi, h) in enumerate(zip(m, g.spacing, strict=True)):

@@ -183,7 +183,14 @@ def default_step_ratio(problem: SyncOTProblem) -> float:
     without secondaries): about 200 instead of 500 iterations on the pure-growth oracle, while problems that
     transport mass need the larger ratio (two bumps: 1,000 iterations from ``3 L^2``, 2,100 from ``3 alpha``).
     """
-    return 3.0 * max(hi - lo for lo, hi in problem.grid.bounds) ** 2
+    return 3.0 * box_length(problem.geometry) ** 2
+
+
+def box_length(geometry) -> float:
+    """The length unit of the solve: a grid's largest extent, or the largest side of a graph's bounding box."""
+    if isinstance(geometry, Grid):
+        return max(hi - lo for lo, hi in geometry.bounds)
+    return geometry.extent
 
 
 def _initial_point(grid, rho0, rho1, zeta_scale) -> Staggered:
@@ -221,6 +228,7 @@ def solve(
     sinkhorn_tol: float = 1e-4,
     sinkhorn_max_iter: int = 5000,
     compile: bool | str = "auto",
+    projection: str = "auto",
 ) -> SyncOTResult:
     r"""Solve a (batch of) synchronized unbalanced dynamic transport problem(s) with Chambolle-Pock.
 
@@ -229,9 +237,10 @@ def solve(
         \min_{\rho, m, \zeta} \int_0^1 \int_\Omega \frac{m^\top G(x) m + \alpha \zeta^2}{\rho} \, dx\, dt
         \quad \text{s.t.} \quad \partial_t \rho + \nabla\cdot m = \zeta,\ \rho(0) = \rho_0,\ \rho(1) = \rho_1,
 
-    on the staggered grid of Papadakis, Peyre & Oudet (math.md section 3). Kantorovich secondaries add
-    :math:`\lambda \sum_k HK^2(K^\top\rho_k, K^\top\rho_{k+1}) / \Delta t` (math.md section 2) as debiased
-    Sinkhorn divergences; see
+    on the staggered grid of Papadakis, Peyre & Oudet (math.md section 3), or on a graph of states in any dimension
+    (math.md section 7: node masses, edge momenta, node sources; the same iteration, stopping rule and unit box).
+    Kantorovich secondaries add :math:`\lambda \sum_k HK^2(K^\top\rho_k, K^\top\rho_{k+1}) / \Delta t` (math.md
+    section 2) as debiased Sinkhorn divergences; see
     :mod:`~sc_syncot.solvers.kantorovich_solver` for how they enter the iteration.
 
     Parameters
@@ -287,19 +296,45 @@ def solve(
         Run each iteration as ``torch.compile`` graphs (fused element-wise loops; needs a C++ compiler on CPU,
         Triton on CUDA): ``True``, ``False``, or ``"auto"`` (from ``2^20`` density unknowns, where the saving
         exceeds the compile time). Results agree with the eager iteration to rounding; when compilation fails
-        the solve warns and continues eagerly. Problems with Kantorovich secondaries run eagerly.
+        the solve warns and continues eagerly. Problems with Kantorovich secondaries run eagerly; so do graphs.
+    projection
+        On a :class:`~sc_syncot.solvers.Graph`, how the balance projection solves its graph Laplacian: ``"eigh"`` (the
+        dense eigenbasis, computed once), ``"sparse"`` (one sparse LU per time frequency, on the host) or ``"auto"``
+        (``"eigh"`` up to 6,000 nodes). Ignored on a grid, whose projection is a DCT in every axis.
 
     Returns
     -------
     SyncOTResult
     """
-    caller_grid = problem.grid
+    caller_grid = problem.geometry
     problem, length = unit_box(problem)  # solved in a unit box, answered in the caller's units (in_units)
     if step_ratio is not None:
         step_ratio = step_ratio / length**2  # tau / sigma goes like the square of the potentials' lengths
     dev = resolve_device(device)
     dtype = torch.float64 if dtype is None else dtype
     opts = {"dtype": dtype, "device": dev}
+    if problem.kantorovich_secondaries and dtype != torch.float64:
+        # the log-domain Sinkhorn floors masses at 1e-280 of the reference and shifts sums by up to e^-745
+        raise ValueError(f"dtype: Kantorovich secondaries need torch.float64, got {dtype}")
+    if method not in ("chambolle_pock", "pd3o", "condat_vu"):
+        raise ValueError(f"method: expected 'chambolle_pock', 'pd3o' or 'condat_vu', got {method!r}")
+    cp_options = {
+        "tol": tol, "max_iter": max_iter, "check_every": check_every, "adaptive": adaptive,
+        "relaxation": relaxation, "progress": progress,
+    }  # fmt: skip
+    kantorovich_options = {
+        "method": method, "sinkhorn_sweeps": sinkhorn_sweeps, "sinkhorn_tol": sinkhorn_tol,
+        "sinkhorn_max_iter": sinkhorn_max_iter,
+    }  # fmt: skip
+    if step_ratio is None:
+        step_ratio = default_step_ratio(problem)
+    if problem.on_graph:
+        from .graph_solve import solve_on_graph  # noqa: PLC0415 (it builds on this module)
+
+        result = solve_on_graph(
+            problem, opts, cp_options, kantorovich_options, step_ratio, support_threshold, projection
+        )
+        return in_units(result, caller_grid, length)
     grid = problem.grid
     d = grid.ndim
     box = float(np.prod([hi - lo for lo, hi in grid.bounds]))
@@ -318,28 +353,18 @@ def solve(
     x0 = _initial_point(grid, rho0, rho1, zeta_scale)
     compiled = _use_compile(compile, x0)
     projector.project_(x0)
-    if step_ratio is None:
-        step_ratio = default_step_ratio(problem)
-    cp_options = {
-        "tol": tol, "max_iter": max_iter, "check_every": check_every, "adaptive": adaptive,
-        "relaxation": relaxation, "progress": progress,
-    }  # fmt: skip
     if problem.kantorovich_secondaries:
-        if dtype != torch.float64:
-            # the log-domain Sinkhorn floors masses at 1e-280 of the reference and shifts sums by up to e^-745
-            raise ValueError(f"dtype: Kantorovich secondaries need torch.float64, got {dtype}")
         from .kantorovich_solver import run_kantorovich  # noqa: PLC0415 (it builds on this module)
 
+        y_primary = torch.zeros_like(interpolate(x0))
+        primary_args = (projector, d, weights, rotation, cell_weight)
         ops, state, v, reports = run_kantorovich(
-            problem, projector, d, weights, rotation, cell_weight, x0, scale, opts, cp_options,
-            method=method, step_ratio=step_ratio, sinkhorn_sweeps=sinkhorn_sweeps,
-            sinkhorn_tol=sinkhorn_tol, sinkhorn_max_iter=sinkhorn_max_iter,
+            problem, primary_args, x0.tensors(), y_primary, scale, opts, cp_options, step_ratio=step_ratio,
+            **kantorovich_options,
         )  # fmt: skip
         state.v = v
         result = _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports)
         return in_units(result, caller_grid, length)
-    if method not in ("chambolle_pock", "pd3o", "condat_vu"):
-        raise ValueError(f"method: expected 'chambolle_pock', 'pd3o' or 'condat_vu', got {method!r}")
     ops = TransportOperators(projector, d, weights, rotation, cell_weight, compiled=compiled)
     y0 = torch.zeros_like(interpolate(x0))
     tau = math.sqrt(0.99 * step_ratio)
@@ -358,12 +383,16 @@ def unit_box(problem: SyncOTProblem) -> tuple[SyncOTProblem, float]:
     epsilon ``/ L^2``; the HK cost is dimensionless) divide every cost by ``L^2`` and every velocity by ``L``,
     which :func:`in_units` undoes. Jacobians of Monge maps are unchanged (both spaces are rescaled), as are masses.
     """
-    grid = problem.grid
-    length = max(hi - lo for lo, hi in grid.bounds)
+    grid = problem.geometry
+    length = box_length(grid)
     if length == 1.0:
         return problem, 1.0
-    unit_grid = Grid([(lo / length, hi / length) for lo, hi in grid.bounds], grid.shape, grid.n_time)
-    per_volume = length**grid.ndim  # densities per unit volume: masses stay as they are
+    if isinstance(grid, Grid):
+        unit_grid = Grid([(lo / length, hi / length) for lo, hi in grid.bounds], grid.shape, grid.n_time)
+        per_volume = length**grid.ndim  # densities per unit volume: masses stay as they are
+    else:  # node masses and edge weights are unchanged; Monge coordinates shrink with the nodes (below)
+        unit_grid, per_volume = grid.scaled(1.0 / length), 1.0
+    shrink_map = 1.0 / length if problem.on_graph else 1.0  # a Jacobian is unchanged, node coordinates shrink
 
     def shrink(delta):
         return None if delta is None else delta / length
@@ -372,7 +401,7 @@ def unit_box(problem: SyncOTProblem) -> tuple[SyncOTProblem, float]:
     secondaries = []
     for s in problem.secondaries:
         if isinstance(s, MongeSecondary):
-            secondaries.append(replace(s, jacobian=next(jacobians), delta=shrink(s.delta)))
+            secondaries.append(replace(s, jacobian=next(jacobians) * shrink_map, delta=shrink(s.delta)))
         else:
             eps = s.effective_epsilon if s.delta is not None else s.effective_epsilon / length**2
             secondaries.append(replace(s, support=s.support / length, delta=shrink(s.delta), epsilon=eps))
@@ -391,7 +420,7 @@ def in_units(result: SyncOTResult, grid: Grid, length: float) -> SyncOTResult:
     """A result of the :func:`unit_box` problem in the units of ``grid`` (the original problem's)."""
     if length == 1.0:
         return result
-    volume = length**grid.ndim  # densities and sources are per unit volume
+    volume = length**grid.ndim if isinstance(grid, Grid) else 1.0  # densities and sources are per unit volume
     per_momentum = volume / length  # momentum = density x velocity
     cost = length**2
 
@@ -400,7 +429,7 @@ def in_units(result: SyncOTResult, grid: Grid, length: float) -> SyncOTResult:
 
     history = {k: ([v * cost for v in vals] if k in COST_HISTORY else vals) for k, vals in result.history.items()}
     return replace(
-        result, grid=grid, rho=result.rho / volume, momentum=result.momentum / per_momentum,
+        result, geometry=grid, rho=result.rho / volume, momentum=result.momentum / per_momentum,
         source=result.source / volume, velocity=result.velocity * length, cost=result.cost * cost,
         costs=costs(result.costs), entropic_costs=costs(result.entropic_costs), history=history,
         secondary_velocity=[w * length for w in result.secondary_velocity],
@@ -454,7 +483,7 @@ def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, repo
     single = problem.batch_size == 1
     costs = {k: (float(val[0]) if single else val) for k, val in costs.items()}
     return SyncOTResult(
-        grid=grid,
+        geometry=grid,
         rho=host(x.rho * s),
         momentum=host(last(momentum)),
         source=host(source),
