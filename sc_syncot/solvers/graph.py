@@ -45,8 +45,9 @@ class Graph:
     n_neighbors
         ``k`` of the default symmetric kNN graph (an edge where either node is among the other's ``k`` nearest).
     edges
-        ``(E, 2)`` node indices of the edges, instead of the kNN graph; each unordered pair once (a repeated or
-        reversed pair is merged), no self-loops.
+        The edges instead of the kNN graph: ``(E, 2)`` node indices (no self-loops; a repeated or reversed pair is
+        merged, unless ``edge_weights`` is an array, which must then match one row per unordered pair), or a SciPy
+        sparse ``(n, n)`` adjacency such as scanpy's ``.obsp["connectivities"]`` (its nonzero pattern, symmetrized).
     edge_weights
         ``"isotropic"``, ``"uniform"`` or an array ``(E,)`` of positive ``omega_e`` (in the order of ``edges``).
     dimension
@@ -89,7 +90,7 @@ class Graph:
                 raise ValueError(f"n_neighbors: expected an integer in [1, {len(pts) - 1}], got {self.n_neighbors!r}")
             edges = knn_edges(pts, int(self.n_neighbors))
         else:
-            edges = _check_edges(self.edges, len(pts))
+            edges = _check_edges(self.edges, len(pts), merge=isinstance(self.edge_weights, str))
         lengths = np.linalg.norm(pts[edges[:, 1]] - pts[edges[:, 0]], axis=1)
         if np.any(lengths <= 0):
             e = int(np.argmin(lengths))
@@ -249,7 +250,16 @@ def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
     return np.unique(pairs, axis=0)
 
 
-def _check_edges(edges, n: int) -> np.ndarray:
+def _check_edges(edges, n: int, merge: bool = True) -> np.ndarray:
+    if sp.issparse(edges):
+        if edges.shape != (n, n):
+            raise ValueError(f"edges: expected an adjacency ({n}, {n}) to match the points, got {edges.shape}")
+        adj = sp.coo_matrix(edges)
+        arr = np.stack([adj.row, adj.col], axis=1)
+        arr = arr[arr[:, 0] != arr[:, 1]]  # a diagonal carries no transport
+        if len(arr) == 0:
+            raise ValueError("edges: the adjacency has no nonzero entries off its diagonal")
+        return _unique_pairs(arr.astype(np.int64))
     arr = np.asarray(edges)
     if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0:
         raise ValueError(f"edges: expected a non-empty array (E, 2) of node indices, got shape {arr.shape}")
@@ -259,11 +269,18 @@ def _check_edges(edges, n: int) -> np.ndarray:
         raise ValueError(f"edges: expected node indices in [0, {n - 1}], got range [{arr.min()}, {arr.max()}]")
     if np.any(arr[:, 0] == arr[:, 1]):
         raise ValueError("edges: expected no self-loops (i, i)")
-    return _unique_pairs(arr.astype(np.int64))
+    if merge:
+        return _unique_pairs(arr.astype(np.int64))
+    pairs = np.sort(arr.astype(np.int64), axis=1)  # the given order, which edge_weights follows
+    if len(np.unique(pairs, axis=0)) != len(pairs):
+        raise ValueError(
+            "edges: with edge_weights given per edge, expected each unordered pair once (no (j, i) copies)"
+        )
+    return pairs
 
 
 def isotropic_weights(edges: np.ndarray, n: int, dimension: int) -> np.ndarray:
     """``omega_e`` with ``1 / omega_e`` the mean of its nodes' ``2 dimension / deg_i`` (see :class:`Graph`)."""
     deg = np.bincount(edges.reshape(-1), minlength=n)
-    c = 2.0 * dimension / deg
+    c = 2.0 * dimension / np.maximum(deg, 1)  # an isolated node has no edge to weigh
     return 2.0 / (c[edges[:, 0]] + c[edges[:, 1]])

@@ -100,32 +100,14 @@ def graph_result(problem, ops, state, scale, zeta_scale, support_threshold, dev,
         induced = graph.node_vectors(m_edge, ends=y[:, None])  # (B, Nt, n, dY)
         secondary_velocity.append(np.where(support[..., None], induced / safe[..., None], 0.0))
 
+    fields = {
+        "geometry": graph, "rho": host(rho), "momentum": host(momentum), "source": host(source),
+        "velocity": host(velocity), "growth": host(growth), "support": host(support),
+        "secondary_velocity": [host(w) for w in secondary_velocity], "momentum_staggered": [host(m_edge)],
+    }  # fmt: skip
     costs = _costs(problem, ops, v, zeta_scale, reports)
-    costs = {k: (float(val[0]) if single else val) for k, val in costs.items()}
-    return SyncOTResult(
-        geometry=graph,
-        rho=host(rho),
-        momentum=host(momentum),
-        source=host(source),
-        velocity=host(velocity),
-        growth=host(growth),
-        support=host(support),
-        cost=costs["total"],
-        costs=costs,
-        converged=state.converged,
-        n_iter=state.n_iter,
-        history=state.history,
-        secondary_velocity=[host(w) for w in secondary_velocity],
-        secondary_density=[host(rep["masses"]) for _, _, rep in reports],
-        entropic_costs={
-            name: (float(rep["entropic_cost"][0]) if single else rep["entropic_cost"].detach().cpu().numpy())
-            for _, name, rep in reports
-        },
-        momentum_staggered=[host(m_edge)],
-        support_threshold=support_threshold,
-        device=str(dev),
-        compiled=False,
-    )
+    settings = {"support_threshold": support_threshold, "device": str(dev), "compiled": False}
+    return SyncOTResult.from_solve(fields, costs, state, reports, host, **settings)
 
 
 def _costs(problem, ops, v, zeta_scale, reports) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ space, either ``L``'s eigenbasis (two dense ``n x n`` products per projection) o
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +43,26 @@ from .prox import action_density, prox_action
 # the dense eigendecomposition grows like n^3 and its products like n^2, the factorizations' fill with the graph).
 EIGH_MAX_NODES = 6000
 PROJECTIONS = ("auto", "eigh", "sparse")
+
+
+def sparse_operator(matrix: sp.spmatrix, opts: dict) -> torch.Tensor:
+    """A SciPy sparse matrix as a torch CSR tensor (on ``opts``' device and dtype).
+
+    Why CSR products rather than ``index_add_`` / gathers over the edge list: on a 5000-node kNN graph with a batch
+    of 4 x 8 time steps they took 5.6 ms against 11 ms (node sums of edge values) and 1.8 against 5.5 ms (edge
+    values from nodes) on 2 CPU threads.
+    """
+    csr = sp.csr_matrix(matrix)
+    parts = [torch.as_tensor(a, device=opts["device"]) for a in (csr.indptr, csr.indices)]
+    with warnings.catch_warnings():  # torch marks its CSR layout as beta; its products with dense matrices are stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(*parts, torch.as_tensor(csr.data, **opts), size=csr.shape)
+
+
+def apply_sparse(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``op`` (``(p, q)``, CSR) applied to the last axis of ``x`` (``(..., q)``): ``(..., p)``."""
+    flat = x.reshape(-1, x.shape[-1])
+    return (op @ flat.T).T.reshape(*x.shape[:-1], op.shape[0])
 
 
 class GraphProjector:
@@ -71,9 +92,9 @@ class GraphProjector:
         self.dt = graph.dt
         self.zeta_scale = zeta_scale
         self.rho0, self.rho1 = rho0, rho1
-        self.tail = torch.as_tensor(graph.edges[:, 0], device=rho0.device)
-        self.head = torch.as_tensor(graph.edges[:, 1], device=rho0.device)
-        self.inv_length = torch.as_tensor(1.0 / graph.lengths, **opts)
+        grad = sp.diags(1.0 / graph.lengths) @ graph.incidence()  # (E, n): (phi_tail - phi_head) / l
+        self.gradient_op = sparse_operator(grad, opts)
+        self.divergence_op = sparse_operator(grad.T, opts)  # (n, E): outflow positive
         self.n = graph.n_nodes
         self.time_basis = dct_matrix(graph.n_time, **opts)
         time_eig = neumann_eigenvalues(graph.n_time, self.dt, **opts)
@@ -133,15 +154,11 @@ class GraphProjector:
 
     def divergence(self, x: list[torch.Tensor]) -> torch.Tensor:
         """``B^T (m / l)`` at every node, ``(B, Nt, n)`` (outflow positive)."""
-        flow = x[1] * self.inv_length
-        div = flow.new_zeros(*flow.shape[:-1], self.n)
-        div.index_add_(-1, self.tail, flow)
-        div.index_add_(-1, self.head, flow, alpha=-1.0)
-        return div
+        return apply_sparse(self.divergence_op, x[1])
 
     def gradient(self, phi: torch.Tensor) -> torch.Tensor:
         """``(B^T diag(1/l))^T phi``: ``(phi_tail - phi_head) / l`` per edge, the adjoint of :meth:`divergence`."""
-        return (phi[..., self.tail] - phi[..., self.head]) * self.inv_length
+        return apply_sparse(self.gradient_op, phi)
 
     def residual(self, x: list[torch.Tensor]) -> torch.Tensor:
         """Balance residual of ``x`` (its endpoints as they are)."""
@@ -184,20 +201,27 @@ class GraphTransportOperators:
     def __init__(self, projector: GraphProjector, graph: Graph, edge_weights: torch.Tensor, cell_weight: torch.Tensor):
         self.projector = projector
         self.cell_weight = cell_weight
-        self.tail, self.head = projector.tail, projector.head
         self.balanced = projector.zeta_scale is None
         self.n, self.n_edges = graph.n_nodes, graph.n_edges
         opts = {"dtype": edge_weights.dtype, "device": edge_weights.device}
-        deg = torch.as_tensor(graph.degree(), **opts)
-        self.edge_scale = 2.0 / (deg[self.tail] + deg[self.head])
+        deg = graph.degree()
+        self.edge_scale = torch.as_tensor(2.0 / deg[graph.edges].sum(1), **opts)  # a_e before the norm
         self.node_scale = 1.0
+        ends = abs(graph.incidence())  # (E, n): an edge's two nodes
+        self._set_mean(ends, opts)
         norm = self._interpolation_norm(graph.n_time, opts)
         self.edge_scale = self.edge_scale / norm
         self.node_scale = self.node_scale / norm
+        self._set_mean(ends, opts)
         w = edge_weights * self.edge_scale  # (B|1, E)
         w = torch.cat([w, torch.full((w.shape[0], self.n), self.node_scale, **opts)], dim=1)
         self.weights = w[None, :, None, :]  # (1, B|1, 1, E + n): one momentum-like channel
         self._rho_guess = None
+
+    def _set_mean(self, ends: sp.spmatrix, opts: dict) -> None:
+        """The edges' scaled means of their nodes, ``a_e (rho_i + rho_j) / 2``, as sparse operators both ways."""
+        mean = sp.diags(0.5 * self.edge_scale.cpu().numpy()) @ ends
+        self.mean_op, self.mean_adjoint_op = sparse_operator(mean, opts), sparse_operator(mean.T, opts)
 
     def _interpolation_norm(self, n_time: int, opts: dict, n_iter: int = 60) -> float:
         """``||I_rho||`` by power iteration on ``I_rho^T I_rho`` (+1%: the Rayleigh quotient is a lower estimate)."""
@@ -212,14 +236,10 @@ class GraphTransportOperators:
 
     def _centred_density(self, rho: torch.Tensor) -> torch.Tensor:
         mid = 0.5 * (rho[:, :-1] + rho[:, 1:])  # (B, Nt, n)
-        edge = 0.5 * self.edge_scale * (mid[..., self.tail] + mid[..., self.head])
-        return torch.cat([edge, self.node_scale * mid], dim=-1)
+        return torch.cat([apply_sparse(self.mean_op, mid), self.node_scale * mid], dim=-1)
 
     def _density_adjoint(self, y0: torch.Tensor) -> torch.Tensor:
-        edge = 0.5 * self.edge_scale * y0[..., : self.n_edges]
-        mid = edge.new_zeros(*edge.shape[:-1], self.n)
-        mid.index_add_(-1, self.tail, edge)
-        mid.index_add_(-1, self.head, edge)
+        mid = apply_sparse(self.mean_adjoint_op, y0[..., : self.n_edges])
         mid = mid + self.node_scale * y0[..., self.n_edges :]
         rho = mid.new_zeros(mid.shape[0], mid.shape[1] + 1, self.n)
         rho[:, :-1] += 0.5 * mid

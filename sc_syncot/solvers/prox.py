@@ -138,11 +138,12 @@ def _setup(v, gamma, weights, rotation, start):
         s_w = b2.sum(0)
         zero = rho_bar + s_w / (4.0 * gamma) <= 0
     else:
-        wb2, w_max = weights * b2, weights.max()
-        s_w = wb2.sum(0)
-        zero = rho_bar + (b2 / weights).sum(0) / (4.0 * gamma) <= 0
+        wb2, w_max = weights * b2, _channel_max(weights)
+        s_w = _channel_sum(wb2)
+        zero = rho_bar + _channel_sum(b2 / weights) / (4.0 * gamma) <= 0
     # Left of the root when rho_bar >= -2 gamma w_max: there rho - rho_bar <= rho + 2 gamma w_max and every
-    # rho + 2 gamma w_j <= rho + 2 gamma w_max, so phi((gamma S_w)^(1/3) - 2 gamma w_max) <= 0.
+    # rho + 2 gamma w_j <= rho + 2 gamma w_max, so phi((gamma S_w)^(1/3) - 2 gamma w_max) <= 0. (w_max per cell: the
+    # cells are independent, and a cell's own largest weight keeps its start closer to its root.)
     cube = torch.pow(gamma * s_w, 1.0 / 3.0) - 2.0 * gamma * w_max
     rho = torch.maximum(rho_bar.clamp(min=0.0), torch.where(rho_bar >= -2.0 * gamma * w_max, cube, 0.0))
     if start is not None:
@@ -160,9 +161,19 @@ def _newton_step(rho, rho_bar, wb2, s_w, weights, gamma):
     else:
         inv = (rho + 2.0 * gamma * weights).reciprocal()
         t = wb2 * inv.square()
-        dphi = 2.0 * gamma * (t * inv).sum(0) + 1.0
-        phi = rho - rho_bar - gamma * t.sum(0)
+        dphi = 2.0 * gamma * _channel_sum(t * inv) + 1.0
+        phi = rho - rho_bar - gamma * _channel_sum(t)
     return (rho - phi / dphi).clamp(min=0.0), phi
+
+
+def _channel_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over the leading (channel) axis; a single channel is returned as a view, not summed in another pass."""
+    return t[0] if t.shape[0] == 1 else t.sum(0)
+
+
+def _channel_max(t: torch.Tensor) -> torch.Tensor:
+    """Largest weight per cell over the leading (channel) axis."""
+    return t[0] if t.shape[0] == 1 else t.amax(0)
 
 
 def _newton_residual(rho, phi):

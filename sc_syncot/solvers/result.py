@@ -110,6 +110,32 @@ class SyncOTResult:
             f"SyncOTResult({where} x {g.n_time}{batch}, {state} in {self.n_iter} iterations on {self.device}; {costs})"
         )
 
+    @classmethod
+    def from_solve(cls, fields: dict, costs: dict, state, reports, host, **settings) -> SyncOTResult:
+        """Assemble a result from a finished iteration (shared by both geometries).
+
+        ``fields``: the geometry and the host arrays (``rho``, ``momentum``, ...); ``costs``: per-problem arrays
+        (floats for a single problem); ``state``: the primal-dual state; ``reports``: the Kantorovich secondaries'
+        ``(index, name, report)``; ``host``: tensor -> host array (batch axis dropped for a single problem);
+        ``settings``: ``support_threshold``, ``device``, ``compiled``.
+        """
+        single = np.ndim(costs["total"]) == 1 and len(costs["total"]) == 1
+        costs = {k: (float(val[0]) if single else val) for k, val in costs.items()}
+        return cls(
+            **fields,
+            cost=costs["total"],
+            costs=costs,
+            converged=state.converged,
+            n_iter=state.n_iter,
+            history=state.history,
+            secondary_density=[host(rep["masses"]) for _, _, rep in reports],
+            entropic_costs={
+                name: (float(rep["entropic_cost"][0]) if single else rep["entropic_cost"].detach().cpu().numpy())
+                for _, name, rep in reports
+            },
+            **settings,
+        )
+
     def mass(self) -> np.ndarray:
         """Mass at each time node (``(B, n_time + 1)`` for a batch)."""
         return self.geometry.mass(self.rho)

@@ -480,32 +480,16 @@ def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, repo
     def last(t):  # channels-first -> channels-last
         return torch.movedim(t, 0, -1)
 
-    single = problem.batch_size == 1
-    costs = {k: (float(val[0]) if single else val) for k, val in costs.items()}
-    return SyncOTResult(
-        geometry=grid,
-        rho=host(x.rho * s),
-        momentum=host(last(momentum)),
-        source=host(source),
-        velocity=host(last(velocity)),
-        growth=host(growth),
-        support=host(support),
-        cost=costs["total"],
-        costs=costs,
-        converged=state.converged,
-        n_iter=state.n_iter,
-        history=state.history,
-        secondary_velocity=[host(w) for w in secondary_velocity],
-        secondary_density=[host(rep["masses"]) for _, _, rep in reports],
-        entropic_costs={
-            name: (float(rep["entropic_cost"][0]) if single else rep["entropic_cost"].detach().cpu().numpy())
-            for _, name, rep in reports
-        },
-        momentum_staggered=[host(mi * s) for mi in x.m],
-        support_threshold=support_threshold,
-        device=str(dev),
-        compiled=bool(getattr(ops, "compiled", False)),
-    )
+    fields = {
+        "geometry": grid, "rho": host(x.rho * s), "momentum": host(last(momentum)), "source": host(source),
+        "velocity": host(last(velocity)), "growth": host(growth), "support": host(support),
+        "secondary_velocity": [host(w) for w in secondary_velocity],
+        "momentum_staggered": [host(mi * s) for mi in x.m],
+    }  # fmt: skip
+    settings = {
+        "support_threshold": support_threshold, "device": str(dev), "compiled": bool(getattr(ops, "compiled", False))
+    }  # fmt: skip
+    return SyncOTResult.from_solve(fields, costs, state, reports, host, **settings)
 
 
 def _costs(problem, ops, v, zeta_scale, reports=()) -> dict[str, np.ndarray]:
