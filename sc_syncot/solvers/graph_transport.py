@@ -39,8 +39,11 @@ from .dct import apply_along, dct_matrix, neumann_eigenvalues
 from .graph import Graph
 from .prox import action_density, prox_action
 
-# Up to this many nodes the projection uses L's eigenbasis; beyond, sparse factorizations (benchmarks/graph.py:
-# the dense eigendecomposition grows like n^3 and its products like n^2, the factorizations' fill with the graph).
+# Up to this many nodes the projection uses L's eigenbasis; beyond, sparse factorizations. Measured on 10-D kNN graphs
+# (benchmarks/graph.py, 2 threads): the factorizations were 2-4.4x slower per projection at 500-5000 nodes and 3x
+# slower to set up at 5000 (58 s against 17.5 s), as such graphs fill in; the eigenbasis costs n^3 time (about 30 s
+# at 6000 nodes) and n^2 memory, which set the limit. Graphs of low dimension (lattices, thin manifolds) fill in
+# far less, where the factorizations can win earlier: solve(..., projection="sparse").
 EIGH_MAX_NODES = 6000
 PROJECTIONS = ("auto", "eigh", "sparse")
 
