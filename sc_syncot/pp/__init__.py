@@ -1,10 +1,12 @@
 """Preprocessing: embeddings, primary grids and densities, masses, and couplings to the secondary space.
 
 Scanpy-style functions (``embed_rna``, ``embed_atac``, ``growth_prior``) write into the AnnData; the adapters
-that build solver inputs (``primary_grid``, ``kde_density``, ``fit_monge_map``, ``kantorovich_kernel``, ...)
-take arrays and return arrays or small objects, and :func:`sc_syncot.tl.syncot` chains them.
+that build solver inputs (``primary_grid``, ``kde_density``, ``cell_graph``, ``fit_monge_map``,
+``kantorovich_kernel``, ...) take arrays and return arrays or small objects, and :func:`sc_syncot.tl.syncot` chains
+them.
 """
 
+from .cell_graph import CellGraph, cell_graph
 from .densities import (
     interval_densities,
     kde_density,
@@ -21,6 +23,8 @@ from .predictability import secondary_predictability
 from .views import couple_views
 
 __all__ = [
+    "CellGraph",
+    "cell_graph",
     "MongeMap",
     "couple_views",
     "embed_atac",
