@@ -349,6 +349,20 @@ def test_bad_graphs_are_refused_with_the_argument_named(kwargs, match):
         Graph(**args)
 
 
+def test_options_of_the_other_geometry_are_refused_or_said_to_do_nothing():
+    g = path_graph(30, 4)
+    x = g.points[:, 0]
+    problem = SyncOTProblem(g, gaussian_masses(x, 0.4, 0.1), gaussian_masses(x, 0.6, 0.1))
+    with pytest.warns(UserWarning, match="graph geometry runs eagerly"):
+        res = solve(problem, compile=True, max_iter=40)
+    assert not res.compiled
+    with pytest.raises(ValueError, match="projection"):
+        solve(problem, projection="cholesky")
+    grid_problem, _ = oracles.balanced_gaussians(8, 4)
+    with pytest.raises(ValueError, match="projection='eigh': a graph's option"):
+        solve(grid_problem, projection="eigh")
+
+
 def test_bad_graph_problems_are_refused_with_the_argument_named():
     g = Graph(np.random.default_rng(0).normal(size=(20, 3)), 4, n_neighbors=3)
     ones = np.ones(20)

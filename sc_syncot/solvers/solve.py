@@ -296,11 +296,12 @@ def solve(
         Run each iteration as ``torch.compile`` graphs (fused element-wise loops; needs a C++ compiler on CPU,
         Triton on CUDA): ``True``, ``False``, or ``"auto"`` (from ``2^20`` density unknowns, where the saving
         exceeds the compile time). Results agree with the eager iteration to rounding; when compilation fails
-        the solve warns and continues eagerly. Problems with Kantorovich secondaries run eagerly; so do graphs.
+        the solve warns and continues eagerly. Problems with Kantorovich secondaries run eagerly; so do graphs
+        (where ``compile=True`` warns).
     projection
         On a :class:`~sc_syncot.solvers.Graph`, how the balance projection solves its graph Laplacian: ``"eigh"`` (the
         dense eigenbasis, computed once), ``"sparse"`` (one sparse LU per time frequency, on the host) or ``"auto"``
-        (``"eigh"`` up to 6,000 nodes). Ignored on a grid, whose projection is a DCT in every axis.
+        (``"eigh"`` up to 6,000 nodes). A grid's projection is a DCT in every axis: there only ``"auto"`` is taken.
 
     Returns
     -------
@@ -328,6 +329,7 @@ def solve(
     }  # fmt: skip
     if step_ratio is None:
         step_ratio = default_step_ratio(problem)
+    _check_geometry_options(problem, compile, projection)
     if problem.on_graph:
         from .graph_solve import solve_on_graph  # noqa: PLC0415 (it builds on this module)
 
@@ -370,6 +372,17 @@ def solve(
     tau = math.sqrt(0.99 * step_ratio)
     state = chambolle_pock(ops, PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau), **cp_options)
     return in_units(_result(problem, ops, state, scale, zeta_scale, support_threshold, dev), caller_grid, length)
+
+
+def _check_geometry_options(problem: SyncOTProblem, compile, projection) -> None:
+    """Options of one geometry given for the other are refused or said to do nothing, not silently ignored."""
+    if projection not in ("auto", "eigh", "sparse"):
+        raise ValueError(f"projection: expected 'auto', 'eigh' or 'sparse', got {projection!r}")
+    if not problem.on_graph and projection != "auto":
+        raise ValueError(f"projection={projection!r}: a graph's option; a grid's projection is a DCT in every axis")
+    if problem.on_graph and compile is True:
+        message = "compile=True: the graph geometry runs eagerly (res.compiled is False)"
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def unit_box(problem: SyncOTProblem) -> tuple[SyncOTProblem, float]:
