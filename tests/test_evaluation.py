@@ -2,6 +2,7 @@ import logging
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 from sc_syncot import datasets, tl
@@ -120,3 +121,18 @@ def test_warp_without_evidence_leaves_the_prediction_unchanged():
         assert record["warp_strengths"][method] == 0.0 and "no clear gain" in record["warp_reasons"][method]
         assert record["fractions"][f"{method}_warped"] == pytest.approx(0.5)
         assert t[f"{method}_warped", "primary"] == t[method, "primary"]
+
+
+@pytest.mark.parametrize("given", ["dict", "series", "sequence"])
+def test_population_sizes_for_every_time_point_refit_without_the_held_out_ones(given):
+    adata = datasets.simulate_multiome(n_cells=600, n_timepoints=3, seed=0)
+    times = np.sort(adata.obs["time"].unique())
+    sizes = np.array([1.0, 2.0, 4.0])
+    masses = {
+        "dict": dict(zip(times, sizes, strict=True)),
+        "series": pd.Series(sizes[::-1], index=times[::-1]),
+        "sequence": sizes,
+    }[given]
+    df = tl.evaluate_heldout(adata, "time", times[1], "X_pca", masses=masses, delta=1.0, n_bins=12, n_time=4, tol=1e-4)
+    fitted = adata.uns["syncot_heldout"]
+    assert np.isfinite(df["w1"]).all() and "fractions" in fitted

@@ -1,5 +1,6 @@
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -43,6 +44,20 @@ def test_primary_grid_holds_cells_with_margin():
     assert grid.bounds == ((-0.2, 2.2), (0.8, 3.2))
     with pytest.raises(ValueError, match="coords"):
         pp.primary_grid(np.zeros((5, 4)))
+
+
+def test_time_point_masses_read_a_series_or_dict_by_its_time_labels():
+    times = np.array([0.0, 1.0, 3.0])
+    counts = np.array([10, 20, 30])
+    by_label = pd.Series([4.0, 1.0, 1.0], index=[3.0, 0.0, 1.0])  # not in the order of the times
+    np.testing.assert_allclose(pp.time_point_masses(times, counts, by_label), [0.5, 0.5, 2])
+    np.testing.assert_allclose(pp.time_point_masses(times, counts, by_label.to_dict()), [0.5, 0.5, 2])
+    with pytest.raises(ValueError, match=r"masses: population sizes given for \[7.0\], which are not time points"):
+        pp.time_point_masses(times, counts, pd.Series([1.0, 1.0, 1.0, 1.0], index=[0.0, 1.0, 3.0, 7.0]))
+    with pytest.raises(ValueError, match=r"masses: no population size for time point\(s\) \[3.0\]"):
+        pp.time_point_masses(times, counts, pd.Series([1.0, 1.0], index=[0.0, 1.0]))
+    with pytest.raises(ValueError, match="which are not time points"):
+        pp.time_point_masses(times, counts, {0.0: 1, 1.0: 1, 3.0: 4, "day 5": 2})
 
 
 def test_time_point_masses():

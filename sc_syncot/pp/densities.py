@@ -141,9 +141,12 @@ def time_point_masses(
         ``"counts"``: proportional to the cell counts (when sampling is proportional to population size);
         ``"growth_prior"``: chained from per-cell growth rates, ``M_{k+1} = M_k mean_{c in t_k} exp(g_c
         (t_{k+1} - t_k))`` (Waddington-OT's prior; needs ``growth_rates`` and ``cell_times``); or population
-        sizes, a sequence ``(K,)`` or a mapping time -> size.
+        sizes, a sequence ``(K,)`` in the order of ``times``, or a mapping time -> size (a dict, or a pandas
+        Series indexed by time, read by its labels: every time point needs one, and no other time is taken).
     """
     times = np.asarray(times, dtype=float)
+    if hasattr(masses, "index") and hasattr(masses, "to_numpy"):  # a pandas Series: by its labels, not positions
+        masses = dict(zip(masses.index, masses.to_numpy(), strict=True))
     if isinstance(masses, str):
         if masses == "equal":
             out = np.ones(len(times))
@@ -154,10 +157,7 @@ def time_point_masses(
         else:
             raise ValueError(f"masses: expected 'equal', 'counts', 'growth_prior' or sizes, got {masses!r}")
     elif isinstance(masses, Mapping):
-        missing = [float(t) for t in times if t not in masses]
-        if missing:
-            raise ValueError(f"masses: no population size for time point(s) {missing}")
-        out = np.array([float(masses[t]) for t in times])
+        out = _sizes_by_time(times, masses)
     else:
         out = np.asarray(masses, dtype=float)
         if out.shape != times.shape:
@@ -165,6 +165,27 @@ def time_point_masses(
     if not np.all(np.isfinite(out)) or np.any(out <= 0):
         raise ValueError(f"masses: expected positive finite population sizes, got {out}")
     return out / out.mean()
+
+
+def _sizes_by_time(times: np.ndarray, masses: Mapping) -> np.ndarray:
+    """Population sizes looked up by time label; missing time points and times not observed are refused."""
+    missing = [float(t) for t in times if t not in masses]
+    if missing:
+        raise ValueError(f"masses: no population size for time point(s) {missing}")
+    observed = set(times.tolist())
+    extra = []
+    for key in masses:
+        try:
+            known = float(key) in observed
+        except (TypeError, ValueError):
+            known = False
+        if not known:
+            extra.append(key)
+    if extra:
+        raise ValueError(
+            f"masses: population sizes given for {extra}, which are not time points of the data ({times.tolist()})"
+        )
+    return np.array([float(masses[t]) for t in times])
 
 
 def _chained_growth(times: np.ndarray, growth_rates, cell_times) -> np.ndarray:

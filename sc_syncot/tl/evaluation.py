@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -236,6 +237,7 @@ def evaluate_heldout(
         raise ValueError(f"heldout: expected an inner observed time point of {tp.tolist()}, got {heldout}")
     sub = data[every.names[every.time != heldout]].copy()
     params = _fit_params(time_key, primary, secondary, syncot_kwargs)
+    params["masses"] = _held_in_masses(params["masses"], tp, heldout)
     fits = {"syncot": fit(sub, **params)}
     # without a secondary the two fits are the same problem: solve it once
     same = secondary is None or params["weight"] == 0
@@ -351,6 +353,27 @@ def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, with_
         y = _readout(rng, fits["syncot"], hx, n_sample)
         rows.append(("readout", "secondary", _w1(y, hy[_subsample(rng, len(hy), n_sample)]), float("nan")))
     return rows + _noise_floor(rng, hx, hy, n_sample)
+
+
+def _held_in_masses(masses, time_points: np.ndarray, heldout: float):
+    """Population sizes given for every time point, without the held-out one's (the refit does not see it)."""
+    if isinstance(masses, str):
+        return masses
+    if hasattr(masses, "index") and hasattr(masses, "to_numpy"):  # a pandas Series, by its labels
+        masses = dict(zip(masses.index, masses.to_numpy(), strict=True))
+    if isinstance(masses, Mapping):
+        return {k: v for k, v in masses.items() if not _is_time(k, heldout)}
+    sizes = np.asarray(masses, dtype=float)
+    if sizes.shape != time_points.shape:  # time_point_masses says what is wrong, on the full list
+        pp.time_point_masses(time_points, np.ones(len(time_points)), sizes)
+    return sizes[time_points != heldout]
+
+
+def _is_time(key, t: float) -> bool:
+    try:
+        return float(key) == t
+    except (TypeError, ValueError):
+        return False
 
 
 def _fit_params(time_key, primary, secondary, kwargs) -> dict:
