@@ -220,6 +220,14 @@ def _forbid_fitting(monkeypatch) -> None:
             id="masses-map",
         ),
         pytest.param(None, {"masses": "cells"}, r"masses: expected 'equal', 'counts'", id="masses-name"),
+        pytest.param(
+            None,
+            {"masses": {0.0: 1.0, 1.0: 2.0, 2.0: 1.0, 9.0: 1.0}},
+            r"masses: .* \[9\.0\], which are not time",
+            id="masses-extra-time",
+        ),
+        pytest.param(None, {"seed": None}, r"seed: expected an integer >= 0", id="seed-none"),
+        pytest.param(None, {"seed": 1.5}, r"seed: expected an integer >= 0", id="seed-float"),
         pytest.param(None, {"masses": "growth_prior"}, r"growth_key='growth_prior': not in \.obs", id="growth-key"),
         pytest.param(None, {**SEC, "weight": -1.0}, r"weight: expected a finite float >= 0", id="weight-negative"),
         pytest.param(None, {**SEC, "weight": np.nan}, r"weight: expected a finite float >= 0", id="weight-nan"),
@@ -532,6 +540,9 @@ def _nan_basis_after_fit(a):
         ),
         pytest.param(lambda a: tl.trajectories(a, groupby="side", groups="left"), r"groups: \['left'\]", id="t-group"),
         pytest.param(lambda a: tl.trajectories(a, n_particles=0), r"n_particles: expected a positive", id="t-n"),
+        pytest.param(
+            lambda a: tl.trajectories(a, groups="left"), r"groups='left': given without groupby", id="t-nogroupby"
+        ),
         pytest.param(lambda a: tl.interpolate(a, 2.5), r"time: expected a time within the observed range", id="interp"),
     ],
 )

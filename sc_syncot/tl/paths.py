@@ -75,6 +75,8 @@ def trajectories(
     """
     if not is_integer(n_particles) or n_particles < 1:
         raise ValueError(f"n_particles: expected a positive integer, got {n_particles!r}")
+    if groups is not None and groupby is None:
+        raise ValueError(f"groups={groups!r}: given without groupby; name the .obs column the groups belong to")
     flow = Flow.from_uns(adata, key)
     params = adata.uns[key]["params"]
     cells = read_cells(adata, params["time_key"], params["primary"], None, int(params["n_dims"]))

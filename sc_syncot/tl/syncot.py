@@ -369,7 +369,7 @@ def fit(
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
     n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
     _check_params(
-        coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter
+        coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter, seed
     )
     cells = read_cells(data, time_key, primary, secondary, n_dims)
     _check_time_warp(time_warp, cells.time_points)
@@ -429,7 +429,7 @@ def _is_length(value) -> bool:
 
 
 def _check_params(
-    coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter
+    coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter, seed=0
 ) -> None:
     """Refuse bad numbers before any data is read or anything is fitted (the coupling alone can take a while)."""
     if not (isinstance(weight, (int, float, np.integer, np.floating)) and np.isfinite(weight) and weight >= 0):
@@ -455,6 +455,8 @@ def _check_params(
         raise ValueError(f"tol: expected a positive finite float, got {tol!r}")
     if not is_integer(max_iter) or max_iter < 1:
         raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
+    if not is_integer(seed) or seed < 0:  # scanpy's random_state=None has no equivalent: fits are reproducible
+        raise ValueError(f"seed: expected an integer >= 0 (fits are reproducible; pick any number), got {seed!r}")
 
 
 def _check_time_warp(time_warp, time_points) -> None:
