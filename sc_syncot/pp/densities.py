@@ -145,8 +145,7 @@ def time_point_masses(
         Series indexed by time, read by its labels: every time point needs one, and no other time is taken).
     """
     times = np.asarray(times, dtype=float)
-    if hasattr(masses, "index") and hasattr(masses, "to_numpy"):  # a pandas Series: by its labels, not positions
-        masses = dict(zip(masses.index, masses.to_numpy(), strict=True))
+    masses = sizes_by_label(masses)
     if isinstance(masses, str):
         if masses == "equal":
             out = np.ones(len(times))
@@ -167,20 +166,28 @@ def time_point_masses(
     return out / out.mean()
 
 
+def sizes_by_label(masses):
+    """A pandas Series of population sizes as a mapping by its labels (time -> size); anything else as it is."""
+    if hasattr(masses, "index") and hasattr(masses, "to_numpy"):
+        return dict(zip(masses.index, masses.to_numpy(), strict=True))
+    return masses
+
+
+def key_time(key) -> float | None:
+    """The time a key of a mapping of sizes names, or ``None`` when it is not a number."""
+    try:
+        return float(key)
+    except (TypeError, ValueError):
+        return None
+
+
 def _sizes_by_time(times: np.ndarray, masses: Mapping) -> np.ndarray:
     """Population sizes looked up by time label; missing time points and times not observed are refused."""
     missing = [float(t) for t in times if t not in masses]
     if missing:
         raise ValueError(f"masses: no population size for time point(s) {missing}")
     observed = set(times.tolist())
-    extra = []
-    for key in masses:
-        try:
-            known = float(key) in observed
-        except (TypeError, ValueError):
-            known = False
-        if not known:
-            extra.append(key)
+    extra = [key for key in masses if key_time(key) not in observed]
     if extra:
         raise ValueError(
             f"masses: population sizes given for {extra}, which are not time points of the data ({times.tolist()})"

@@ -201,10 +201,6 @@ class Graph:
             self.points * factor, self.n_time, edges=self.edges, edge_weights=self.omega, dimension=self.dimension
         )
 
-    def with_time(self, n_time: int) -> Graph:
-        """The same graph with another number of time steps."""
-        return Graph(self.points, n_time, edges=self.edges, edge_weights=self.omega, dimension=self.dimension)
-
     def node_vectors(self, edge_values: np.ndarray, ends: np.ndarray | None = None) -> np.ndarray:
         """``1/2 sum_{e at i} edge_values_e (ends_head - ends_tail) / l_e`` per node: edge flows as node vectors.
 

@@ -47,7 +47,8 @@ def solve_on_graph(
     if problem.kantorovich_secondaries:
         from .kantorovich_solver import run_kantorovich  # noqa: PLC0415 (it builds on solve, which imports us)
 
-        y_primary = torch.zeros_like(GraphTransportOperators(*primary_args).apply(x0))
+        # the primary block's dual point, (2, B, Nt, E + n) as GraphTransportOperators.apply gives it
+        y_primary = rho0.new_zeros(2, rho0.shape[0], graph.n_time, graph.n_edges + graph.n_nodes)
         ops, state, v, reports = run_kantorovich(
             problem, primary_args, x0, y_primary, scale, opts, cp_options, step_ratio=step_ratio,
             **kantorovich_options,

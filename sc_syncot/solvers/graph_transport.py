@@ -28,7 +28,6 @@ space, either ``L``'s eigenbasis (two dense ``n x n`` products per projection) o
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +37,7 @@ import torch
 from .dct import apply_along, dct_matrix, neumann_eigenvalues
 from .graph import Graph
 from .prox import action_density, prox_action
+from .scaling import to_csr
 
 # Up to this many nodes the projection uses L's eigenbasis; beyond, sparse factorizations. Measured on 10-D kNN graphs
 # (benchmarks/graph.py, 2 threads): the factorizations were 2-4.4x slower per projection at 500-5000 nodes and 3x
@@ -55,11 +55,10 @@ def sparse_operator(matrix: sp.spmatrix, opts: dict) -> torch.Tensor:
     of 4 x 8 time steps they took 5.6 ms against 11 ms (node sums of edge values) and 1.8 against 5.5 ms (edge
     values from nodes) on 2 CPU threads.
     """
-    csr = sp.csr_matrix(matrix)
-    parts = [torch.as_tensor(a, device=opts["device"]) for a in (csr.indptr, csr.indices)]
-    with warnings.catch_warnings():  # torch marks its CSR layout as beta; its products with dense matrices are stable
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(*parts, torch.as_tensor(csr.data, **opts), size=csr.shape)
+    coo = sp.coo_matrix(matrix)
+    indices = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long, device=opts["device"])
+    data = torch.as_tensor(coo.data, **opts)
+    return to_csr(torch.sparse_coo_tensor(indices, data, size=coo.shape, check_invariants=True))
 
 
 def apply_sparse(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

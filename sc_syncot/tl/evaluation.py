@@ -29,6 +29,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from .. import pp
+from ..pp.densities import key_time, sizes_by_label
 from ..pp.inputs import read_cells
 from .flow import Flow
 from .syncot import Fitted, _growth_rates, default_grid, fit, syncot
@@ -359,21 +360,13 @@ def _held_in_masses(masses, time_points: np.ndarray, heldout: float):
     """Population sizes given for every time point, without the held-out one's (the refit does not see it)."""
     if isinstance(masses, str):
         return masses
-    if hasattr(masses, "index") and hasattr(masses, "to_numpy"):  # a pandas Series, by its labels
-        masses = dict(zip(masses.index, masses.to_numpy(), strict=True))
+    masses = sizes_by_label(masses)
     if isinstance(masses, Mapping):
-        return {k: v for k, v in masses.items() if not _is_time(k, heldout)}
+        return {k: v for k, v in masses.items() if key_time(k) != heldout}
     sizes = np.asarray(masses, dtype=float)
     if sizes.shape != time_points.shape:  # time_point_masses says what is wrong, on the full list
         pp.time_point_masses(time_points, np.ones(len(time_points)), sizes)
     return sizes[time_points != heldout]
-
-
-def _is_time(key, t: float) -> bool:
-    try:
-        return float(key) == t
-    except (TypeError, ValueError):
-        return False
 
 
 def _fit_params(time_key, primary, secondary, kwargs) -> dict:
