@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
-from ..pp.inputs import primary_table, read_cells
-from ..tl.flow import Flow
+from ..pp.inputs import primary_table
+from ..tl.flow import Flow, read_flow, result_cells
+from ..tl.graph_flow import GraphFlow, cell_nodes
 
 
 @dataclass
@@ -22,21 +24,32 @@ class Stored:
     obsm: dict
     table_uns: dict
     time: np.ndarray  # (n,) time of each cell
-    x: np.ndarray  # (n, d) primary coordinates on the grid's axes
+    x: np.ndarray  # (n, d) primary coordinates on the grid's axes (all columns on a graph)
+    basis: str | None = None  # the 2-D .obsm key drawn in (None: the primary basis' first two columns)
+    xy: np.ndarray | None = None  # (n, 2) where cells are drawn, from ``basis``
+    node_xy: np.ndarray | None = None  # (n_nodes, 2) where a graph's nodes are drawn
+    nodes: np.ndarray | None = None  # (n,) each cell's node (graph results)
+
+    @property
+    def graph(self) -> bool:
+        """Whether the result lives on a graph of cell states."""
+        return isinstance(self.flow, GraphFlow)
 
     @property
     def ndim(self) -> int:
-        return self.flow.grid.ndim
+        return 2 if self.graph else self.flow.grid.ndim
 
     def labels(self) -> list[str]:
-        """Axis labels after the primary basis: ``"X_pca 1"``, ``"X_pca 2"``; time first for a 1-D grid."""
-        name = self.params["primary"]
+        """Axis labels after the basis drawn: ``"X_pca 1"``, ``"X_pca 2"``; time first for a 1-D grid."""
+        name = self.basis or self.params["primary"]
         if self.ndim == 1:
             return [self.params["time_key"], f"{name} 1"]
         return [f"{name} 1", f"{name} 2"]
 
     def cell_xy(self) -> np.ndarray:
-        """Where cells are drawn: the first two primary axes, or (time, axis 1) for a 1-D grid."""
+        """Where cells are drawn: the basis (first two primary axes by default), or (time, axis 1) on a 1-D grid."""
+        if self.xy is not None:
+            return self.xy
         return np.column_stack([self.time, self.x[:, 0]]) if self.ndim == 1 else self.x[:, :2]
 
     def nearest_time_point(self, t: float) -> float:
@@ -44,14 +57,59 @@ class Stored:
         return float(tp[np.argmin(np.abs(tp - t))])
 
 
-def stored(adata, key: str) -> Stored:
-    """The result under ``key`` with its cells; ``ValueError`` naming ``key`` when there is none."""
-    flow = Flow.from_uns(adata, key)
+def stored(adata, key: str, basis: str | None = None) -> Stored:
+    """The result under ``key`` with its cells; ``ValueError`` naming ``key`` when there is none.
+
+    ``basis``: a 2-D (or wider: first two columns) ``.obsm`` key to draw a graph result in, such as ``"X_umap"``.
+    A grid result lives on the primary basis' first axes and is drawn there only.
+    """
+    flow = read_flow(adata, key)
     uns = adata.uns[key]
     params = uns["params"]
     table = primary_table(adata, params["primary"])
-    cells = read_cells(adata, params["time_key"], params["primary"], None, int(params["n_dims"]))
-    return Stored(flow, uns, params, table.obs, table.obsm, table.uns, cells.time, cells.x)
+    cells = result_cells(adata, params)
+    st = Stored(flow, uns, params, table.obs, table.obsm, table.uns, cells.time, cells.x)
+    if not st.graph:
+        if basis is not None and basis != params["primary"]:
+            raise ValueError(
+                f"basis={basis!r}: a grid result is drawn on its own axes (the first columns of "
+                f"{params['primary']!r}); fit with geometry='graph' to draw in any embedding"
+            )
+        return st
+    name = basis or params["primary"]
+    xy = embedding(adata, name, params["primary"], cells.names)
+    st.basis, st.xy = (basis, xy)
+    st.nodes = cell_nodes(adata, key, params["primary"], flow.n_nodes)
+    st.node_xy = node_positions(flow, cells.x, st.nodes, xy)
+    return st
+
+
+def embedding(adata, name: str, primary: str, names) -> np.ndarray:
+    """The first two columns of ``.obsm[name]`` of the primary table's cells."""
+    from ..pp.inputs import basis as read_basis  # noqa: PLC0415 (one name for the argument and the reader)
+
+    if ":" in primary and ":" not in name:  # a MuData basis without modality: the primary's modality
+        name = f"{primary.split(':', 1)[0]}:{name}"
+    frame = read_basis(adata, name, "basis", 2)
+    if frame.shape[1] < 2:
+        raise ValueError(f"basis={name!r}: expected at least two columns to draw in, got {frame.shape[1]}")
+    return frame.loc[names].to_numpy(dtype=float)
+
+
+def node_positions(flow: GraphFlow, x: np.ndarray, nodes: np.ndarray, xy: np.ndarray, k: int = 10) -> np.ndarray:
+    """Where a graph's nodes are drawn in a 2-D basis of the cells, as scVelo places velocities on an embedding.
+
+    A node with cells sits at their mean; a node without (a path node) at the mean of the ``k`` cells nearest
+    to it in the primary basis (all columns), where the embedding has no coordinates of its own.
+    """
+    counts = np.bincount(nodes, minlength=flow.n_nodes).astype(float)
+    pos = np.stack([np.bincount(nodes, weights=xy[:, i], minlength=flow.n_nodes) for i in range(2)], 1)
+    pos = pos / np.maximum(counts, 1.0)[:, None]
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        near = cKDTree(x).query(flow.points[empty], min(k, len(x)))[1].reshape(len(empty), -1)
+        pos[empty] = xy[near].mean(axis=1)
+    return pos
 
 
 def panel_times(flow: Flow, n_panels: int, times=None) -> np.ndarray:
@@ -82,8 +140,8 @@ def panel_times(flow: Flow, n_panels: int, times=None) -> np.ndarray:
 def at_nodes(flow: Flow, nodes: np.ndarray, t: float) -> np.ndarray:
     """An array given on the time nodes ``(K-1, n_time + 1, ...)`` at time ``t``, linear between nodes."""
     k, s = flow.locate(float(t))
-    pos = s * flow.grid.n_time
-    j = int(min(np.floor(pos), flow.grid.n_time - 1))
+    pos = s * flow.n_time
+    j = int(min(np.floor(pos), flow.n_time - 1))
     w = pos - j
     return (1 - w) * nodes[k, j] + w * nodes[k, j + 1]
 
@@ -99,7 +157,7 @@ def at_centres(flow: Flow, field: np.ndarray, t: float) -> np.ndarray:
     if hit.size:
         return np.mean([field[i, j] for i, j in flow.at_time_point(int(hit[0]))], axis=0)
     k, s = flow.locate(float(t))
-    nt = flow.grid.n_time
+    nt = flow.n_time
     pos = float(np.clip(s * nt - 0.5, 0, nt - 1))
     j = int(min(np.floor(pos), max(nt - 2, 0)))
     w = pos - j

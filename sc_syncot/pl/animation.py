@@ -25,6 +25,7 @@ def animate(
     cmap: str = "viridis",
     figsize: tuple[float, float] = (4.5, 4.0),
     dpi: int = 80,
+    basis: str | None = None,
 ) -> Path:
     """Write the reconstructed density over time as a GIF (matplotlib's Pillow writer).
 
@@ -47,6 +48,9 @@ def animate(
         Colormap of the density.
     figsize, dpi
         Size of a frame in inches, and its resolution.
+    basis
+        A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
+        columns); default: the primary basis' first two columns.
 
     Returns
     -------
@@ -55,7 +59,7 @@ def animate(
     path = Path(path)
     if path.suffix.lower() != ".gif":
         raise ValueError(f"path: expected a file name ending in .gif, got {str(path)!r}")
-    st = stored(adata, key)
+    st = stored(adata, key, basis)
     if n_frames < 1:
         raise ValueError(f"n_frames: expected a positive integer, got {n_frames}")
     tp = st.flow.time_points

@@ -20,6 +20,7 @@ def fates(
     size: float | None = None,
     ncols: int = 3,
     cmap: str = "viridis",
+    basis: str | None = None,
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
@@ -45,6 +46,9 @@ def fates(
         Marker area of the cells.
     ncols, cmap
         Panels per row; colormap of the share.
+    basis
+        A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
+        columns); default: the primary basis' first two columns.
     ax
         Axes to draw into: one per column in ``keys``.
     show, return_fig
@@ -55,7 +59,7 @@ def fates(
     The Figure when ``return_fig``; else the axes when not shown; else ``None``.
     """
     keys = [keys] if isinstance(keys, str) else list(keys)
-    st = stored(adata, key)
+    st = stored(adata, key, basis)
     for k in keys:
         if k not in st.obs:
             raise ValueError(f"keys: {k!r} is not in .obs; run sc_syncot.tl.push or sc_syncot.tl.pull first")

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 
 from ._figure import finish, label_axes, panels, point_size, scatter_obs, scatter_values
+from ._graph import growth_at, velocity_field
 from ._result import Stored, at_centres, extent, stored, weighted_projection
 
 
@@ -62,6 +63,7 @@ def velocity(
     min_density: float = 0.01,
     size: float | None = None,
     cmap: str = "viridis",
+    basis: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
@@ -73,7 +75,10 @@ def velocity(
     time point is the mean of the two time steps next to it, as for
     ``.obsm[f"{key}_velocity"]``; between time points it is interpolated. Streamlines are drawn where the density
     at that time exceeds ``min_density`` of its maximum. A 3-D grid shows its first two velocity components,
-    averaged along the third axis with the density as weight. Needs a grid of 2 or 3 dimensions.
+    averaged along the third axis with the density as weight. Needs a grid of 2 or 3 dimensions. A graph's flow is
+    drawn in ``basis``: each edge's mass flow along its nodes' displacement there, per node over its mass (as
+    scVelo projects velocities onto an embedding), averaged on a grid over the cells (weighted by the node
+    densities at ``time``).
 
     Parameters
     ----------
@@ -93,6 +98,9 @@ def velocity(
         Marker area of the cells (default: after their number).
     cmap
         Colormap of a numeric ``color``.
+    basis
+        A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
+        columns); default: the primary basis' first two columns.
     ax, show, return_fig
         As in :func:`sc_syncot.pl.density_path` (one panel).
 
@@ -100,12 +108,16 @@ def velocity(
     -------
     The Figure when ``return_fig``; else the axes when not shown; else ``None``.
     """
-    st = stored(adata, key)
+    st = stored(adata, key, basis)
     if st.ndim == 1:
         raise ValueError(f"key={key!r}: streamlines need a grid of 2 or 3 dimensions, the result has n_dims=1")
     if color is not None and color not in st.obs:
         raise ValueError(f"color={color!r}: not in .obs (columns: {list(st.obs.columns)})")
-    if time is None:
+    if st.graph:
+        (gx, gy), v, weight = velocity_field(st, None if time is None else float(time))
+        shown = weight > min_density * weight.max()
+        title = "velocity of the cells" if time is None else f"velocity at t = {float(time):.3g}"
+    elif time is None:
         v, shown = _cells_field(st, key, min_density)
         title = "velocity of the cells"
     else:
@@ -115,11 +127,13 @@ def velocity(
     fig, axes = panels(1, ax)
     a = axes[0]
     size = size or point_size(len(st.x))
+    xy = st.cell_xy()
     if color is None:  # the times as read for the solve (the time key may live in a MuData's global .obs)
-        scatter_values(a, st.x[:, :2], st.time, size, cmap=cmap, label=st.params["time_key"])
+        scatter_values(a, xy, st.time, size, cmap=cmap, label=st.params["time_key"])
     else:
-        scatter_obs(a, st.x[:, :2], st.obs, st.table_uns, color, size, cmap)
-    gx, gy = st.flow.grid.axes()[:2]
+        scatter_obs(a, xy, st.obs, st.table_uns, color, size, cmap)
+    if not st.graph:
+        gx, gy = st.flow.grid.axes()[:2]
     u = np.ma.masked_where(~shown, v[..., 0]).T  # streamplot wants (y, x) arrays
     w = np.ma.masked_where(~shown, v[..., 1]).T
     a.streamplot(gx, gy, u, w, density=density, color="k", linewidth=0.8, arrowsize=0.9)
@@ -135,6 +149,7 @@ def growth(
     min_density: float = 0.01,
     size: float | None = None,
     cmap: str = "RdBu_r",
+    basis: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
@@ -143,7 +158,8 @@ def growth(
 
     The map is the grid field at ``time`` (as for :func:`velocity`), blank where the density is below
     ``min_density`` of its maximum; a 3-D grid is averaged along its third axis with the density as weight, a
-    1-D grid is a curve. Per cell, the cells are coloured by ``.obs[f"{key}_growth"]``. Colours are centred at 0.
+    1-D grid is a curve; a graph's nodes are drawn in ``basis``, coloured by their rate. Per cell, the cells are
+    coloured by ``.obs[f"{key}_growth"]``. Colours are centred at 0.
 
     Parameters
     ----------
@@ -162,6 +178,9 @@ def growth(
         Marker area of the cells.
     cmap
         A diverging colormap.
+    basis
+        A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
+        columns); default: the primary basis' first two columns.
     ax, show, return_fig
         As in :func:`sc_syncot.pl.density_path` (one panel).
 
@@ -169,7 +188,7 @@ def growth(
     -------
     The Figure when ``return_fig``; else the axes when not shown; else ``None``.
     """
-    st = stored(adata, key)
+    st = stored(adata, key, basis)
     fig, axes = panels(1, ax)
     if per_cell:
         _growth_cells(axes[0], st, key, time, size, cmap)
@@ -184,6 +203,13 @@ def _centred(values: np.ndarray) -> Normalize:
 
 
 def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap) -> None:
+    if st.graph:
+        g, nodes = growth_at(st, t, min_density)
+        ax.scatter(*st.xy.T, c="lightgrey", s=point_size(len(st.xy)) / 2, linewidths=0)
+        sc = ax.scatter(*st.node_xy[nodes].T, c=g[nodes], cmap=cmap, norm=_centred(g[nodes]), s=12, linewidths=0)
+        ax.figure.colorbar(sc, ax=ax, label="growth rate", shrink=0.8)
+        label_axes(ax, st.labels(), f"growth at t = {t:.3g}")
+        return
     g, shown = _plane(st, at_centres(st.flow, st.flow.growth, t), t, min_density)
     g = np.where(shown, g, np.nan)
     norm = _centred(g)

@@ -10,24 +10,30 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from ..pp.inputs import read_cells
+from ..tl.flow import result_cells
 from ._figure import finish, label_axes, panels, point_size
+from ._graph import draw_density as graph_density
 from ._result import Stored, at_nodes, extent, panel_times, stored
 
 
 def projected_density(st: Stored, t: float) -> np.ndarray:
-    """Density at ``t`` as drawn: the grid itself in 1-D and 2-D, the maximum over the third axis in 3-D."""
+    """Density at ``t`` as drawn: the grid itself in 1-D and 2-D, the maximum over the third axis in 3-D, the nodes."""
     rho = st.flow.density_at(t)
+    if st.graph:
+        return np.clip(rho, 0, None)
     return rho.max(axis=2) if st.ndim == 3 else rho
 
 
 def draw_density(ax: Axes, st: Stored, t: float, vmax: float, cmap="viridis", cells: bool = True):
     """One panel of the density path; returns the image (or line, in 1-D) drawn."""
     rho = projected_density(st, t)
-    mass = float(st.flow.grid.mass(st.flow.density_at(t)))
+    mass = st.flow.mass(st.flow.density_at(t))
     near = st.time == st.nearest_time_point(t)
     name = st.params["primary"]
-    if st.ndim == 1:
+    if st.graph:
+        artist = graph_density(ax, st, t, vmax, cmap, cells)
+        labels = st.labels()
+    elif st.ndim == 1:
         centres = st.flow.grid.axes()[0]
         ax.fill_between(centres, rho, alpha=0.3)
         (artist,) = ax.plot(centres, rho)
@@ -54,6 +60,7 @@ def density_path(
     cells: bool = True,
     ncols: int = 3,
     cmap: str = "viridis",
+    basis: str | None = None,
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
@@ -61,7 +68,8 @@ def density_path(
     """The reconstructed density in the primary space as small multiples over time.
 
     A 2-D grid is drawn as an image over its bounds, a 1-D grid as a curve, a 3-D grid as its maximum over the
-    third axis. All panels share one colour (or y) scale, so growth shows as a change of intensity; titles give
+    third axis; a graph's nodes as points in ``basis``, sized and coloured by their mass. All panels share one
+    colour (or y) scale, so growth shows as a change of intensity; titles give
     the time and the mass relative to the mean observed mass.
 
     Parameters
@@ -82,6 +90,9 @@ def density_path(
         Panels per row.
     cmap
         Colormap of the density.
+    basis
+        A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
+        columns); default: the primary basis' first two columns.
     ax
         Axes to draw into: one per panel.
     show
@@ -93,7 +104,7 @@ def density_path(
     -------
     The Figure when ``return_fig``; else the axes when not shown; else ``None``.
     """
-    st = stored(adata, key)
+    st = stored(adata, key, basis)
     ts = panel_times(st.flow, n_panels, times)
     vmax = max(float(projected_density(st, t).max()) for t in ts) or 1.0
     fig, axes = panels(len(ts), ax, ncols)
@@ -175,7 +186,7 @@ def _secondary_cells(adata, st: Stored, components) -> tuple[np.ndarray, np.ndar
     """Secondary coordinates of the paired cells (in the basis' own units), their mask and axis labels."""
     p = st.params
     sec = p.get("secondary", "none")
-    cells = read_cells(adata, p["time_key"], p["primary"], sec, int(p["n_dims"]))
+    cells = result_cells(adata, p, sec)
     comps = list(components)
     if len(comps) != 2 or max(comps) >= cells.y.shape[1]:
         raise ValueError(f"components: expected two indices below {cells.y.shape[1]} (secondary={sec!r}), got {comps}")
@@ -241,13 +252,15 @@ def trajectories(
     trajectories_key: str | None = None,
     cells: bool = True,
     cmap: str = "viridis",
+    basis: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
 ) -> Figure | Axes | None:
     """Particle paths computed by :func:`sc_syncot.tl.trajectories`, over the cells.
 
-    Each path is drawn on the first two primary axes (against time for a 1-D grid), starting at a dot. Its weight,
+    Each path is drawn on the first two primary axes (against time for a 1-D grid; a graph's in ``basis``),
+    starting at a dot. Its weight,
     ``exp(int g dt)`` (expected descendants of the particle), colours every step of it (``color_by_weight``) or
     sets the width of the whole path after its final weight.
 
@@ -265,6 +278,9 @@ def trajectories(
         Draw all cells in grey behind the paths.
     cmap
         Colormap of the weights.
+    basis
+        A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
+        columns); default: the primary basis' first two columns.
     ax, show, return_fig
         As in :func:`density_path` (one panel).
 
@@ -272,13 +288,15 @@ def trajectories(
     -------
     The Figure when ``return_fig``; else the axes when not shown; else ``None``.
     """
-    st = stored(adata, key)
+    st = stored(adata, key, basis)
     tkey = trajectories_key or f"{key}_trajectories"
     if tkey not in st.table_uns:
         raise ValueError(f"trajectories_key={tkey!r}: not in .uns; run sc_syncot.tl.trajectories first")
     traj = st.table_uns[tkey]
     paths, weights = np.asarray(traj["paths"], float), np.asarray(traj["weights"], float)
-    if st.ndim == 1:  # time on the x axis
+    if st.graph:  # the particles' nodes, where the nodes are drawn
+        paths = st.node_xy[np.asarray(traj["nodes"], np.int64)]
+    elif st.ndim == 1:  # time on the x axis
         times = np.broadcast_to(np.asarray(traj["times"], float), paths.shape[:2])
         paths = np.stack([times, paths[..., 0]], axis=-1)
     paths = paths[..., :2]

@@ -170,17 +170,19 @@ def _check_unique_names(names: pd.Index, key: str) -> None:
         )
 
 
-def read_cells(data, time_key: str, primary: str, secondary: str | None, n_dims: int, min_cells: int = 3) -> CellData:
-    """Collect and check times, primary coordinates (first ``n_dims`` columns) and secondary coordinates."""
+def read_cells(
+    data, time_key: str, primary: str, secondary: str | None, n_dims: int | None, min_cells: int = 3
+) -> CellData:
+    """Collect and check times, primary coordinates (first ``n_dims`` columns; ``None``: all) and secondary ones."""
     if not isinstance(data, ad.AnnData) and not is_mudata(data):
         raise ValueError(f"data: expected an AnnData or a MuData, got {type(data).__name__}")
-    if not isinstance(n_dims, (int, np.integer)) or not 1 <= n_dims <= 3:
+    if n_dims is not None and (not isinstance(n_dims, (int, np.integer)) or not 1 <= n_dims <= 3):
         raise ValueError(f"n_dims: the primary grid has 1 to 3 dimensions, got {n_dims!r}")
     x = basis(data, primary, "primary", n_dims)
     if len(x) == 0:
         raise ValueError(f"data: expected cells, got an empty {type(data).__name__} (0 cells in primary={primary!r})")
     _check_unique_names(x.index, primary)
-    if x.shape[1] < n_dims:
+    if n_dims is not None and x.shape[1] < n_dims:
         raise ValueError(f"primary={primary!r}: has {x.shape[1]} columns, n_dims={n_dims} needs at least that many")
     t = times(data, time_key, primary).to_numpy()
     points, counts = np.unique(t, return_counts=True)

@@ -12,6 +12,12 @@ so that methods differ only in their paths. The ``grid_floor`` row is what a per
 held-out cells' own density on the fit's grid, smoothed with the fit's bandwidth, sampled and read out like the
 predictions (the cost of the grid and the smoothing). The ``readout`` row applies the coupling to the held-out
 cells' own primary positions: the secondary W1 that a perfect primary prediction would reach through it.
+
+A fit on a graph of cell states (``geometry="graph"``) predicts cells drawn from its node densities: a drawn node
+stands for one of its own cells, with both bases as measured (a path node, which has no cells, for its own
+coordinates), so W1 is in every column of the primary basis and in the secondary, as for the static-OT rows. Its
+``graph_floor`` row replaces ``grid_floor``: the held-out cells mapped to their nearest nodes and read out in the
+same way; ``readout`` goes through the nearest node too.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from .. import pp
 from ..pp.densities import key_time, sizes_by_label
 from ..pp.inputs import read_cells
 from .flow import Flow
-from .syncot import Fitted, _growth_rates, default_grid, fit, syncot
+from .graph_fit import resolve_geometry
+from .graph_flow import GraphFlow
+from .syncot import Fitted, _growth_rates, _n_columns, default_graph_time, default_grid, fit, syncot
 from .time_warp import MIN_TIME_POINTS, TimeWarp, resolve_time_warp
 
 logger = logging.getLogger("sc_syncot")
@@ -47,6 +55,7 @@ METHODS = (
     "static_uot",
     "nearest",
     "grid_floor",
+    "graph_floor",
     "readout",
     "noise_floor",
 )
@@ -98,6 +107,34 @@ def _secondary_of(rng, fitted: Fitted, points: np.ndarray, cells_idx: np.ndarray
     return np.stack([y[rng.choice(members[j])] for j in picks])
 
 
+def _predict(rng, fitted: Fitted, flow, t: float, size: int, with_secondary: bool):
+    """Points (and their secondary coordinates) drawn from the fitted density at ``t``, and its mass."""
+    if isinstance(flow, GraphFlow):
+        density = np.clip(flow.density_at(t), 0, None)
+        nodes = rng.choice(flow.n_nodes, size, replace=True, p=density / density.sum())
+        pts, sec = _read_nodes(rng, fitted, flow, nodes, with_secondary)
+        return pts, sec, flow.mass(density)
+    return _predict_grid(rng, fitted, flow, t, size, with_secondary)
+
+
+def _read_nodes(rng, fitted: Fitted, flow: GraphFlow, nodes: np.ndarray, with_secondary: bool):
+    """Cells standing for drawn nodes, in both bases; no grid and no smoothing.
+
+    One of the node's own cells (as measured), or for a node without cells (a path node) its own coordinates (the
+    interpolated ones in the secondary).
+    """
+    cells, own = fitted.cells, fitted.per_cell["node"]
+    order = np.argsort(own, kind="stable")
+    start = np.searchsorted(own[order], np.arange(flow.n_nodes + 1))
+    size = start[nodes + 1] - start[nodes]
+    pick = order[np.minimum(start[nodes] + (rng.random(len(nodes)) * size).astype(int), len(order) - 1)]
+    has = size > 0
+    pts = np.where(has[:, None], cells.x[pick], flow.points[nodes])
+    if not with_secondary or cells.y is None:
+        return pts, None
+    return pts, np.where(has[:, None], cells.y[pick], flow.secondary[nodes])
+
+
 def _predict_grid(rng, fitted: Fitted, flow: Flow, t: float, size: int, with_secondary: bool):
     density = flow.density_at(t)
     pts, idx = _grid_sample(rng, fitted, density, size)
@@ -115,8 +152,20 @@ def _grid_floor(rng, fitted: Fitted, hx: np.ndarray, size: int, with_secondary: 
     return pts, _secondary_of(rng, fitted, pts, idx, size) if with_secondary else None
 
 
+def _graph_floor(rng, fitted: Fitted, hx: np.ndarray, size: int, with_secondary: bool):
+    """The held-out cells mapped to their nearest nodes (all columns of the primary basis), read out as a prediction.
+
+    What a perfect path on this graph scores: the cost of standing for cells by nodes and their cells.
+    """
+    flow = fitted.flow
+    nodes = cKDTree(flow.points).query(hx[_subsample(rng, len(hx), size)])[1]
+    return _read_nodes(rng, fitted, flow, nodes, with_secondary)
+
+
 def _readout(rng, fitted: Fitted, hx: np.ndarray, size: int) -> np.ndarray:
     """The held-out cells' own primary positions, read out in the secondary space through the fitted coupling."""
+    if isinstance(fitted.flow, GraphFlow):  # through the nearest node: its cells' or its own secondary state
+        return _graph_floor(rng, fitted, hx, size, True)[1]
     pts = hx[_subsample(rng, len(hx), size)]
     grid = fitted.flow.grid
     idx = cKDTree(grid.points().reshape(-1, grid.ndim)).query(pts)[1]  # the grid cell each cell falls in
@@ -224,8 +273,14 @@ def evaluate_heldout(
     (relative error of the predicted mass; the true one follows ``masses`` on all time points), the means over
     ``n_repeats`` rounds, and ``w1_std``.
     """
-    n_dims = syncot_kwargs.get("n_dims", 2)
-    every = read_cells(data, time_key, primary, secondary, n_dims)
+    n_dims = syncot_kwargs.get("n_dims")
+    grid_options = {k: syncot_kwargs.get(k) for k in ("n_bins", "bandwidth")}
+    geometry, _ = resolve_geometry(
+        syncot_kwargs.get("geometry", "auto"), _n_columns(data, primary), n_dims, grid_options
+    )
+    if geometry == "grid" and n_dims is None:
+        n_dims = _n_columns(data, primary)
+    every = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
     tp = every.time_points
     if (
         not isinstance(n_repeats, (int, np.integer, float))
@@ -237,7 +292,7 @@ def evaluate_heldout(
     if heldout not in set(tp[1:-1]):
         raise ValueError(f"heldout: expected an inner observed time point of {tp.tolist()}, got {heldout}")
     sub = data[every.names[every.time != heldout]].copy()
-    params = _fit_params(time_key, primary, secondary, syncot_kwargs)
+    params = _fit_params(time_key, primary, secondary, syncot_kwargs, geometry, n_dims)
     params["masses"] = _held_in_masses(params["masses"], tp, heldout)
     fits = {"syncot": fit(sub, **params)}
     # without a secondary the two fits are the same problem: solve it once
@@ -330,11 +385,11 @@ def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, with_
     rows, warped = [], []
     for name, fitted in fits.items():
         twin = copy.deepcopy(rng)
-        x, y, m = _predict_grid(rng, fitted, replace(fitted.flow, warp=None), heldout, n_sample, with_sec)
+        x, y, m = _predict(rng, fitted, replace(fitted.flow, warp=None), heldout, n_sample, with_sec)
         rows += _rows(rng, name, hx, hy, x, y, m, truth_mass, n_sample)
         if warps:
             flow = replace(fitted.flow, warp=None if warps[name].is_identity else warps[name])
-            x, y, m = _predict_grid(twin, fitted, flow, heldout, n_sample, with_sec)
+            x, y, m = _predict(twin, fitted, flow, heldout, n_sample, with_sec)
             warped += _rows(twin, f"{name}_warped", hx, hy, x, y, m, truth_mass, n_sample)
     cells = fits["syncot"].cells
     masses = fits["syncot"].summary["masses"]
@@ -348,8 +403,9 @@ def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, with_
     rows += warped
     x, y, m = _nearest(rng, cells, heldout, masses, n_sample)
     rows += _rows(rng, "nearest", hx, hy, x, y, m, truth_mass, n_sample)
-    x, y = _grid_floor(rng, fits["syncot"], hx, n_sample, with_sec)
-    rows += _rows(rng, "grid_floor", hx, hy, x, y, float("nan"), truth_mass, n_sample)
+    graph = isinstance(fits["syncot"].flow, GraphFlow)
+    x, y = (_graph_floor if graph else _grid_floor)(rng, fits["syncot"], hx, n_sample, with_sec)
+    rows += _rows(rng, "graph_floor" if graph else "grid_floor", hx, hy, x, y, float("nan"), truth_mass, n_sample)
     if with_sec and hy is not None:  # secondary only: its primary positions are the held-out cells themselves
         y = _readout(rng, fits["syncot"], hx, n_sample)
         rows.append(("readout", "secondary", _w1(y, hy[_subsample(rng, len(hy), n_sample)]), float("nan")))
@@ -369,7 +425,7 @@ def _held_in_masses(masses, time_points: np.ndarray, heldout: float):
     return sizes[time_points != heldout]
 
 
-def _fit_params(time_key, primary, secondary, kwargs) -> dict:
+def _fit_params(time_key, primary, secondary, kwargs, geometry: str, n_dims) -> dict:
     # the fit's settings are those of syncot, read from its signature (no second copy of its defaults), except
     # that the refits show no progress bar and write nothing
     signature = inspect.signature(syncot).parameters
@@ -381,9 +437,14 @@ def _fit_params(time_key, primary, secondary, kwargs) -> dict:
     if unknown:
         raise ValueError(f"syncot_kwargs: unknown parameter(s) {sorted(unknown)}")
     params = defaults | kwargs | {"time_key": time_key, "primary": primary, "secondary": secondary}
+    params["geometry"] = geometry
+    if geometry == "graph":
+        params["n_time"] = default_graph_time(params["n_time"])
+        return params
     # one grid for every method (primary_only has weight 0, which alone would take the larger default grid)
     grid = default_grid(params["coupling"], secondary, params["weight"], params["n_bins"], params["n_time"])
     params["n_bins"], params["n_time"] = grid
+    params["n_dims"] = n_dims
     return params
 
 

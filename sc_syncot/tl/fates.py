@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import pp
-from ..pp.inputs import obs_column, primary_table, read_cells
-from .flow import Flow
+from ..pp.inputs import obs_column, primary_table
+from .flow import Flow, read_flow, result_cells
+from .graph_flow import GraphFlow, cell_nodes
 
 
 def _group_mask(data, primary: str, groupby: str, groups) -> np.ndarray:
@@ -34,9 +35,9 @@ def _share(flow: Flow, x: np.ndarray, in_group: np.ndarray, bandwidth) -> np.nda
 
 
 def _carry(data, groupby, groups, time, key, key_added, direction, copy):
-    flow = Flow.from_uns(data, key)
+    flow = read_flow(data, key)
     params = data.uns[key]["params"]
-    cells = read_cells(data, params["time_key"], params["primary"], None, int(params["n_dims"]))
+    cells = result_cells(data, params)
     tp = flow.time_points
     if time is None:
         time = tp[0] if direction > 0 else tp[-1]
@@ -45,8 +46,14 @@ def _carry(data, groupby, groups, time, key, key_added, direction, copy):
     k0 = int(np.flatnonzero(tp == time)[0])
     mask = _group_mask(data, params["primary"], groupby, groups)
     at = cells.time == time
-    bw = params.get("bandwidth", "none")
-    share = _share(flow, cells.x[at], mask[at], None if isinstance(bw, str) else bw)
+    if isinstance(flow, GraphFlow):
+        nodes = cell_nodes(data, key, params["primary"], flow.n_nodes)
+        share = _node_share(flow, nodes[at], mask[at])
+        read = lambda share, sel: share[nodes[sel]]  # noqa: E731
+    else:
+        bw = params.get("bandwidth", "none")
+        share = _share(flow, cells.x[at], mask[at], None if isinstance(bw, str) else bw)
+        read = lambda share, sel: flow.sample(share, cells.x[sel])  # noqa: E731
     result = np.full(len(cells.x), np.nan)
     result[at] = mask[at].astype(float)
     intervals = range(k0, len(tp) - 1) if direction > 0 else range(k0 - 1, -1, -1)
@@ -54,10 +61,19 @@ def _carry(data, groupby, groups, time, key, key_added, direction, copy):
         share = flow.advect_share(share, k, direction)
         nxt = k + 1 if direction > 0 else k
         sel = cells.time == tp[nxt]
-        result[sel] = flow.sample(share, cells.x[sel]).clip(0, 1)
+        result[sel] = read(share, sel).clip(0, 1)
     out = data.copy() if copy else data
     primary_table(out, params["primary"]).obs[key_added] = result
     return out if copy else None
+
+
+def _node_share(flow: GraphFlow, nodes: np.ndarray, in_group: np.ndarray) -> np.ndarray:
+    """Fraction of each node's cells (at one time point) that belong to the group; 0 at nodes without cells."""
+    if not in_group.any():
+        raise ValueError("groups: no cell of the group is observed at that time point")
+    everyone = np.bincount(nodes, minlength=flow.n_nodes).astype(float)
+    group = np.bincount(nodes, weights=in_group.astype(float), minlength=flow.n_nodes)
+    return np.where(everyone > 0, group / np.maximum(everyone, 1.0), 0.0)
 
 
 def push(

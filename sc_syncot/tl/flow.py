@@ -14,38 +14,35 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..pp.inputs import read_cells
 from ..solvers import Grid
 from .time_warp import TimeWarp
 
 
-@dataclass
-class Flow:
-    """Grid arrays of a solved time course, in physical time units."""
+def read_flow(adata, key: str):
+    """The result under ``key``: a :class:`Flow` (grid) or a :class:`~sc_syncot.tl.graph_flow.GraphFlow`."""
+    if key not in adata.uns or "velocity" not in adata.uns[key]:
+        raise ValueError(f"key={key!r}: no sc_syncot result in .uns (run sc_syncot.tl.syncot first)")
+    if "graph" in adata.uns[key]:
+        from .graph_flow import GraphFlow  # noqa: PLC0415 (it builds on this module)
 
-    grid: Grid
-    time_points: np.ndarray  # (K,)
-    density: np.ndarray  # (K-1, n_time+1, *shape)
-    velocity: np.ndarray  # (K-1, n_time, *shape, d), primary units per unit of time
-    growth: np.ndarray  # (K-1, n_time, *shape), per unit of time
-    warp: TimeWarp | None = None  # physical time -> path time; None: constant speed within each interval
+        return GraphFlow.from_uns(adata, key)
+    return Flow.from_uns(adata, key)
 
-    @classmethod
-    def from_uns(cls, adata, key: str) -> Flow:
-        """Read ``adata.uns[key]`` written by :func:`sc_syncot.tl.syncot`."""
-        if key not in adata.uns or "velocity" not in adata.uns[key]:
-            raise ValueError(f"key={key!r}: no sc_syncot result in .uns (run sc_syncot.tl.syncot first)")
-        u = adata.uns[key]
-        g = u["grid"]
-        warp = TimeWarp.from_uns(u["time_warp"]) if "time_warp" in u else None
-        grid = Grid(np.asarray(g["bounds"]), tuple(int(n) for n in g["shape"]), int(g["n_time"]))
-        return cls(
-            grid,
-            np.asarray(u["time_points"], float),
-            np.asarray(u["density"], float),
-            np.asarray(u["velocity"], float),
-            np.asarray(u["growth"], float),
-            None if warp is None or warp.is_identity else warp,
-        )
+
+def result_cells(adata, params: dict, secondary: str | None = None):
+    """The cells of a stored result, read as the fit read them (the grid's ``n_dims`` columns, or all on a graph)."""
+    n_dims = params["n_dims"]
+    n_dims = None if isinstance(n_dims, str) else int(n_dims)
+    return read_cells(adata, params["time_key"], params["primary"], secondary, n_dims)
+
+
+class TimeAxis:
+    """Time of a solved course: observed time points, ``n_time`` steps per interval, and the optional warp.
+
+    Shared by the grid's :class:`Flow` and the graph's :class:`~sc_syncot.tl.graph_flow.GraphFlow`; a subclass has
+    ``time_points``, ``n_time``, ``warp`` and ``density`` ``(K-1, n_time + 1, ...)``.
+    """
 
     @property
     def durations(self) -> np.ndarray:
@@ -74,12 +71,63 @@ class Flow:
         return float(path_time if self.warp is None else self.warp.inverse(path_time))
 
     def density_at(self, t: float) -> np.ndarray:
-        """Density on the grid at time ``t``, linear between time nodes."""
+        """Density (on the grid cells or graph nodes) at time ``t``, linear between time nodes."""
         k, s = self.locate(t)
-        pos = s * self.grid.n_time
-        j = int(min(np.floor(pos), self.grid.n_time - 1))
+        pos = s * self.n_time
+        j = int(min(np.floor(pos), self.n_time - 1))
         w = pos - j
         return (1 - w) * self.density[k, j] + w * self.density[k, j + 1]
+
+    def at_time_point(self, k: int) -> list[tuple[int, int]]:
+        """(interval, time centre) pairs next to observed time point ``k``.
+
+        The last centre of the interval that ends there and the first of the interval that starts there.
+        """
+        out = []
+        if k > 0:
+            out.append((k - 1, self.n_time - 1))
+        if k < len(self.time_points) - 1:
+            out.append((k, 0))
+        return out
+
+
+@dataclass
+class Flow(TimeAxis):
+    """Grid arrays of a solved time course, in physical time units."""
+
+    grid: Grid
+    time_points: np.ndarray  # (K,)
+    density: np.ndarray  # (K-1, n_time+1, *shape)
+    velocity: np.ndarray  # (K-1, n_time, *shape, d), primary units per unit of time
+    growth: np.ndarray  # (K-1, n_time, *shape), per unit of time
+    warp: TimeWarp | None = None  # physical time -> path time; None: constant speed within each interval
+
+    @classmethod
+    def from_uns(cls, adata, key: str) -> Flow:
+        """Read ``adata.uns[key]`` written by :func:`sc_syncot.tl.syncot`."""
+        if key not in adata.uns or "velocity" not in adata.uns[key]:
+            raise ValueError(f"key={key!r}: no sc_syncot result in .uns (run sc_syncot.tl.syncot first)")
+        u = adata.uns[key]
+        g = u["grid"]
+        warp = TimeWarp.from_uns(u["time_warp"]) if "time_warp" in u else None
+        grid = Grid(np.asarray(g["bounds"]), tuple(int(n) for n in g["shape"]), int(g["n_time"]))
+        return cls(
+            grid,
+            np.asarray(u["time_points"], float),
+            np.asarray(u["density"], float),
+            np.asarray(u["velocity"], float),
+            np.asarray(u["growth"], float),
+            None if warp is None or warp.is_identity else warp,
+        )
+
+    def mass(self, density: np.ndarray) -> float:
+        """Total mass of a grid density."""
+        return float(self.grid.mass(density))
+
+    @property
+    def n_time(self) -> int:
+        """Time steps per interval."""
+        return self.grid.n_time
 
     def index_coords(self, points: np.ndarray) -> np.ndarray:
         """Fractional cell-centre indices ``(d, n)`` of ``points`` for :func:`scipy.ndimage.map_coordinates`."""
@@ -93,18 +141,6 @@ class Flow:
     def sample_vector(self, field: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Same for a ``(*shape, d)`` vector field; returns ``(n, d)``."""
         return np.stack([self.sample(field[..., i], points) for i in range(field.shape[-1])], axis=1)
-
-    def at_time_point(self, k: int) -> list[tuple[int, int]]:
-        """(interval, time centre) pairs next to observed time point ``k``.
-
-        The last centre of the interval that ends there and the first of the interval that starts there.
-        """
-        out = []
-        if k > 0:
-            out.append((k - 1, self.grid.n_time - 1))
-        if k < len(self.time_points) - 1:
-            out.append((k, 0))
-        return out
 
     def cell_values(self, field: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
         """A centred field ``(K-1, n_time, *shape[, d])`` at cells observed at time point ``k``.
@@ -121,7 +157,7 @@ class Flow:
 
         Returns the new points and the integrated growth ``int g dt`` along the step.
         """
-        dt = self.durations[k] / self.grid.n_time * direction
+        dt = self.durations[k] / self.n_time * direction
         v = self.velocity[k, j]
         mid = points + 0.5 * dt * self.sample_vector(v, points)
         new = points + dt * self.sample_vector(v, mid)
@@ -142,7 +178,7 @@ class Flow:
         after a step is the value before it at the foot of the characteristic through ``x``.
         """
         pts = self.grid.points().reshape(-1, self.grid.ndim)
-        order = range(self.grid.n_time) if direction > 0 else reversed(range(self.grid.n_time))
+        order = range(self.n_time) if direction > 0 else reversed(range(self.n_time))
         for j in order:
             foot, _ = self.step(pts, k, j, direction=-direction)
             share = self.sample(share, foot).reshape(self.grid.shape)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pp.inputs import primary_table, read_cells
+from ..pp.inputs import primary_table
 from ..solvers.grid import is_integer
-from .flow import Flow
+from .flow import read_flow, result_cells
+from .graph_flow import GraphFlow, cell_nodes
 
 
 def interpolate(adata, time: float, key: str = "syncot") -> tuple[np.ndarray, float]:
@@ -28,9 +29,9 @@ def interpolate(adata, time: float, key: str = "syncot") -> tuple[np.ndarray, fl
     mass
         Its mass, relative to the mean mass of the observed time points.
     """
-    flow = Flow.from_uns(adata, key)
+    flow = read_flow(adata, key)
     density = flow.density_at(float(time))
-    return density, float(flow.grid.mass(density))
+    return density, flow.mass(density)
 
 
 def trajectories(
@@ -48,11 +49,15 @@ def trajectories(
 
     Particles start at cells observed at ``start_time`` (default: the first time point), optionally only those
     of ``groups`` in ``.obs[groupby]``, and follow the velocity field (midpoint steps, one per time step of the
-    solve) to the last time point; with a time warp (see :func:`sc_syncot.tl.syncot`), each step's time is the
-    physical time the warp places there. Writes ``adata.uns[key_added]`` (default ``f"{key}_trajectories"``) with
+    solve) to the last time point. On a graph, particles start at their cells' nodes and move from node to node:
+    at each time step a particle follows one of the parcels its node's mass splits into (staying, or along an
+    edge's flow), drawn in proportion to their masses, so that many particles spread as the mass does; paths are
+    the nodes' coordinates in all columns of the primary basis. With a time warp (see
+    :func:`sc_syncot.tl.syncot`), each step's time is the physical time the warp places there.
+    Writes ``adata.uns[key_added]`` (default ``f"{key}_trajectories"``) with
     ``paths`` ``(n_particles, n_steps + 1, d)``, ``times`` ``(n_steps + 1,)``, ``weights``
-    ``(n_particles, n_steps + 1)`` (expected number of descendants of each particle) and ``cells`` (the
-    starting cells' names).
+    ``(n_particles, n_steps + 1)`` (expected number of descendants of each particle), ``cells`` (the
+    starting cells' names) and, on a graph, ``nodes`` ``(n_particles, n_steps + 1)``.
 
     Parameters
     ----------
@@ -77,9 +82,9 @@ def trajectories(
         raise ValueError(f"n_particles: expected a positive integer, got {n_particles!r}")
     if groups is not None and groupby is None:
         raise ValueError(f"groups={groups!r}: given without groupby; name the .obs column the groups belong to")
-    flow = Flow.from_uns(adata, key)
+    flow = read_flow(adata, key)
     params = adata.uns[key]["params"]
-    cells = read_cells(adata, params["time_key"], params["primary"], None, int(params["n_dims"]))
+    cells = result_cells(adata, params)
     tp = flow.time_points
     start_time = tp[0] if start_time is None else start_time
     if start_time not in set(tp[:-1]):
@@ -94,21 +99,29 @@ def trajectories(
         raise ValueError("groups: no cell of the group is observed at start_time")
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(idx, min(n_particles, len(idx)), replace=False))
-    pts, log_w = cells.x[idx], np.zeros(len(idx))
-    paths, weights, times = [pts], [np.ones(len(idx))], [float(start_time)]
+    graph = isinstance(flow, GraphFlow)
+    if graph:  # particles are nodes, starting at the cells' own nodes
+        pts = cell_nodes(adata, key, params["primary"], flow.n_nodes)[idx]
+        walk_rng = np.random.default_rng([seed, 1])
+    else:
+        pts = cells.x[idx]
+    log_w = np.zeros(len(idx))
+    paths, weights, times = [flow.points[pts] if graph else pts], [np.ones(len(idx))], [float(start_time)]
+    nodes = [pts]
     k0 = int(np.flatnonzero(tp == start_time)[0])
     for k in range(k0, len(tp) - 1):
-        for j in range(flow.grid.n_time):
-            pts, growth = flow.step(pts, k, j)
+        for j in range(flow.n_time):
+            pts, growth = flow.walk(pts, k, j, walk_rng) if graph else flow.step(pts, k, j)
             log_w += growth
-            paths.append(pts)
+            paths.append(flow.points[pts] if graph else pts)
+            nodes.append(pts)
             weights.append(np.exp(log_w))
-            times.append(flow.physical_time(k, (j + 1) / flow.grid.n_time))
+            times.append(flow.physical_time(k, (j + 1) / flow.n_time))
     out = adata.copy() if copy else adata
     primary_table(out, params["primary"]).uns[key_added or f"{key}_trajectories"] = {
         "paths": np.stack(paths, axis=1),
         "times": np.asarray(times),
         "weights": np.stack(weights, axis=1),
         "cells": np.asarray(cells.names[idx], dtype=str),
-    }
+    } | ({"nodes": np.stack(nodes, axis=1)} if graph else {})
     return out if copy else None

@@ -9,12 +9,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import pp
-from ..pp.inputs import CellData, is_mudata, primary_table, read_cells
+from ..pp.inputs import CellData, basis, is_mudata, primary_table, read_cells
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
 from ..solvers.grid import is_integer
 from ..solvers.kantorovich import KantorovichSecondary, cost_scales, default_epsilon
 from ..solvers.solve import resolve_device
+from . import graph_fit
 from .flow import Flow
+from .graph_flow import GraphFlow
 from .time_warp import TimeWarp, resolve_time_warp, warp_from_callable
 
 logger = logging.getLogger("sc_syncot")
@@ -90,8 +92,10 @@ def _predictability(x: np.ndarray, y: np.ndarray, time: np.ndarray, seed: int, n
     return {"r2_within_time": r2["within_time"], "r2_pooled": r2["pooled"]}
 
 
-def _check_memory(grid: Grid, n_intervals: int, device: str) -> None:
-    need = FIELDS_PER_SOLVE * n_intervals * (grid.n_time + 1) * grid.n_cells * 8
+def _check_memory(grid, n_intervals: int, device: str) -> None:
+    """Refuse a solve that would not fit: about ``FIELDS_PER_SOLVE`` fields of the geometry's unknowns per time node."""
+    per_node = grid.n_cells + getattr(grid, "n_edges", 0)  # a graph also has a momentum per edge
+    need = FIELDS_PER_SOLVE * n_intervals * (grid.n_time + 1) * per_node * 8
     dev = resolve_device(device)
     if dev.type == "cuda":
         import torch
@@ -104,10 +108,16 @@ def _check_memory(grid: Grid, n_intervals: int, device: str) -> None:
     else:
         free = _available_ram()
     if free is not None and need > 0.8 * free:
+        graph = hasattr(grid, "n_edges")
+        names, label = (
+            ("n_nodes, n_time", f"the graph of {grid.n_cells} nodes")
+            if graph
+            else ("n_bins, n_time", f"the grid {grid.shape}")
+        )
         raise ValueError(
-            f"n_bins, n_time: the grid {grid.shape} x {grid.n_time} time steps for {n_intervals} interval(s) needs "
-            f"about {need / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are available on {dev}; lower n_bins or "
-            "n_time"
+            f"{names}: {label} x {grid.n_time} time steps for {n_intervals} interval(s) needs "
+            f"about {need / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are available on {dev}; lower "
+            f"{names.replace(', ', ' or ')}"
         )
 
 
@@ -162,9 +172,12 @@ def syncot(
     weight: float = 1.0,
     delta: float | str | None = "auto",
     secondary_delta: float | None = None,
-    n_dims: int = 2,
+    geometry: str = "auto",
+    n_dims: int | None = None,
     n_bins: int | tuple[int, ...] | None = None,
     n_time: int | None = None,
+    n_nodes: int = 2000,
+    n_neighbors: int = 10,
     masses="equal",
     growth_key: str | None = None,
     bandwidth: float | None = None,
@@ -348,9 +361,12 @@ def fit(
     weight: float,
     delta,
     secondary_delta,
-    n_dims: int,
+    geometry: str,
+    n_dims,
     n_bins,
-    n_time: int,
+    n_time,
+    n_nodes: int,
+    n_neighbors: int,
     masses,
     growth_key,
     bandwidth,
@@ -367,13 +383,21 @@ def fit(
     """The computation of :func:`syncot` (same parameters), without writing anything."""
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
-    n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
+    grid_options = {"n_bins": n_bins, "bandwidth": bandwidth}
+    geometry, why = graph_fit.resolve_geometry(geometry, _n_columns(data, primary), n_dims, grid_options)
+    if geometry == "graph":
+        n_time = default_graph_time(n_time)
+        _check_graph_params(n_nodes, n_neighbors)
+    else:
+        n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
+        n_dims = _n_columns(data, primary) if n_dims is None else n_dims  # at most 3 (resolve_geometry)
     _check_params(
-        coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter, seed
-    )
-    cells = read_cells(data, time_key, primary, secondary, n_dims)
+        coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter,
+        seed,
+    )  # fmt: skip
+    cells = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
+    logger.info("sc_syncot: fitting on the %s (%s)", geometry, why)
     _check_time_warp(time_warp, cells.time_points)
-    grid = pp.primary_grid(cells.x, n_bins, n_time)
     delta = _auto_delta(cells.x) if isinstance(delta, str) and delta == "auto" else delta
     tp = cells.time_points
     counts = np.array([np.sum(cells.time == t) for t in tp])
@@ -383,29 +407,107 @@ def fit(
     rel_mass = pp.time_point_masses(tp, counts, masses, rates, cells.time)
     if delta is None and not np.allclose(rel_mass, rel_mass[0]):
         raise ValueError("delta=None (balanced) needs equal masses at every time point; use masses='equal'")
-    _check_memory(grid, len(tp) - 1, device)
-    dens = pp.interval_densities(cells.x, cells.time, tp, grid, rel_mass, bandwidth)
-    cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, epsilon, seed)
-    # weight 0 keeps the fitted coupling (for the induced secondary path and evaluations) out of the problem
-    secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
-    if secondaries and isinstance(secondaries[0], KantorovichSecondary):
-        secondaries = [_resolve_epsilon(secondaries[0], delta, cpl.info)]
-    problem = SyncOTProblem(grid, dens[:-1], dens[1:], delta=delta, secondaries=secondaries)
-    with _threads_for(grid, len(tp) - 1, device):
+    build = _build_graph if geometry == "graph" else _build_grid
+    problem, cpl, extra = build(
+        cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device,
+        n_bins=n_bins, n_time=n_time, bandwidth=bandwidth, n_nodes=n_nodes, n_neighbors=n_neighbors,
+    )  # fmt: skip
+    with _threads_for(problem.geometry, len(tp) - 1, device):
         result = solve(
             problem, tol=tol, max_iter=max_iter, device=device, progress=progress, sinkhorn_sweeps=sinkhorn_sweeps
         )
     if not result.converged:
         logger.warning("sc_syncot: the solver stopped after %d iterations without converging", result.n_iter)
-    summary = _summary(result, grid, tp, rel_mass, cpl, locals_params(locals()))
+    params = locals_params(locals())
+    summary = _summary(result, problem.geometry, tp, rel_mass, cpl, params)
     # the cells let "auto" choose how strongly to warp (a leave-one-out check over the time points)
     warp = resolve_time_warp(time_warp, tp, interval_lengths(summary["costs"]["total"], tp), cells.x, cells.time, seed)
     summary["time_warp"] = warp.to_uns()
-    flow = Flow(grid, tp, summary["density"], summary["velocity"], summary["growth"], _active(warp))
-    per_cell = _per_cell(flow, cells, cpl)
+    if geometry == "graph":
+        cg = extra
+        summary["graph"] = graph_fit.summary(result, cg, cpl.info.get("scale"))
+        summary["edge_flow"] = (graph_fit.batched(result.flux, result) / _per_interval(tp, 2)).astype(np.float32)
+        flow = GraphFlow.from_summary(summary, _active(warp))
+        per_cell = graph_fit.per_cell(flow, cells, cg)
+    else:
+        flow = Flow(problem.geometry, tp, summary["density"], summary["velocity"], summary["growth"], _active(warp))
+        per_cell = _per_cell(flow, cells, cpl)
     # the solution itself (the history and the coupling's diagnostics may hold inf or NaN for "not measured")
     _check_finite({**{k: summary[k] for k in ("density", "velocity", "growth", "costs")}, "per_cell": per_cell})
     return Fitted(summary, per_cell, cells, cpl, flow)
+
+
+def _n_columns(data, primary: str) -> int:
+    """Columns of the primary basis (0 when it is missing: read_cells then names the key)."""
+    try:
+        return basis(data, primary, "primary").shape[1]
+    except ValueError:
+        return 0
+
+
+def _per_interval(tp, n_trailing: int) -> np.ndarray:
+    """Interval durations shaped to divide ``(K-1, ...)`` arrays with ``n_trailing`` further axes."""
+    return np.diff(tp).reshape((-1,) + (1,) * n_trailing)
+
+
+def _build_grid(cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device, **kw):
+    """The grid problem: densities on a grid over the first ``n_dims`` columns, the coupling to its cells."""
+    grid = pp.primary_grid(cells.x, kw["n_bins"], kw["n_time"])
+    tp = cells.time_points
+    _check_memory(grid, len(tp) - 1, device)
+    dens = pp.interval_densities(cells.x, cells.time, tp, grid, rel_mass, kw["bandwidth"])
+    cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, epsilon, seed)
+    return _problem(grid, dens, delta, cpl, weight), cpl, None
+
+
+def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device, **kw):
+    """The graph problem: each time point's cells as node masses on the cell graph, the nodes' own secondary."""
+    info, y = {}, None
+    if cells.y is not None:
+        scale = _secondary_scale(cells.x, cells.y)
+        y = cells.y * scale
+        info = {"scale": scale, "n_paired": int(len(y))}
+        info.update(_predictability(cells.x, y, cells.time, seed))
+    n_time, k = kw["n_time"], kw["n_neighbors"]
+    cg = graph_fit.build(cells, y, n_nodes=kw["n_nodes"], n_neighbors=k, n_time=n_time, seed=seed)
+    _check_memory(cg.graph, len(cells.time_points) - 1, device)
+    rho = graph_fit.node_masses(cg, rel_mass)
+    if y is None:
+        cpl = Coupling(None, info)
+    elif coupling == "monge":
+        cpl = Coupling(graph_fit.monge_secondary(cg, weight, secondary_delta), info)
+    else:
+        sec, support, labels = graph_fit.kantorovich_secondary(
+            cg, y, weight, secondary_delta, n_support, epsilon, seed, k
+        )
+        info.update(support=support / info["scale"], n_support=len(support))
+        cpl = Coupling(sec, info, labels=labels)
+    info.update(n_nodes=cg.n_nodes, n_edges=cg.graph.n_edges, dimension=cg.graph.dimension)
+    logger.info(
+        "sc_syncot: graph of %d nodes (%d edges, intrinsic dimension %d), %d time steps per interval, delta %s",
+        cg.n_nodes, cg.graph.n_edges, cg.graph.dimension, n_time, delta,
+    )  # fmt: skip
+    return _problem(cg.graph, rho, delta, cpl, weight), cpl, cg
+
+
+def _problem(geometry, dens, delta, cpl: Coupling, weight) -> SyncOTProblem:
+    # weight 0 keeps the fitted coupling (for the induced secondary path and evaluations) out of the problem
+    secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
+    if secondaries and isinstance(secondaries[0], KantorovichSecondary):
+        secondaries = [_resolve_epsilon(secondaries[0], delta, cpl.info)]
+    return SyncOTProblem(geometry, dens[:-1], dens[1:], delta=delta, secondaries=secondaries)
+
+
+def default_graph_time(n_time) -> int:
+    """Time steps per interval on a graph: 8 by default (``pp.cell_graph``'s)."""
+    return 8 if n_time is None else n_time
+
+
+def _check_graph_params(n_nodes, n_neighbors) -> None:
+    if not is_integer(n_nodes) or n_nodes < 8:
+        raise ValueError(f"n_nodes: expected an integer >= 8 graph nodes, got {n_nodes!r}")
+    if not is_integer(n_neighbors) or n_neighbors < 1:
+        raise ValueError(f"n_neighbors: expected a positive integer (k of the kNN graph), got {n_neighbors!r}")
 
 
 def _check_finite(tree, path: str = "") -> None:
@@ -446,7 +548,7 @@ def _check_params(
         raise ValueError(f"bandwidth: expected a positive finite float (or one per axis) or None, got {bandwidth!r}")
     if not is_integer(n_time) or n_time < 1:
         raise ValueError(f"n_time: expected a positive integer (time steps per interval), got {n_time!r}")
-    bins = np.atleast_1d(np.asarray(n_bins, dtype=object))
+    bins = np.atleast_1d(np.asarray(2 if n_bins is None else n_bins, dtype=object))  # None: a graph fit
     if bins.ndim != 1 or not all(is_integer(b) and b >= 2 for b in bins):
         raise ValueError(f"n_bins: expected an integer >= 2 grid cells per axis (or one per axis), got {n_bins!r}")
     if not is_integer(n_support) or n_support < 2:
@@ -484,8 +586,8 @@ def _active(warp: TimeWarp) -> TimeWarp | None:
 def locals_params(env: dict) -> dict:
     """The call's parameters as h5ad-writable values (``None`` becomes the string ``"none"``)."""
     keys = (
-        "time_key primary secondary coupling weight delta secondary_delta n_dims n_bins n_time bandwidth n_support "
-        "epsilon tol max_iter sinkhorn_sweeps seed growth_key"
+        "time_key primary secondary coupling weight delta secondary_delta geometry n_dims n_bins n_time n_nodes "
+        "n_neighbors bandwidth n_support epsilon tol max_iter sinkhorn_sweeps seed growth_key"
     ).split()
     out = {}
     for k in keys:
@@ -508,37 +610,33 @@ def _growth_rates(data, primary: str, key: str) -> np.ndarray:
     return rates
 
 
-def _physical(result: SyncOTResult, durations: np.ndarray, grid: Grid):
+def _physical(result: SyncOTResult, durations: np.ndarray, grid):
     """Unit-time solutions back to physical time: ``v / Delta``, ``g / Delta``, action ``/ Delta``."""
-    shape = (-1,) + (1,) * (grid.ndim + 1)
+    shape = (-1,) + (1,) * (len(grid.shape) + 1)
     velocity = result.velocity / durations.reshape(*shape, 1)
     growth = result.growth / durations.reshape(shape)
     costs = {k: np.asarray(v, float) / durations for k, v in result.costs.items()}
     return velocity, growth, costs
 
 
-def _batched(arr: np.ndarray, grid: Grid) -> np.ndarray:
-    """Node densities with the interval axis, also for a single interval (the solver drops it then)."""
-    return arr if arr.ndim == grid.ndim + 2 else arr[None]
-
-
-def _summary(result: SyncOTResult, grid: Grid, tp, rel_mass, cpl: Coupling, params: dict) -> dict:
+def _summary(result: SyncOTResult, grid, tp, rel_mass, cpl: Coupling, params: dict) -> dict:
     durations = np.diff(tp)
     velocity, growth, costs = _physical(result, durations, grid)
     conv = {"converged": bool(result.converged), "n_iter": int(result.n_iter), "device": result.device}
     conv["history"] = {k: np.asarray(v, float) for k, v in result.history.items() if len(v)}
     out = {
         "params": params,
-        "grid": {"bounds": np.asarray(grid.bounds), "shape": np.asarray(grid.shape), "n_time": grid.n_time},
         "time_points": np.asarray(tp, float),
         "masses": np.asarray(rel_mass, float),
-        "density": _batched(result.rho, grid).astype(np.float32),
+        "density": graph_fit.batched(result.rho, result).astype(np.float32),
         "velocity": velocity.astype(np.float32),
         "growth": growth.astype(np.float32),
         "costs": costs,
         "convergence": conv,
         "coupling": {k: v for k, v in cpl.info.items()},
     }
+    if isinstance(grid, Grid):
+        out["grid"] = {"bounds": np.asarray(grid.bounds), "shape": np.asarray(grid.shape), "n_time": grid.n_time}
     if result.secondary_density:  # Kantorovich: induced masses on the support, (intervals, nodes, n_support)
         induced = np.asarray(result.secondary_density[0], np.float32)
         out["coupling"]["secondary_density"] = induced if induced.ndim == 3 else induced[None]
@@ -568,6 +666,10 @@ def _write(out, primary: str, key: str, summary: dict, per_cell: dict) -> None:
         out.uns[key] = summary
     table.obsm[f"{key}_velocity"] = per_cell["velocity"]
     table.obs[f"{key}_growth"] = per_cell["growth"]
+    if "node" in per_cell:  # graph fits: each cell's state node, for push / pull and the plots
+        table.obs[f"{key}_node"] = per_cell["node"]
+    elif f"{key}_node" in table.obs:  # left by an earlier graph fit under the same key
+        del table.obs[f"{key}_node"]
     if "velocity_secondary" in per_cell:
         table.obsm[f"{key}_velocity_secondary"] = per_cell["velocity_secondary"]
     elif f"{key}_velocity_secondary" in table.obsm:  # left by an earlier fit under the same key: not this one's

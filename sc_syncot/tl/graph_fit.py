@@ -1,0 +1,171 @@
+""":func:`sc_syncot.tl.syncot` on a graph of cell states: the geometry, the graph, its secondary, the write-back.
+
+The nodes are :func:`sc_syncot.pp.cell_graph`'s: cluster centres of each time point's cells in the joint (primary,
+secondary) space and points on the static-OT paths between time points, in every column of the primary basis.
+Each node carries its own secondary coordinates (its cells' mean, or the interpolated ones), so a Monge secondary is
+those coordinates themselves (no map is fitted) and a Kantorovich kernel row is the distribution of the support
+labels of the node's cells.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.spatial import cKDTree
+
+from .. import pp
+from ..pp.cell_graph import CellGraph
+from ..pp.inputs import CellData
+from ..solvers import MongeSecondary, SyncOTResult
+from ..solvers.kantorovich import KantorovichSecondary
+from .graph_flow import GraphFlow
+
+logger = logging.getLogger("sc_syncot")
+
+GEOMETRIES = ("auto", "grid", "graph")
+# Beyond this many columns a grid (n_bins per axis) no longer fits in memory: 3 axes of 64 bins are 262,144 cells.
+MAX_GRID_DIMS = 3
+
+
+def resolve_geometry(geometry: str, n_columns: int, n_dims, grid_options: dict | None = None) -> tuple[str, str]:
+    """The geometry to fit on and why: ``"auto"`` is the graph when the basis has more than 3 columns.
+
+    Options that only the grid has (``grid_options``: ``n_dims``, ``n_bins``, ``bandwidth``, given when not
+    ``None``) ask for the grid under ``"auto"``, and are refused with ``"graph"``.
+    """
+    if not isinstance(geometry, str) or geometry not in GEOMETRIES:
+        raise ValueError(f"geometry: expected one of {GEOMETRIES}, got {geometry!r}")
+    given = {k: v for k, v in ({"n_dims": n_dims} | (grid_options or {})).items() if v is not None}
+    if geometry == "graph" and given:
+        name, value = next(iter(given.items()))
+        raise ValueError(
+            f"{name}={value!r}: applies to the grid only; geometry='graph' fits the cells' own states in every "
+            "column of the primary basis"
+        )
+    if geometry == "auto" and given:
+        geometry, why = "grid", f"{', '.join(given)} given"
+    elif geometry == "auto":
+        geometry = "graph" if n_columns > MAX_GRID_DIMS else "grid"
+        why = f"the primary basis has {n_columns} columns" + (
+            f" (a grid takes at most {MAX_GRID_DIMS})" if geometry == "graph" else ""
+        )
+    else:
+        why = "as asked"
+    if geometry == "grid" and n_dims is None and n_columns > MAX_GRID_DIMS:
+        raise ValueError(
+            f"n_dims: a grid has 1 to {MAX_GRID_DIMS} axes and the primary basis has {n_columns} columns; pass "
+            "n_dims (the first columns are used) or geometry='graph' (all of them)"
+        )
+    return geometry, why
+
+
+def intrinsic_dimension(points: np.ndarray, k: int = 10) -> int:
+    """Dimension of the set the points sample: the Levina-Bickel maximum-likelihood estimate, rounded.
+
+    ``1 / m_i = mean_{j<k} log(T_k / T_j)`` from the distances ``T_j`` to each point's ``k`` nearest neighbours,
+    pooled as the mean of ``1 / m_i`` (MacKay and Ghahramani's correction). It sets the graph's isotropic edge
+    weights (:class:`~sc_syncot.solvers.Graph`'s ``dimension``): cells in 30 PCs vary along far fewer directions,
+    and the weights for 30 would price transport 30 / m times too high against growth.
+
+    References
+    ----------
+    E. Levina, P. Bickel, "Maximum likelihood estimation of intrinsic dimension", NeurIPS 2004.
+    """
+    k = int(min(k, len(points) - 1))
+    dist = cKDTree(points).query(points, k + 1)[0][:, 1:]
+    dist = np.maximum(dist, 1e-12 * max(float(dist.max()), 1e-300))
+    inverse = np.log(dist[:, -1:] / dist[:, :-1]).mean(axis=1)
+    m = 1.0 / max(float(np.mean(inverse)), 1e-12)
+    return int(np.clip(round(m), 1, points.shape[1]))
+
+
+def build(cells: CellData, y_scaled, *, n_nodes: int, n_neighbors: int, n_time: int, seed: int) -> CellGraph:
+    """The cell graph, with the isotropic edge weights of its nodes' intrinsic dimension."""
+    cg = pp.cell_graph(
+        cells.x, cells.time, y_scaled, n_nodes=n_nodes, n_neighbors=n_neighbors, n_time=n_time, seed=seed
+    )
+    dim = intrinsic_dimension(cg.graph.points, k=n_neighbors)
+    graph = type(cg.graph)(cg.graph.points, n_time, edges=cg.graph.edges, dimension=dim)
+    return CellGraph(graph, cg.secondary, cg.masses, cg.times, cg.cell_nodes, cg.node_time)
+
+
+def node_masses(cg: CellGraph, rel_mass: np.ndarray) -> np.ndarray:
+    """``(K, n)`` node masses of each time point: its cells per node, scaled to the time point's mass."""
+    counts = cg.masses.sum(axis=1, keepdims=True)
+    return cg.masses / counts * np.asarray(rel_mass, float)[:, None]
+
+
+def monge_secondary(cg: CellGraph, weight: float, secondary_delta) -> MongeSecondary:
+    """The nodes' own secondary coordinates as the Monge link (``|y_j - y_i|`` is paid along each edge)."""
+    return MongeSecondary(cg.secondary, weight, delta=secondary_delta, name="secondary")
+
+
+def node_kernel(cg: CellGraph, labels: np.ndarray, y_scaled: np.ndarray, n_support: int, k: int) -> sp.csr_matrix:
+    """Row-stochastic ``(n_nodes, n_support)`` kernel: the support labels of each node's cells.
+
+    A node without cells (a path node, or a state node merged away) takes the labels of the ``k`` cells nearest
+    to its secondary coordinates.
+    """
+    n = cg.n_nodes
+    counts = sp.csr_matrix((np.ones(len(labels)), (cg.cell_nodes, labels)), shape=(n, n_support)).toarray()
+    empty = np.flatnonzero(counts.sum(axis=1) == 0)
+    if len(empty):
+        k = min(k, len(y_scaled))
+        near = cKDTree(y_scaled).query(cg.secondary[empty], k)[1].reshape(len(empty), -1)
+        for row, idx in zip(empty, near, strict=True):
+            counts[row] = np.bincount(labels[idx], minlength=n_support)
+    return sp.csr_matrix(counts / counts.sum(axis=1, keepdims=True))
+
+
+def summary(result: SyncOTResult, cg: CellGraph, scale: float | None) -> dict:
+    """The graph's arrays for ``.uns``, in physical units, besides what both geometries write.
+
+    ``scale``: the secondary's factor (its nodes are stored in the basis' own units), ``None`` without one.
+    """
+    g = cg.graph
+    out = {
+        "points": g.points.astype(np.float32),
+        "edges": g.edges.astype(np.int64),
+        "omega": g.omega.astype(np.float32),
+        "n_time": g.n_time,
+        "n_nodes": g.n_nodes,
+        "dimension": g.dimension,
+        "node_time": cg.node_time.astype(np.float32),
+    }
+    if cg.secondary is not None:
+        out["secondary"] = (cg.secondary / scale).astype(np.float32)
+    return out
+
+
+def batched(arr: np.ndarray, result: SyncOTResult) -> np.ndarray:
+    """An array of the result with the interval axis, also for a single interval (the solver drops it then)."""
+    return arr if result.batched else arr[None]
+
+
+def per_cell(flow: GraphFlow, cells: CellData, cg: CellGraph) -> dict[str, np.ndarray]:
+    """Each cell's node, velocity (all columns), growth and, with a secondary, secondary velocity."""
+    n, d = cells.x.shape
+    velocity, growth = np.zeros((n, d)), np.zeros(n)
+    sec = None if flow.secondary is None else flow.induced_velocity(flow.secondary)
+    vel_sec = None if sec is None else np.zeros((n, sec.shape[-1]))
+    for k, t in enumerate(cells.time_points):
+        sel = cells.time == t
+        nodes = cg.cell_nodes[sel]
+        velocity[sel] = flow.cell_values(flow.velocity, nodes, k)
+        growth[sel] = flow.cell_values(flow.growth, nodes, k)
+        if sec is not None:
+            vel_sec[sel] = flow.cell_values(sec, nodes, k)
+    out = {"velocity": velocity, "growth": growth, "node": cg.cell_nodes.astype(np.int64)}
+    if vel_sec is not None:
+        out["velocity_secondary"] = vel_sec
+    return out
+
+
+def kantorovich_secondary(cg, y_scaled, weight, secondary_delta, n_support, epsilon, seed, n_neighbors):
+    """Support points of the secondary, the node kernel, and the secondary term; also each cell's label."""
+    support, labels = pp.secondary_support(y_scaled, n_support=min(n_support, len(y_scaled)), seed=seed)
+    kernel = node_kernel(cg, labels, y_scaled, len(support), n_neighbors)
+    sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, epsilon=epsilon, name="secondary")
+    return sec, support, labels

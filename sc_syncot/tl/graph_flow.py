@@ -1,0 +1,174 @@
+"""The computed flow on a graph of cell states, as stored in ``adata.uns[key]``, and what follows from it.
+
+The graph counterpart of :class:`~sc_syncot.tl.flow.Flow`: node densities at every time node, edge flows and node
+sources at time centres. Shares (``push`` / ``pull``) and particles move along the edge flows themselves, so
+nothing is interpolated off the nodes and every column of the primary basis is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import spsolve
+
+from ..pp.inputs import primary_table
+from .flow import TimeAxis
+from .time_warp import TimeWarp
+
+
+@dataclass
+class GraphFlow(TimeAxis):
+    """Node and edge arrays of a time course solved on a graph, in physical time units."""
+
+    points: np.ndarray  # (n, d) node coordinates in the primary basis (all columns)
+    edges: np.ndarray  # (E, 2) node pairs; a positive flow runs from the first to the second
+    n_time: int
+    time_points: np.ndarray  # (K,)
+    density: np.ndarray  # (K-1, n_time+1, n)
+    velocity: np.ndarray  # (K-1, n_time, n, d), primary units per unit of time
+    growth: np.ndarray  # (K-1, n_time, n), per unit of time
+    edge_flow: np.ndarray  # (K-1, n_time, E), mass per unit of time from edges[:, 0] to edges[:, 1]
+    secondary: np.ndarray | None = None  # (n, dY) nodes' secondary coordinates, the basis' own units
+    warp: TimeWarp | None = None
+
+    @classmethod
+    def from_uns(cls, adata, key: str) -> GraphFlow:
+        """Read ``adata.uns[key]`` written by :func:`sc_syncot.tl.syncot` with ``geometry="graph"``."""
+        u = adata.uns[key]
+        warp = TimeWarp.from_uns(u["time_warp"]) if "time_warp" in u else None
+        return cls.from_summary(u, None if warp is None or warp.is_identity else warp)
+
+    @classmethod
+    def from_summary(cls, u: dict, warp: TimeWarp | None) -> GraphFlow:
+        """From the ``.uns`` summary being written (``warp``: ``None`` for constant speed)."""
+        g = u["graph"]
+        secondary = g.get("secondary")
+        return cls(
+            np.asarray(g["points"], float),
+            np.asarray(g["edges"], np.int64),
+            int(g["n_time"]),
+            np.asarray(u["time_points"], float),
+            np.asarray(u["density"], float),
+            np.asarray(u["velocity"], float),
+            np.asarray(u["growth"], float),
+            np.asarray(u["edge_flow"], float),
+            None if secondary is None else np.asarray(secondary, float),
+            warp,
+        )
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of nodes."""
+        return len(self.points)
+
+    def mass(self, density: np.ndarray) -> float:
+        """Total mass of node masses."""
+        return float(np.sum(density))
+
+    def induced_velocity(self, coords: np.ndarray) -> np.ndarray:
+        """``(K-1, n_time, n, dY)`` velocity of per-node coordinates (e.g. the nodes' secondary ones) along the flow.
+
+        The graph's node momentum ``1/2 sum_{e at i} J_e (y_head - y_tail)`` (the solver's, with ``coords`` as the
+        edges' ends) over the node's mean mass in the time step; 0 where it has none.
+        """
+        tail, head = self.edges[:, 0], self.edges[:, 1]
+        diff = coords[head] - coords[tail]  # (E, dY)
+        contrib = 0.5 * self.edge_flow[..., None] * diff  # (K-1, n_time, E, dY)
+        momentum = np.zeros((*self.edge_flow.shape[:2], self.n_nodes, coords.shape[1]))
+        np.add.at(momentum, (slice(None), slice(None), tail), contrib)
+        np.add.at(momentum, (slice(None), slice(None), head), contrib)
+        mid = 0.5 * (self.density[:, 1:] + self.density[:, :-1])
+        return np.where(mid[..., None] > 0, momentum / np.where(mid > 0, mid, 1.0)[..., None], 0.0)
+
+    def cell_values(self, field: np.ndarray, nodes: np.ndarray, k: int) -> np.ndarray:
+        """A centred field ``(K-1, n_time, n[, d])`` at cells of time point ``k`` sitting on ``nodes``.
+
+        The mean over the adjacent time centres, as on the grid.
+        """
+        return np.mean([field[i, j][nodes] for i, j in self.at_time_point(k)], axis=0)
+
+    def parcels(self, k: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Where the mass of each node goes over time step ``j`` of interval ``k``.
+
+        Returns ``(source, target, amount)`` of the parcels moved along edges (each edge's flow times the step,
+        in the direction of its sign) and ``stay``, the mass that stays at each node: its mass at the start of the
+        step less what leaves it (at least 0).
+        """
+        moved = self.edge_flow[k, j] * (self.durations[k] / self.n_time)
+        fwd = moved > 0
+        source = np.where(fwd, self.edges[:, 0], self.edges[:, 1])
+        target = np.where(fwd, self.edges[:, 1], self.edges[:, 0])
+        amount = np.abs(moved)
+        leaving = np.bincount(source, weights=amount, minlength=self.n_nodes)
+        stay = np.clip(self.density[k, j] - leaving, 0.0, None)
+        return source, target, amount, stay
+
+    def advect_share(self, share: np.ndarray, k: int, direction: int) -> np.ndarray:
+        """Carry a share (fraction of each node's mass that belongs to a group) through interval ``k``.
+
+        Within a time step a node's mass and what flows into it mix, and the mixture leaves along the node's
+        outgoing flows (mass can cross several edges in one step, so shares are solved for, not stepped). Forward
+        (``direction=1``), the mixture's share ``o`` solves ``(rho_i + in_i) o_i - sum_{e -> i} a_e o_src(e) =
+        rho_i s_i`` with ``a_e`` the mass moved along edge ``e``; backward (``-1``), the mixture's fate ``f`` solves
+        ``(rho_i + in_i) f_i - sum_{i -> e} a_e f_dst(e) = (rho_i + in_i - out_i) s'_i``. Both matrices are
+        diagonally dominant M-matrices, so shares stay in ``[0, 1]``, and shares of complementary groups add up
+        to 1 wherever mass is. Growth multiplies a group and the whole population alike: it does not change a share.
+        """
+        share = np.asarray(share, float).copy()
+        steps = range(self.n_time) if direction > 0 else reversed(range(self.n_time))
+        for j in steps:
+            share = self._mix(share, k, j, direction)
+        return share
+
+    def _mix(self, share: np.ndarray, k: int, j: int, direction: int) -> np.ndarray:
+        source, target, amount, _ = self.parcels(k, j)
+        n = self.n_nodes
+        rho = np.clip(self.density[k, j], 0.0, None)
+        inflow = np.bincount(target, weights=amount, minlength=n)
+        outflow = np.bincount(source, weights=amount, minlength=n)
+        # mass born within the step (growth) can leave a node beyond what it held and received: it has the
+        # composition of the node's mixture, so forward it is left out of the weights and backward it counts
+        total = rho + inflow if direction > 0 else np.maximum(rho + inflow, outflow)
+        floor = 1e-12 * max(float(total.max()), 1e-300)  # nodes without mass keep their share
+        if direction > 0:
+            coupling = sp.csr_matrix((amount, (target, source)), shape=(n, n))
+            rhs = rho * share
+        else:
+            coupling = sp.csr_matrix((amount, (source, target)), shape=(n, n))
+            rhs = (total - outflow) * share
+        matrix = sp.diags(total + floor) - coupling
+        return np.clip(spsolve(matrix.tocsc(), rhs + floor * share), 0.0, 1.0)
+
+    def walk(self, nodes: np.ndarray, k: int, j: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One step of particles (node indices) along the flow, and ``int g dt`` over it.
+
+        A node's mass splits into parcels (what stays, what leaves along each edge); each particle follows one,
+        drawn in proportion to their masses.
+        """
+        source, target, amount, stay = self.parcels(k, j)
+        order = np.argsort(source, kind="stable")
+        source, target, amount = source[order], target[order], amount[order]
+        start = np.searchsorted(source, np.arange(self.n_nodes + 1))
+        out = nodes.copy()
+        for p, i in enumerate(nodes):
+            lo, hi = start[i], start[i + 1]
+            weights = np.concatenate([[stay[i]], amount[lo:hi]])
+            if weights.sum() > 0:
+                pick = rng.choice(len(weights), p=weights / weights.sum())
+                out[p] = i if pick == 0 else target[lo + pick - 1]
+        dt = self.durations[k] / self.n_time
+        return out, dt * self.growth[k, j][nodes]
+
+
+def cell_nodes(adata, key: str, primary: str, n_nodes: int) -> np.ndarray:
+    """Each cell's state node, ``.obs[f"{key}_node"]`` as written by the graph fit."""
+    obs = primary_table(adata, primary).obs
+    col = f"{key}_node"
+    if col not in obs:
+        raise ValueError(f"key={key!r}: .obs[{col!r}] (each cell's graph node) is missing; refit with tl.syncot")
+    nodes = obs[col].to_numpy()
+    if not (np.issubdtype(nodes.dtype, np.integer) and nodes.min() >= 0 and nodes.max() < n_nodes):
+        raise ValueError(f".obs[{col!r}]: expected node indices in [0, {n_nodes}), as the graph fit writes them")
+    return nodes.astype(np.int64)
