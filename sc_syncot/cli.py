@@ -60,10 +60,21 @@ def _add_run(sub) -> None:
         default="auto",
         help="growth length scale: a number (primary units), 'auto' or 'none' for balanced (default: auto)",
     )
-    run.add_argument("--n-dims", type=int, default=2, help="primary grid dimensions (default: %(default)s)")
+    run.add_argument(
+        "--geometry",
+        default="auto",
+        choices=["auto", "grid", "graph"],
+        help="fit on a grid over the first n-dims columns or a graph of cell states in all columns (default: auto, "
+        "the graph when the primary basis has more than 3 columns and no grid option is given)",
+    )
+    run.add_argument("--n-dims", type=int, help="grid dimensions, the first columns of the primary (default: all)")
+    run.add_argument("--n-nodes", type=int, default=2000, help="graph nodes (default: %(default)s)")
+    run.add_argument("--n-neighbors", type=int, default=10, help="k of the graph's kNN edges (default: %(default)s)")
     run.add_argument("--n-bins", type=int, help="grid cells per axis (default: 32 with kantorovich coupling, else 64)")
     run.add_argument(
-        "--n-time", type=int, help="time steps per interval (default: 4 with kantorovich coupling, else 16)"
+        "--n-time",
+        type=int,
+        help="time steps per interval (default: 8 on a graph; grid: 4 with kantorovich, else 16)",
     )
     run.add_argument(
         "--masses",
@@ -163,8 +174,11 @@ def _run(args) -> int:
             coupling=args.coupling,
             weight=args.weight,
             delta=args.delta,
+            geometry=args.geometry,
             n_dims=args.n_dims,
             n_bins=args.n_bins,
+            n_nodes=args.n_nodes,
+            n_neighbors=args.n_neighbors,
             n_time=args.n_time,
             masses=args.masses,
             n_support=args.n_support,
@@ -209,7 +223,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-cells", type=int, default=1500, help="simulated cells (default: %(default)s)")
     demo.add_argument("--n-bins", type=int, help="grid cells per axis (default: 32 with kantorovich coupling, else 64)")
     demo.add_argument(
-        "--n-time", type=int, help="time steps per interval (default: 4 with kantorovich coupling, else 16)"
+        "--n-time",
+        type=int,
+        help="time steps per interval (default: 8 on a graph; grid: 4 with kantorovich, else 16)",
     )
     demo.add_argument("--weight", type=float, default=1.0, help="secondary weight lambda (default: %(default)s)")
     demo.add_argument(

@@ -205,7 +205,12 @@ def _forbid_fitting(monkeypatch) -> None:
         pytest.param(_cells_at_new_time(1), {}, r"time point\(s\) \[5\.0\] have fewer than 3 cells", id="1-cell"),
         pytest.param(_cells_at_new_time(2), {}, r"time point\(s\) \[5\.0\] have fewer than 3 cells", id="2-cells"),
         pytest.param(_duplicated_names, {}, r"obs_names: 1 cell name\(s\) .* duplicated", id="duplicated-names"),
-        pytest.param(_extra_basis("X_1d", 1), {"primary": "X_1d"}, r"primary='X_1d': has 1 columns, n_dims=2", id="1d"),
+        pytest.param(
+            _extra_basis("X_1d", 1),
+            {"primary": "X_1d", "n_dims": 2},
+            "primary='X_1d': has 1 columns, n_dims=2",
+            id="1d",
+        ),
         pytest.param(_extra_basis("X_4d", 4), {"primary": "X_4d", "n_dims": 4}, r"n_dims: .* 1 to 3", id="4d-grid"),
         pytest.param(_extra_basis("X_50", 50), {"primary": "X_50", "n_dims": 50}, r"n_dims: .*got 50", id="50d-grid"),
         pytest.param(_constant("X_pca"), {}, r"primary='X_pca': all cells have the same", id="constant-primary"),
@@ -424,7 +429,7 @@ def test_a_time_point_without_cells_is_left_out_with_a_warning():
     ("basis", "kwargs"),
     [
         pytest.param("X_1d", {"n_dims": 1}, id="1d-primary"),
-        pytest.param("X_50", {}, id="50d-primary-first-2-columns"),
+        pytest.param("X_50", {"n_dims": 2}, id="50d-primary-first-2-columns"),
         pytest.param("X_pca", {"n_time": 1}, id="n_time-1"),
         pytest.param("X_pca", {**SEC, "weight": 0.0}, id="weight-0"),
     ],

@@ -9,7 +9,7 @@ from sc_syncot import datasets, tl
 @pytest.fixture(scope="module")
 def simulated():
     adata = datasets.simulate_multiome(n_cells=1500, n_timepoints=4, seed=0)
-    tl.syncot(adata, "time", "X_pca", "X_lsi", coupling="monge", n_bins=32, n_time=8, masses="counts")
+    tl.syncot(adata, "time", "X_pca", "X_lsi", coupling="monge", n_dims=2, n_bins=32, n_time=8, masses="counts")
     return adata
 
 
@@ -44,12 +44,15 @@ def test_every_key_round_trips_h5ad(simulated, tmp_path):
     assert np.array_equal(simulated.obs["syncot_growth"], back.obs["syncot_growth"])
 
 
-def test_mudata_gives_the_anndata_result():
+@pytest.mark.parametrize(
+    "geometry", [{"n_dims": 2, "n_bins": 16, "n_time": 4}, {"n_nodes": 150, "n_time": 4}], ids=["grid", "graph"]
+)
+def test_mudata_gives_the_anndata_result(geometry):
     mudata = pytest.importorskip("mudata")
     adata = datasets.simulate_multiome(n_cells=400, n_timepoints=3, seed=1)
     mdata = datasets.simulate_multiome(n_cells=400, n_timepoints=3, seed=1, as_mudata=True)
     assert isinstance(mdata, mudata.MuData)
-    kwargs = {"coupling": "monge", "n_bins": 16, "n_time": 4, "masses": "counts"}
+    kwargs = {"coupling": "monge", "masses": "counts", **geometry}
     tl.syncot(adata, "time", "X_pca", "X_lsi", **kwargs)
     tl.syncot(mdata, "time", "rna:X_pca", "atac:X_lsi", **kwargs)
     rna = mdata.mod["rna"]

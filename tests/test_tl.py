@@ -173,7 +173,7 @@ BAD = [
     ({"time_key": "label"}, "time_key='label': expected numeric"),
     ({"time_key": "stage"}, "neither numbers nor ordered"),
     ({"primary": "X_umap"}, "primary='X_umap'"),
-    ({"primary": "X_1d"}, "n_dims=2 needs"),
+    ({"primary": "X_1d", "n_dims": 2}, "n_dims=2 needs"),
     ({"secondary": "X_none"}, "secondary='X_none'"),
     ({"secondary": "X_bad"}, "secondary='X_bad': 1 cells have NaN or inf"),
     ({"primary": "X_nan"}, "primary='X_nan': 2 cells have NaN"),
@@ -216,7 +216,7 @@ def _bad_data():
 def test_nan_in_unused_columns_is_fine():
     adata = translated(n=40)
     adata.obsm["X_wide"] = np.column_stack([adata.obsm["X_pca"], np.full(adata.n_obs, np.nan)])
-    tl.syncot(adata, "time", "X_wide", delta=None, n_bins=12, n_time=2)  # n_dims=2: column 2 is not read
+    tl.syncot(adata, "time", "X_wide", delta=None, n_dims=2, n_bins=12, n_time=2)  # column 2 is not read
     assert np.isfinite(adata.obsm["syncot_velocity"]).all()
 
 
@@ -321,8 +321,9 @@ def test_default_grid_follows_the_coupling():
     assert default_grid("kantorovich", None, 1.0, None, None) == (64, 16)
     assert default_grid("kantorovich", "X_lsi", 1.0, 40, None) == (40, 4)
     # held-out evaluations fit every method on the grid of syncot (primary_only has weight 0)
-    params = _fit_params("time", "X_pca", "X_lsi", {})
+    params = _fit_params("time", "X_pca", "X_lsi", {}, "grid", 2)
     assert (params["n_bins"], params["n_time"]) == (32, 4)
+    assert _fit_params("time", "X_pca", "X_lsi", {}, "graph", None)["n_time"] == 8  # a graph fit's default
 
 
 def test_smoothing_of_the_kantorovich_secondary_is_reported(caplog):

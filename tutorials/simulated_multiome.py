@@ -25,7 +25,7 @@ import sc_syncot as so
 
 FAST = os.environ.get("SC_SYNCOT_TUTORIAL_FAST") == "1"
 OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")
-settings = {"n_bins": 16, "n_time": 4} if FAST else {"n_bins": 48, "n_time": 12}
+settings = {"n_nodes": 300, "n_time": 4} if FAST else {}  # the graph's defaults: 2,000 nodes, 8 steps per interval
 
 
 def save(fig, name):
@@ -49,9 +49,12 @@ print(adata.obs.groupby(["time", "branch"], observed=True).size().unstack(fill_v
 
 # %% [markdown]
 # ## Reconstruct
-# The primary space is the first two RNA principal components; ATAC (10 LSI components) is the secondary,
-# linked through a smooth map fitted on the paired cells (`coupling="monge"`). Masses follow the cell counts
-# (here sampling is proportional to population size). One call solves all three intervals.
+# The primary space is all ten RNA principal components; ATAC (10 LSI components) is the secondary. With more than
+# three columns the fit runs on a graph of cell states: cluster centres of each time point's cells in the joint RNA +
+# ATAC space, and points on the static-OT paths between time points, so each node carries its own ATAC state and
+# `coupling="monge"` pays for the ATAC change along every edge. (`geometry="grid"` with `n_dims=2` fits on a grid
+# over the first two components instead.) Masses follow the cell counts (here sampling is proportional to population
+# size). One call solves all three intervals.
 
 # %%
 so.tl.syncot(adata, "time", "X_pca", "X_lsi", coupling="monge", masses="counts", weight=1.0, **settings)
@@ -60,17 +63,17 @@ print({k: np.round(v, 3) for k, v in res["costs"].items()}, res["convergence"]["
 
 # %% [markdown]
 # ## Compare with the truth
-# Each cell's velocity in the two RNA components against the true one, and each cell's growth rate against the
+# Each cell's velocity in all ten RNA components against the true one, and each cell's growth rate against the
 # simulated birth minus death rate.
 
 # %%
 v = adata.obsm["syncot_velocity"]
-truth = adata.obsm["velocity_pca"][:, :2]
+truth = adata.obsm["velocity_pca"]
 cosine = (v * truth).sum(1) / (np.linalg.norm(v, axis=1) * np.linalg.norm(truth, axis=1))
 growth_rho = spearmanr(adata.obs["syncot_growth"], adata.obs["growth_rate"])[0]
 print(f"velocity: median cosine {np.median(cosine):.2f}; growth: Spearman {growth_rho:.2f}")
 print(adata.obs.groupby("branch", observed=True)[["syncot_growth", "growth_rate"]].median().round(2))
-assert np.median(cosine) > (0.5 if FAST else 0.7)
+assert np.median(cosine) > (0.4 if FAST else 0.55)
 
 # %% [markdown]
 # ## Look at it

@@ -279,7 +279,7 @@ def evaluate_heldout(
         syncot_kwargs.get("geometry", "auto"), _n_columns(data, primary), n_dims, grid_options
     )
     if geometry == "grid" and n_dims is None:
-        n_dims = _n_columns(data, primary)
+        n_dims = _n_columns(data, primary) or None
     every = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
     tp = every.time_points
     if (

@@ -390,7 +390,7 @@ def fit(
         _check_graph_params(n_nodes, n_neighbors)
     else:
         n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
-        n_dims = _n_columns(data, primary) if n_dims is None else n_dims  # at most 3 (resolve_geometry)
+        n_dims = (_n_columns(data, primary) or None) if n_dims is None else n_dims  # <= 3 (resolve_geometry)
     _check_params(
         coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter,
         seed,
@@ -441,7 +441,7 @@ def _n_columns(data, primary: str) -> int:
     """Columns of the primary basis (0 when it is missing: read_cells then names the key)."""
     try:
         return basis(data, primary, "primary").shape[1]
-    except ValueError:
+    except (ValueError, AttributeError, TypeError):  # not an AnnData, missing key, ...: read_cells says which
         return 0
 
 
