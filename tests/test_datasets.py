@@ -202,6 +202,37 @@ def _assert_same(a, b, where="uns"):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=where)
 
 
+def _fate_accuracy(adata, key: str, t: float) -> float:
+    """Cross-validated balanced accuracy of a kNN classifier telling each cell's fate from ``key`` at time ``t``."""
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    at = np.isclose(adata.obs["time"].to_numpy(), t)
+    fate = adata.obs["fate"].to_numpy()[at]
+    knn = KNeighborsClassifier(15)
+    return float(cross_val_score(knn, adata.obsm[key][at], fate, cv=5, scoring="balanced_accuracy").mean())
+
+
+def test_secondary_leads_shows_the_fate_in_atac_one_time_point_before_rna():
+    a = simulate_multiome(n_cells=900, n_timepoints=6, seed=2, secondary_leads=True)
+    times = np.unique(a.obs["time"])
+    before, after = times[1], times[2]  # 0.6 and 1.2: the split (t ~ 0.87) falls between them
+    assert (a.obs.loc[np.isclose(a.obs["time"], before), "branch"] == "progenitor").all()  # RNA has not split yet
+    assert _fate_accuracy(a, "X_lsi", before) > 0.9
+    assert _fate_accuracy(a, "X_pca", before) < 0.7  # near chance (0.5)
+    assert _fate_accuracy(a, "X_pca", after) > 0.85
+    committed = a.obs["branch"].isin(["A", "B"]).to_numpy()
+    branch, fate = a.obs["branch"].astype(str).to_numpy(), a.obs["fate"].astype(str).to_numpy()
+    agree = np.mean(branch[committed] == fate[committed])
+    assert agree > 0.97  # the fate decides the branch
+    share = a.uns["simulation"]["fate_share"]
+    assert share.shape == times.shape and np.all((share > 0) & (share < 1))
+    # the A-fated share of the mass grows as branch A divides and branch B dies
+    assert share[-1] > share[0] + 0.2
+    rates = a.obs.groupby("branch", observed=True)["growth_rate"].median()
+    assert rates["A"] > 0.8 and rates["B"] < -0.4
+
+
 def test_h5ad_round_trip(sim, tmp_path):
     file = tmp_path / "sim.h5ad"
     sim.write_h5ad(file)

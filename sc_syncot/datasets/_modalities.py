@@ -91,13 +91,18 @@ class AtacMap:
             open_max=rng.uniform(0.3, 0.9, n_peaks),
         )
 
-    def open_probability(self, z: np.ndarray, dyn: Bifurcation) -> np.ndarray:
-        """Noise-free opening probability (cells x peaks)."""
-        primed = z + ATAC_PRIMING * dyn.drift(z)
+    def open_probability(self, z: np.ndarray, dyn: Bifurcation, lead=None) -> np.ndarray:
+        """Noise-free opening probability (cells x peaks).
+
+        ``lead``: ``(fate, duration)`` in the fate-driven mode, where chromatin shows the state a cell will reach
+        ``duration`` ahead on its fate's branch (:meth:`Bifurcation.ahead`) instead of its primed position.
+        """
+        primed = z + ATAC_PRIMING * dyn.drift(z) if lead is None else dyn.ahead(z, *lead)
         switch = 0.5 * (1.0 + np.tanh(0.5 * self.slopes * (primed @ self.directions.T - self.thresholds)))
         return ATAC_FLOOR + (self.open_max - ATAC_FLOOR) * switch
 
-    def sample(self, z: np.ndarray, dyn: Bifurcation, rng: np.random.Generator) -> sparse.csr_matrix:
-        """Poisson fragment counts with log-normal per-cell depth."""
+    def sample(self, z: np.ndarray, dyn: Bifurcation, rng: np.random.Generator, lead=None) -> sparse.csr_matrix:
+        """Poisson fragment counts with log-normal per-cell depth (``lead``: see :meth:`open_probability`)."""
         depth = rng.lognormal(-0.5 * ATAC_DEPTH_SD**2, ATAC_DEPTH_SD, len(z))
-        return sparse.csr_matrix(rng.poisson(depth[:, None] * self.open_probability(z, dyn)).astype(np.float32))
+        opened = self.open_probability(z, dyn, lead)
+        return sparse.csr_matrix(rng.poisson(depth[:, None] * opened).astype(np.float32))

@@ -23,6 +23,9 @@ FOUNDERS_PER_CELL = 2  # founders per group = 2 * n_cells: the living population
 MAX_DT = 0.01
 MAX_RATE = 10.0
 PUSH_STEP = 1e-4  # finite-difference step (latent units) of the velocity pushed into the PCA
+# secondary_leads: the push towards a lineage's fated branch past the split (latent units per unit time). It beats
+# the pitchfork's own choice by the noise (whose typical move is 0.14 per unit time), so the fate decides the branch.
+FATE_KICK = 1.0
 
 
 def simulate_multiome(
@@ -38,6 +41,7 @@ def simulate_multiome(
     diffusion: float = 0.01,
     proliferation: Mapping[str, float] | None = None,
     death: Mapping[str, float] | None = None,
+    secondary_leads: bool = False,
     as_mudata: bool = False,
 ) -> ad.AnnData | MuData:
     """Simulate a paired RNA + ATAC time course of a bifurcating, growing population with known ground truth.
@@ -71,6 +75,14 @@ def simulate_multiome(
     proliferation, death
         Rates per unit time for the branches ``"progenitor"``, ``"A"``, ``"B"`` (each in ``[0, 10]``); keys that are
         left out keep their defaults (proliferation 0.7 / 1.0 / 0.3, death 0.2 / 0.1 / 0.8).
+    secondary_leads
+        Chromatin decides first: each founder lineage is fated to branch A or B (equal odds, inherited at
+        division), the fate pushes committed cells onto its branch, and the ATAC peaks read the state the cell
+        will reach one observation interval later on its fate's branch (``Bifurcation.ahead``), instead of its
+        primed position. The branch choice then shows in ATAC one time point before RNA separates (with 5 or
+        more time points on ``[0, 3]``, the split at ``t ~ 0.87`` falls between two of them). Adds ``obs["fate"]``
+        (``A`` / ``B``, also for progenitors) and ``uns["simulation"]["fate_share"]`` (the share of the mass fated
+        to A at each time point).
     as_mudata
         Return a :class:`mudata.MuData` with modalities ``"rna"`` and ``"atac"`` (needs the optional ``mudata``).
 
@@ -113,22 +125,32 @@ def simulate_multiome(
         proliferation=_branch_rates(proliferation, DEFAULT_PROLIFERATION, "proliferation"),
         death=_branch_rates(death, DEFAULT_DEATH, "death"),
         diffusion=float(diffusion),
+        fate_kick=FATE_KICK if secondary_leads else 0.0,
     )
-    # Independent streams, so that e.g. the gene and peak maps do not change with n_cells.
-    rng_maps, rng_dynamics, rng_observe, rng_rna, rng_atac = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
+    # Independent streams, so that e.g. the gene and peak maps do not change with n_cells (the sixth, of the fates,
+    # leaves the first five as they were without it).
+    rng_maps, rng_dynamics, rng_observe, rng_rna, rng_atac, rng_fate = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)
     )
     times = np.linspace(0.0, float(t_max), n_timepoints)
-    snapshots, mass, branch_mass = simulate_population(dyn, times, FOUNDERS_PER_CELL * n_cells, MAX_DT, rng_dynamics)
+    fate_rng = rng_fate if secondary_leads else None
+    snapshots, mass, branch_mass, fates, fate_share = simulate_population(
+        dyn, times, FOUNDERS_PER_CELL * n_cells, MAX_DT, rng_dynamics, fate_rng
+    )
     n_per_time = _allocate(n_cells, mass)
-    z, time_index = _observe(snapshots, n_per_time, times, rng_observe)
+    z, time_index, fate = _observe(snapshots, n_per_time, times, rng_observe, fates)
     rna_map, atac_map = RnaMap.draw(n_genes, rng_maps), AtacMap.draw(n_peaks, rng_maps)
-    adata = _assemble(z, time_index, times, dyn, rna_map.sample(z, dyn, rng_rna), atac_map.sample(z, dyn, rng_atac))
+    lead = None if fate is None else (fate, float(times[1] - times[0]))  # one observation interval ahead
+    rna, atac = rna_map.sample(z, dyn, rng_rna), atac_map.sample(z, dyn, rng_atac, lead)
+    adata = _assemble(z, time_index, times, dyn, rna, atac, fate)
     adata.var["program"] = pd.Categorical.from_codes(rna_map.program, categories=list(PROGRAMS))
     _add_embeddings(adata, rna_map, dyn, n_pcs, n_lsi, seed)
     sizes = {"n_cells": n_cells, "n_timepoints": n_timepoints, "seed": seed, "t_max": float(t_max)}
     sizes |= {"n_genes": n_genes, "n_peaks": n_peaks, "n_pcs": n_pcs, "n_lsi": n_lsi}
+    sizes["secondary_leads"] = bool(secondary_leads)
     adata.uns["simulation"] = _record(sizes, dyn, times, n_per_time, mass, branch_mass)
+    if fate_share is not None:
+        adata.uns["simulation"]["fate_share"] = fate_share
     if as_mudata:
         return paired_to_mudata(
             adata,
@@ -226,18 +248,22 @@ def _allocate(n_cells: int, mass: np.ndarray) -> np.ndarray:
 
 
 def _observe(
-    snapshots: list[np.ndarray], n_per_time: np.ndarray, times: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Draw the observed cells of each snapshot uniformly without replacement."""
-    picked = []
+    snapshots: list[np.ndarray], n_per_time: np.ndarray, times: np.ndarray, rng: np.random.Generator, fates=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Draw the observed cells of each snapshot uniformly without replacement (and their fates, when given)."""
+    picked, picked_fates = [], []
     for k, (snapshot, n) in enumerate(zip(snapshots, n_per_time, strict=True)):
         if len(snapshot) < n:  # only when the population collapsed, e.g. under extreme death rates
             raise ValueError(
                 f"death: only {len(snapshot)} simulated cells alive at time {times[k]:g}, {n} to observe; "
                 "lower the death rates"
             )
-        picked.append(snapshot[rng.choice(len(snapshot), size=n, replace=False)])
-    return np.concatenate(picked), np.repeat(np.arange(len(times)), n_per_time)
+        idx = rng.choice(len(snapshot), size=n, replace=False)
+        picked.append(snapshot[idx])
+        if fates is not None:
+            picked_fates.append(fates[k][idx])
+    fate = np.concatenate(picked_fates) if fates is not None else None
+    return np.concatenate(picked), np.repeat(np.arange(len(times)), n_per_time), fate
 
 
 def _assemble(
@@ -247,6 +273,7 @@ def _assemble(
     dyn: Bifurcation,
     rna: sparse.csr_matrix,
     atac: sparse.csr_matrix,
+    fate: np.ndarray | None = None,
 ) -> ad.AnnData:
     """The AnnData of counts, time, branch and ground truth."""
     n_cells, n_genes, n_peaks = len(z), rna.shape[1], atac.shape[1]
@@ -267,7 +294,9 @@ def _assemble(
     adata.obsm["atac_counts"] = atac
     adata.uns["atac_counts_var_names"] = np.array([f"peak_{j:03d}" for j in range(n_peaks)], dtype=object)
     adata.obsm["X_latent"] = z
-    adata.obsm["velocity_latent"] = dyn.drift(z)
+    adata.obsm["velocity_latent"] = dyn.drift(z, fate=fate)
+    if fate is not None:
+        adata.obs["fate"] = pd.Categorical(np.where(fate > 0, "A", "B"), categories=["A", "B"])
     return adata
 
 

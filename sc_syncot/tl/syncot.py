@@ -196,11 +196,22 @@ def syncot(
     r"""Reconstruct growth-aware dynamics in the primary basis, synchronized with a secondary one.
 
     Every interval ``[t_k, t_{k+1}]`` of the time course is an unbalanced dynamic transport problem between the
-    densities of the cells observed at its ends (math.md sections 1-4); all intervals are solved in one batched
-    call on a common grid over the first ``n_dims`` columns of the primary basis. With a secondary basis, the
-    path also pays ``weight`` times the action it induces there, through a smooth map fitted on the paired cells
-    (``coupling="monge"``) or a Markov kernel from grid cells to k-means support points of the secondary basis
-    (``coupling="kantorovich"``).
+    cells observed at its ends (math.md sections 1-4 and 7); all intervals are solved in one batched call, on one
+    of two geometries:
+
+    - ``"graph"``: a graph of cell states in every column of the primary basis (:func:`sc_syncot.pp.cell_graph`):
+      cluster centres of each time point's cells in the joint primary + secondary space, so that cells sharing a
+      primary state but differing in the secondary are different nodes, plus nodes on the static-OT paths between
+      consecutive time points (without them every path would have to run through other times' cells). Each time
+      point's cells are node masses as observed (no smoothing); each node carries its own secondary coordinates.
+    - ``"grid"``: kernel densities on a grid over the first ``n_dims`` (1 to 3) columns.
+
+    ``"auto"`` takes the graph when the primary basis has more than 3 columns and no grid option (``n_dims``,
+    ``n_bins``, ``bandwidth``) is given, and logs which and why. With a secondary basis, the path also pays
+    ``weight`` times the action it induces there: on the graph, the change of the nodes' own secondary coordinates
+    along each edge (``"monge"``) or a kernel from each node to k-means support points of the secondary basis, the
+    support labels of its cells (``"kantorovich"``); on the grid, through a smooth map fitted on the paired cells
+    (``"monge"``) or a Markov kernel from grid cells to the support points (``"kantorovich"``).
 
     Parameters
     ----------
@@ -213,9 +224,9 @@ def syncot(
         warning that says which). Categories that no cell has are left out, with a warning; every time point
         needs at least 3 cells.
     primary, secondary
-        ``.obsm`` keys of the primary basis (first ``n_dims`` columns used) and of the secondary basis (all
-        columns; ``None``: primary space only). The secondary is scaled by one factor so that its total variance
-        equals that of the primary columns used (recorded in ``.uns``).
+        ``.obsm`` keys of the primary basis (all columns on the graph, the first ``n_dims`` on a grid) and of the
+        secondary basis (all columns; ``None``: primary space only). The secondary is scaled by one factor so that
+        its total variance equals that of the primary columns used (recorded in ``.uns``).
     coupling
         ``"kantorovich"`` or ``"monge"``.
     weight
@@ -225,19 +236,28 @@ def syncot(
         balanced transport (no growth; needs equal masses).
     secondary_delta
         Growth length scale of the secondary (default: ``delta``).
+    geometry
+        ``"auto"``, ``"graph"`` or ``"grid"`` (see above).
     n_dims
-        Dimensions of the primary grid (1 to 3).
+        Grid only: dimensions of the primary grid (1 to 3), the first columns of the basis; ``None``: all columns
+        (a basis of more than 3 columns then needs ``n_dims`` or the graph).
     n_bins, n_time
-        Space cells per axis and time steps per interval. ``None``: 32 and 4 with a Kantorovich secondary (whose
-        iterations cost more: about 2-7x the iterations of the same fit at weight 0, see the README), 64 and 16
-        otherwise.
+        Grid only (``n_bins``): space cells per axis. Time steps per interval. ``None``: on the graph 8 steps; on a
+        grid 32 and 4 with a Kantorovich secondary (whose iterations cost more: about 2-7x the iterations of the
+        same fit at weight 0, see the README), 64 and 16 otherwise.
+    n_nodes, n_neighbors
+        Graph only: nodes (half from the cells, half on the paths between time points) and ``k`` of the symmetric
+        kNN edges. 2,000 nodes keep a fit of a few intervals within tens of seconds on 2 CPU cores (the demo's
+        four time points: about a minute); ``n_nodes`` trades speed for resolution. The graph's isotropic edge
+        weights use the nodes' intrinsic dimension (:func:`sc_syncot.tl.graph_fit.intrinsic_dimension`, in
+        ``.uns[key_added]["graph"]["dimension"]``).
     masses
         Population size per time point: ``"equal"``, ``"counts"``, ``"growth_prior"`` (from ``.obs[growth_key]``,
         see :func:`sc_syncot.pp.growth_prior`), or sizes (a sequence, or a mapping time -> size).
     growth_key
         ``.obs`` column of per-cell growth rates for ``masses="growth_prior"`` (default ``"growth_prior"``).
     bandwidth
-        Kernel density bandwidth in primary units (default: Scott's rule, see
+        Grid only: kernel density bandwidth in primary units (default: Scott's rule, see
         :func:`sc_syncot.pp.interval_densities`).
     n_support
         Secondary support points of a Kantorovich coupling.
@@ -268,8 +288,12 @@ def syncot(
     key_added
         Where results go: ``.uns[key_added]`` (parameters, grid, time points, masses, and per interval and time
         node the densities, velocity and growth fields in physical units, costs per interval and space,
-        convergence), ``.obsm[f"{key_added}_velocity"]``, ``.obs[f"{key_added}_growth"]`` and, for a Monge
-        coupling, ``.obsm[f"{key_added}_velocity_secondary"]`` (in the secondary basis' own units).
+        convergence), ``.obsm[f"{key_added}_velocity"]`` (in the columns fitted), ``.obs[f"{key_added}_growth"]``
+        and ``.obsm[f"{key_added}_velocity_secondary"]`` (in the secondary basis' own units; on a grid for a Monge
+        coupling only). On the graph, ``.uns[key_added]["graph"]`` holds the nodes (``points``, ``secondary``,
+        ``edges``, ``omega``, ``node_time``), ``.uns[key_added]["edge_flow"]`` the mass flow along each edge per
+        interval and time step, the densities, velocities and growth rates are per node, and
+        ``.obs[f"{key_added}_node"]`` is each cell's node.
     copy
         Return a new object with the results instead of writing into ``data``.
 
