@@ -45,6 +45,19 @@ def test_path_nodes_are_mccann_interpolants_of_the_static_ot_pairs():
     np.testing.assert_allclose(quarter, [[0.5, 0.025], [0.5, 1.025]])
 
 
+def test_path_ends_are_the_state_nodes_each_path_node_interpolates():
+    x, t, y = _course(1)
+    cg = pp.cell_graph(x, t, y, n_nodes=300)
+    path = cg.path_ends[:, 0] >= 0
+    np.testing.assert_array_equal(path, (cg.node_time > 0) & (cg.node_time < 1))
+    tail, head = cg.path_ends[path].T
+    np.testing.assert_array_equal(cg.node_time[tail], 0)  # from a state node of time point 0 ...
+    np.testing.assert_array_equal(cg.node_time[head], 1)  # ... to one of time point 1
+    f = cg.node_time[path][:, None]
+    np.testing.assert_allclose(cg.graph.points[path], (1 - f) * cg.graph.points[tail] + f * cg.graph.points[head])
+    np.testing.assert_allclose(cg.secondary[path], (1 - f) * cg.secondary[tail] + f * cg.secondary[head])
+
+
 def test_cells_that_share_a_primary_state_but_not_the_secondary_get_different_nodes():
     rng = np.random.default_rng(1)
     x = rng.normal(scale=0.01, size=(200, 3))

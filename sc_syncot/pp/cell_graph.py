@@ -47,6 +47,9 @@ class CellGraph:
     node_time
         ``(n_nodes,)`` where each node sits in time: a time point's index ``k`` for its state nodes, ``k + f`` for the
         path nodes at fraction ``f`` between time points ``k`` and ``k + 1``.
+    path_ends
+        ``(n_nodes, 2)`` the two state nodes (of time points ``k`` and ``k + 1``) a path node interpolates, ``-1``
+        for state nodes.
     """
 
     graph: Graph
@@ -55,6 +58,7 @@ class CellGraph:
     times: np.ndarray
     cell_nodes: np.ndarray
     node_time: np.ndarray
+    path_ends: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -102,7 +106,8 @@ def _path_nodes(xa, xb, ya, yb, ma, mb, fractions, n_pairs: int, rng):
         xs.append((1 - f) * xa[i] + f * xb[j])
         ys.append(None if ya is None else (1 - f) * ya[i] + f * yb[j])
         fs.append(np.full(len(i), f))
-    return np.concatenate(xs), None if ya is None else np.concatenate(ys), np.concatenate(fs)
+    ends = np.tile(np.column_stack([i, j]), (len(fractions), 1))
+    return np.concatenate(xs), None if ya is None else np.concatenate(ys), np.concatenate(fs), ends
 
 
 def cell_graph(
@@ -161,6 +166,7 @@ def cell_graph(
     shares = np.maximum(2, np.floor(state_budget * per_time / per_time.sum()).astype(int))
     rng = np.random.default_rng(seed)
     nodes_x, nodes_y, node_time, cell_nodes = [], [], [], np.empty(len(x), dtype=int)
+    path_ends = []
     states = []
     for k, t in enumerate(times):
         idx = np.flatnonzero(time == t)
@@ -171,25 +177,30 @@ def cell_graph(
         nodes_x.append(cx)
         nodes_y.append(cy)
         node_time.append(np.full(len(cx), float(k)))
+        path_ends.append(np.full((len(cx), 2), -1))
     n_pairs = max(1, (n_nodes - state_budget) // max(1, len(fractions)) // (len(times) - 1)) if fractions else 0
     for k in range(len(times) - 1 if fractions else 0):
-        (xa, ya, ma, _), (xb, yb, mb, _) = states[k], states[k + 1]
-        px, py, pf = _path_nodes(xa, xb, ya, yb, ma, mb, fractions, n_pairs, rng)
+        (xa, ya, ma, off_a), (xb, yb, mb, off_b) = states[k], states[k + 1]
+        px, py, pf, ends = _path_nodes(xa, xb, ya, yb, ma, mb, fractions, n_pairs, rng)
         nodes_x.append(px)
         nodes_y.append(py)
         node_time.append(k + pf)
+        path_ends.append(ends + np.array([off_a, off_b]))
     points = np.concatenate(nodes_x)
     secondary = None if y is None else np.concatenate(nodes_y)
     node_time = np.concatenate(node_time)
-    points, secondary, node_time, cell_nodes = _merge_coincident(points, secondary, node_time, cell_nodes)
+    path_ends = np.concatenate(path_ends)
+    points, secondary, node_time, cell_nodes, path_ends = _merge_coincident(
+        points, secondary, node_time, cell_nodes, path_ends
+    )
     masses = np.zeros((len(times), len(points)))
     for k in range(len(times)):
         masses[k] = np.bincount(cell_nodes, weights=(time == times[k]).astype(float), minlength=len(points))
     graph = Graph(points, n_time, n_neighbors=min(n_neighbors, len(points) - 1))
-    return CellGraph(graph, secondary, masses, times, cell_nodes, node_time)
+    return CellGraph(graph, secondary, masses, times, cell_nodes, node_time, path_ends)
 
 
-def _merge_coincident(points, secondary, node_time, cell_nodes):
+def _merge_coincident(points, secondary, node_time, cell_nodes, path_ends):
     """Merge nodes at the same primary point (repeated cells, or a path between identical states) into the first.
 
     The graph needs distinct points (an edge of length 0 has no transport cost); such repeats are exact repeats of
@@ -197,13 +208,14 @@ def _merge_coincident(points, secondary, node_time, cell_nodes):
     """
     _, first, inverse = np.unique(points, axis=0, return_index=True, return_inverse=True)
     if len(first) == len(points):
-        return points, secondary, node_time, cell_nodes
+        return points, secondary, node_time, cell_nodes, path_ends
     order = np.argsort(first)  # keep the nodes in their order of first appearance
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     kept = first[order]
     new_index = rank[inverse.reshape(-1)]
-    return points[kept], None if secondary is None else secondary[kept], node_time[kept], new_index[cell_nodes]
+    ends = np.where(path_ends[kept] >= 0, new_index[np.maximum(path_ends[kept], 0)], -1)
+    return points[kept], None if secondary is None else secondary[kept], node_time[kept], new_index[cell_nodes], ends
 
 
 def _checked(x, time, y):

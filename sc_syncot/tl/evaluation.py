@@ -14,8 +14,9 @@ predictions (the cost of the grid and the smoothing). The ``readout`` row applie
 cells' own primary positions: the secondary W1 that a perfect primary prediction would reach through it.
 
 A fit on a graph of cell states (``geometry="graph"``) predicts cells drawn from its node densities: a drawn node
-stands for one of its own cells, with both bases as measured (a path node, which has no cells, for its own
-coordinates), so W1 is in every column of the primary basis and in the secondary, as for the static-OT rows. Its
+stands for one of its own cells, with both bases as measured (a path node, which has no cells, for the interpolant
+of one cell of each of the two state nodes it was built between, at its fraction), so W1 is in every column of the
+primary basis and in the secondary, as for the static-OT rows. Its
 ``graph_floor`` row replaces ``grid_floor``: the held-out cells mapped to their nearest nodes and read out in the
 same way; ``readout`` goes through the nearest node too.
 """
@@ -120,19 +121,37 @@ def _predict(rng, fitted: Fitted, flow, t: float, size: int, with_secondary: boo
 def _read_nodes(rng, fitted: Fitted, flow: GraphFlow, nodes: np.ndarray, with_secondary: bool):
     """Cells standing for drawn nodes, in both bases; no grid and no smoothing.
 
-    One of the node's own cells (as measured), or for a node without cells (a path node) its own coordinates (the
-    interpolated ones in the secondary).
+    A state node stands for one of its own cells (as measured); a path node, at fraction ``f`` between two state
+    nodes, for the interpolant ``(1 - f) c + f c'`` of one cell of each (the McCann interpolation it was built
+    from, at the cells' spread rather than at the nodes' centres). A node without cells to draw keeps its own
+    coordinates.
     """
     cells, own = fitted.cells, fitted.per_cell["node"]
     order = np.argsort(own, kind="stable")
     start = np.searchsorted(own[order], np.arange(flow.n_nodes + 1))
-    size = start[nodes + 1] - start[nodes]
-    pick = order[np.minimum(start[nodes] + (rng.random(len(nodes)) * size).astype(int), len(order) - 1)]
-    has = size > 0
-    pts = np.where(has[:, None], cells.x[pick], flow.points[nodes])
+
+    def member(of: np.ndarray):
+        """A random cell of each node (index into the cells) and whether the node has one."""
+        size = start[of + 1] - start[of]
+        pick = order[np.minimum(start[of] + (rng.random(len(of)) * size).astype(int), len(order) - 1)]
+        return pick, size > 0
+
+    graph = fitted.summary["graph"]
+    ends = np.asarray(graph["path_ends"])[nodes]
+    frac = (np.asarray(graph["node_time"], float) % 1.0)[nodes][:, None]
+    own_cell, has = member(nodes)
+    tail, has_tail = member(np.maximum(ends[:, 0], 0))
+    head, has_head = member(np.maximum(ends[:, 1], 0))
+    path = (ends[:, 0] >= 0) & has_tail & has_head
+
+    def coordinates(values: np.ndarray, at_nodes: np.ndarray) -> np.ndarray:
+        between = (1 - frac) * values[tail] + frac * values[head]
+        return np.where(has[:, None], values[own_cell], np.where(path[:, None], between, at_nodes[nodes]))
+
+    pts = coordinates(cells.x, flow.points)
     if not with_secondary or cells.y is None:
         return pts, None
-    return pts, np.where(has[:, None], cells.y[pick], flow.secondary[nodes])
+    return pts, coordinates(cells.y, flow.secondary)
 
 
 def _predict_grid(rng, fitted: Fitted, flow: Flow, t: float, size: int, with_secondary: bool):

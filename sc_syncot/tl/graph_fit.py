@@ -88,7 +88,7 @@ def build(cells: CellData, y_scaled, *, n_nodes: int, n_neighbors: int, n_time: 
     )
     dim = intrinsic_dimension(cg.graph.points, k=n_neighbors)
     graph = type(cg.graph)(cg.graph.points, n_time, edges=cg.graph.edges, dimension=dim)
-    return CellGraph(graph, cg.secondary, cg.masses, cg.times, cg.cell_nodes, cg.node_time)
+    return CellGraph(graph, cg.secondary, cg.masses, cg.times, cg.cell_nodes, cg.node_time, cg.path_ends)
 
 
 def node_masses(cg: CellGraph, rel_mass: np.ndarray) -> np.ndarray:
@@ -133,6 +133,7 @@ def summary(result: SyncOTResult, cg: CellGraph, scale: float | None) -> dict:
         "n_nodes": g.n_nodes,
         "dimension": g.dimension,
         "node_time": cg.node_time.astype(np.float32),
+        "path_ends": cg.path_ends.astype(np.int64),
     }
     if cg.secondary is not None:
         out["secondary"] = (cg.secondary / scale).astype(np.float32)
