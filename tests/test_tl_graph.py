@@ -153,9 +153,12 @@ def test_evaluate_heldout_on_the_graph_has_its_own_floor(course):
     assert w1["graph_floor", "primary"] < w1["nearest", "primary"]
 
 
-def test_plots_of_a_graph_result_in_any_basis(fitted):
+def test_plots_of_a_graph_result_in_any_basis(fitted, tmp_path):
     a = fitted.copy()
     scs.tl.trajectories(a, n_particles=20)
+    scs.tl.push(a, "branch", "progenitor")
+    gif = scs.pl.animate(a, tmp_path / "path.gif", basis="X_view", n_frames=2)
+    assert gif.stat().st_size > 0
     for fig in (
         scs.pl.density_path(a, basis="X_view", n_panels=3, return_fig=True),
         scs.pl.velocity(a, basis="X_view", return_fig=True),
@@ -163,6 +166,7 @@ def test_plots_of_a_graph_result_in_any_basis(fitted):
         scs.pl.growth(a, basis="X_view", time=1.0, return_fig=True),
         scs.pl.trajectories(a, basis="X_view", return_fig=True),
         scs.pl.secondary_path(a, return_fig=True),
+        scs.pl.fates(a, "syncot_push_progenitor", basis="X_view", return_fig=True),
     ):
         assert fig.axes
     with pytest.raises(ValueError, match="basis='X_missing'"):

@@ -232,8 +232,11 @@ def syncot(
     weight
         ``lambda``, the weight of the secondary action.
     delta
-        Growth length scale in primary units; ``"auto"`` is half the cells' largest extent; ``None``:
-        balanced transport (no growth; needs equal masses).
+        Growth length scale in primary units; ``"auto"`` is half the cells' largest extent on a grid, and on the
+        graph the larger of that and twice the largest W2 distance between consecutive time points
+        (:func:`sc_syncot.tl.graph_fit.auto_delta`; in many columns the time points are often further apart than
+        half the extent along one axis); ``None``: balanced transport (no growth; needs equal masses). The value
+        used is in ``.uns[key_added]["params"]["delta"]``.
     secondary_delta
         Growth length scale of the secondary (default: ``delta``).
     geometry
@@ -422,8 +425,9 @@ def fit(
     cells = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
     logger.info("sc_syncot: fitting on the %s (%s)", geometry, why)
     _check_time_warp(time_warp, cells.time_points)
-    delta = _auto_delta(cells.x) if isinstance(delta, str) and delta == "auto" else delta
     tp = cells.time_points
+    if isinstance(delta, str) and delta == "auto":
+        delta = _auto_delta(cells.x) if geometry == "grid" else graph_fit.auto_delta(cells.x, cells.time, tp, seed)
     counts = np.array([np.sum(cells.time == t) for t in tp])
     rates = None
     if isinstance(masses, str) and masses == "growth_prior":
