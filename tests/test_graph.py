@@ -5,7 +5,12 @@ import pytest
 import scipy.sparse as sp
 
 from sc_syncot.solvers import Graph, Grid, KantorovichSecondary, MongeSecondary, SyncOTProblem, oracles, solve
-from sc_syncot.solvers.closed_forms import gaussian_density, wfr_pure_growth, wfr_pure_growth_path
+from sc_syncot.solvers.closed_forms import (
+    gaussian_density,
+    wfr_pure_growth,
+    wfr_pure_growth_path,
+    wfr_pure_growth_with_prior,
+)
 from sc_syncot.solvers.graph_transport import GraphProjector
 
 
@@ -148,6 +153,35 @@ def test_path_graph_pure_growth_matches_the_closed_form_and_its_path():
     expected = wfr_pure_growth_path(g.times(), 2.5)[:, None] * rho0
     np.testing.assert_allclose(res.rho, expected, atol=2e-3 * rho0.max())
     assert res.costs["primary_transport"] < 1e-4 * res.cost  # no motion (measured 2e-5 of the cost)
+
+
+@pytest.mark.parametrize("prior", [0.5, np.log(2.5), 1.5])
+def test_pure_growth_with_a_growth_prior_matches_its_closed_form(prior):
+    """``delta^2 int (g - g_0)^2 rho``: the cost of growing by 2.5 with a prior rate, zero at ``g_0 = log 2.5``."""
+    g = path_graph(60, 16)
+    rho0 = gaussian_masses(g.points[:, 0], 0.5, 0.1)
+    res = solve(SyncOTProblem(g, rho0, 2.5 * rho0, delta=0.3, growth_prior=np.full(60, prior)), tol=1e-8)
+    exact = wfr_pure_growth_with_prior(0.3, 2.5, 1.0, prior)
+    plain = wfr_pure_growth(0.3, 2.5, 1.0)
+    assert abs(res.cost - exact) < 1e-2 * plain  # measured within 1e-3 of the prior-free cost
+    assert res.costs["primary_transport"] < 1e-4 * plain
+    if np.isclose(prior, np.log(2.5)):  # the prior's own exponential growth: the fitted rate is the prior's
+        np.testing.assert_allclose(res.rho.sum(1), rho0.sum() * np.exp(prior * g.times()), rtol=2e-3)
+        mid = 0.5 * (res.rho[1:] + res.rho[:-1])
+        bulk = mid > 0.01 * mid.max()  # the far tails hold ~1e-5 of the mass and converge last
+        np.testing.assert_allclose(res.growth[bulk], prior, atol=2e-2 * prior)
+
+
+def test_a_growth_prior_is_refused_where_it_has_no_meaning():
+    g = path_graph(10, 4)
+    rho0 = np.ones(10)
+    with pytest.raises(ValueError, match="growth_prior: a growth prior needs an unbalanced"):
+        SyncOTProblem(g, rho0, rho0, growth_prior=np.zeros(10))
+    with pytest.raises(ValueError, match=r"growth_prior: expected \(10,\)"):
+        SyncOTProblem(g, rho0, rho0, delta=1.0, growth_prior=np.zeros(9))
+    grid = Grid(oracles.UNIT_BOX, (8, 8), 4)
+    with pytest.raises(ValueError, match="growth_prior: supported on a Graph"):
+        SyncOTProblem(grid, np.ones((8, 8)), np.ones((8, 8)), delta=1.0, growth_prior=np.zeros(64))
 
 
 # -- oracles on the lattice graph of a grid: the grid solver's answer ---------------------------------------------

@@ -35,6 +35,19 @@ def wfr_pure_growth_path(t, ratio: float):
     return ((1 - np.asarray(t)) + np.asarray(t) * np.sqrt(ratio)) ** 2
 
 
+def wfr_pure_growth_with_prior(delta: float, ratio: float, mass0: float, prior: float) -> float:
+    """Pure growth ``rho0 -> c rho0`` paying ``delta^2 int (g - g_0)^2 rho`` over unit time.
+
+    Per unit of mass, ``min int_0^1 (rho' - g_0 rho)^2 / rho dt`` with ``rho = e^{g_0 t} w^2`` is
+    ``4 min int e^{g_0 t} ... = 4 g_0 (sqrt(c) e^{-g_0/2} - 1)^2 / (1 - e^{-g_0})``: zero when ``c = e^{g_0}``
+    (the prior's own growth), :func:`wfr_pure_growth` as ``g_0 -> 0``.
+    """
+    if abs(prior) < 1e-12:
+        return wfr_pure_growth(delta, ratio, mass0)
+    gap = np.sqrt(ratio) * np.exp(-prior / 2) - 1
+    return 4 * delta**2 * mass0 * prior * gap**2 / (1 - np.exp(-prior))
+
+
 def wfr_diracs(delta: float, mass0: float, mass1: float, distance: float) -> float:
     """``WFR_delta^2`` between Diracs at ``d < pi delta``: ``4 delta^2 (m0 + m1 - 2 sqrt(m0 m1) cos(d / 2 delta))``."""
     theta = min(distance / (2 * delta), np.pi / 2)

@@ -41,7 +41,8 @@ def solve_on_graph(
         stretch = stretch + s.weight * st
     edge_weights = torch.as_tensor(graph.omega * stretch, **opts)  # (B|1, E)
     cell_weight = torch.as_tensor(scale * graph.dt, **opts)
-    primary_args = (projector, graph, edge_weights, cell_weight)
+    prior = None if problem.growth_prior is None else torch.as_tensor(problem.growth_prior, **opts)
+    primary_args = (projector, graph, edge_weights, cell_weight, prior)
     x0 = projector.project_(initial_point(graph.n_time, rho0, rho1, graph.n_edges, zeta_scale))
     reports = ()
     if problem.kantorovich_secondaries:

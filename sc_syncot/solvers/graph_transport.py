@@ -196,11 +196,22 @@ class GraphTransportOperators:
         ``(B | 1, E)`` action weights ``omega_e g_e`` of the edges.
     cell_weight
         ``(B,)`` factor from the solver's units to the problems': ``dt`` times the mass scale.
+    growth_prior
+        ``(B | 1, n)`` prior growth rates per node, or ``None`` (see :class:`.SyncOTProblem`). The node terms
+        become ``b (q - h r)^2 / r = b q^2 / r - 2 b h q + b h^2 r``: the action plus a linear term ``<c, v>``,
+        still 1-homogeneous, whose proximal map is the action's at ``z - c``.
     """
 
     compiled = False
 
-    def __init__(self, projector: GraphProjector, graph: Graph, edge_weights: torch.Tensor, cell_weight: torch.Tensor):
+    def __init__(
+        self,
+        projector: GraphProjector,
+        graph: Graph,
+        edge_weights: torch.Tensor,
+        cell_weight: torch.Tensor,
+        growth_prior: torch.Tensor | None = None,
+    ):
         self.projector = projector
         self.cell_weight = cell_weight
         self.balanced = projector.zeta_scale is None
@@ -219,6 +230,23 @@ class GraphTransportOperators:
         w = torch.cat([w, torch.full((w.shape[0], self.n), self.node_scale, **opts)], dim=1)
         self.weights = w[None, :, None, :]  # (1, B|1, 1, E + n): one momentum-like channel
         self._rho_guess = None
+        self.shift, self.prior_slope = self._prior_shift(growth_prior, opts)
+
+    def _prior_shift(self, growth_prior, opts) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The linear term ``c`` of a growth prior, ``(2, B|1, 1, E + n)``, and ``h`` ``(B|1, 1, n)``; or ``None``s.
+
+        With ``r = node_scale rho`` and ``q = zeta_scale zeta`` the node term ``node_scale (q - h r)^2 / r`` is
+        ``alpha (zeta - g_0 rho)^2 / rho`` for ``h = zeta_scale g_0 / node_scale``.
+        """
+        if growth_prior is None:
+            return None, None
+        if self.balanced:
+            raise ValueError("growth_prior: a growth prior needs an unbalanced problem (set delta)")
+        h = torch.as_tensor(growth_prior, **opts) * (self.projector.zeta_scale / self.node_scale)  # (B|1, n)
+        shift = h.new_zeros(2, h.shape[0], 1, self.n_edges + self.n)
+        shift[0, :, 0, self.n_edges :] = self.node_scale * h.square()
+        shift[1, :, 0, self.n_edges :] = -2.0 * self.node_scale * h
+        return shift, h[:, None, :]
 
     def _set_mean(self, ends: sp.spmatrix, opts: dict) -> None:
         """The edges' scaled means of their nodes, ``a_e (rho_i + rho_j) / 2``, as sparse operators both ways."""
@@ -267,13 +295,16 @@ class GraphTransportOperators:
 
     def dual_prox(self, z: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z - prox_F(z), prox_F(z) / sigma)`` (``F`` is 1-homogeneous, see :class:`.TransportOperators`)."""
-        p = prox_action(z, 1.0, self.weights, None, start=self._rho_guess)
+        p = prox_action(z if self.shift is None else z - self.shift, 1.0, self.weights, None, start=self._rho_guess)
         self._rho_guess = p[0]
         return z - p, p / sigma
 
     def objective_per_problem(self, v: torch.Tensor) -> torch.Tensor:
         """The action of the centred point ``v``, per problem, in the problems' own units."""
-        return action_density(v, self.weights).flatten(1).sum(1) * self.cell_weight
+        value = action_density(v, self.weights).flatten(1).sum(1)
+        if self.shift is not None:  # the growth prior's linear term
+            value = value + (self.shift * v).sum((0, 2, 3))
+        return value * self.cell_weight
 
     def objective(self, v: torch.Tensor) -> float:
         """Total action over the batch."""
@@ -289,5 +320,10 @@ class GraphTransportOperators:
         inv = torch.where(rho > 0, 1.0 / torch.where(rho > 0, rho, 1.0), 0.0)
         terms = q.square() * inv
         edge = terms[..., : self.n_edges] * self.edge_scale
-        node = None if self.balanced else terms[..., self.n_edges :].sum((1, 2)) * self.node_scale
+        if self.balanced:
+            return edge, None
+        r, z = rho[..., self.n_edges :], q[..., self.n_edges :]
+        if self.prior_slope is not None:  # growth costs its departure from the prior: (q - h r)^2 / r
+            z = z - self.prior_slope * r
+        node = (z.square() * inv[..., self.n_edges :]).sum((1, 2)) * self.node_scale
         return edge, node

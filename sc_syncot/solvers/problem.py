@@ -162,6 +162,12 @@ class SyncOTProblem:
         growth breaks. On a balanced problem it is the balanced W2 secondary.
     metric
         Optional primary metric field ``M(x)``, ``(*shape, d, d)``, symmetric positive definite everywhere (grids only).
+    growth_prior
+        Graphs only, unbalanced problems: prior growth rates ``g_0`` per node (per unit of the problem's time, which
+        runs over ``[0, 1]``), ``(n,)`` or ``(B, n)``. The growth term becomes ``delta^2 int (g - g_0)^2 rho``
+        instead of ``delta^2 int g^2 rho``: growth costs by its departure from the prior (rates from proliferation
+        and apoptosis genes, as Waddington-OT uses them), so that where the data allow either, the fit keeps the
+        prior's rates instead of the most uniform ones. ``None``: ``g_0 = 0``.
 
     References
     ----------
@@ -176,6 +182,7 @@ class SyncOTProblem:
     delta: float | None = None
     secondaries: Sequence[MongeSecondary | KantorovichSecondary] = ()
     metric: np.ndarray | None = None
+    growth_prior: np.ndarray | None = None
     _jacobians: tuple = field(init=False, repr=False, compare=False)
 
     def __init__(
@@ -188,6 +195,7 @@ class SyncOTProblem:
         metric: np.ndarray | None = None,
         *,
         grid: Grid | None = None,
+        growth_prior: np.ndarray | None = None,
     ):
         # ``grid=`` is the keyword from when grids were the only geometry; it still works
         if grid is not None and geometry is not None:
@@ -196,7 +204,8 @@ class SyncOTProblem:
         for name, value in values.items():
             if value is None:
                 raise ValueError(f"{name}: required")
-        for name, value in (values | {"delta": delta, "secondaries": secondaries, "metric": metric}).items():
+        others = {"delta": delta, "secondaries": secondaries, "metric": metric, "growth_prior": growth_prior}
+        for name, value in (values | others).items():
             object.__setattr__(self, name, value)
         self.__post_init__()
 
@@ -232,12 +241,30 @@ class SyncOTProblem:
                 raise ValueError("metric: expected a symmetric matrix at every cell")
             if np.linalg.eigvalsh(metric).min() <= 0:
                 raise ValueError("metric: expected a positive definite matrix at every cell")
+        object.__setattr__(self, "growth_prior", self._growth_prior(delta, rho0.shape[0]))
         object.__setattr__(self, "rho0", rho0)
         object.__setattr__(self, "rho1", rho1)
         object.__setattr__(self, "delta", delta)
         object.__setattr__(self, "secondaries", secondaries)
         object.__setattr__(self, "metric", metric)
         object.__setattr__(self, "_jacobians", jacobians)
+
+    def _growth_prior(self, delta: float | None, batch: int) -> np.ndarray | None:
+        """``growth_prior`` checked and shaped ``(B | 1, n)``."""
+        prior = self.growth_prior
+        if prior is None:
+            return None
+        if not isinstance(self.geometry, Graph):
+            raise ValueError("growth_prior: supported on a Graph geometry only (on a grid it is not implemented yet)")
+        if delta is None:
+            raise ValueError("growth_prior: a growth prior needs an unbalanced problem (set delta)")
+        prior = _finite_array(prior, "growth_prior")
+        n = self.geometry.n_nodes
+        if prior.ndim == 1:
+            prior = prior[None]
+        if prior.ndim != 2 or prior.shape[1] != n or prior.shape[0] not in (1, batch):
+            raise ValueError(f"growth_prior: expected ({n},) or ({batch}, {n}) rates per node, got {prior.shape}")
+        return prior
 
     def _secondary(self, s, delta: float | None):
         """Validate one secondary against the problem; resolve a Kantorovich ``delta=None`` (see the class)."""

@@ -420,7 +420,7 @@ def unit_box(problem: SyncOTProblem) -> tuple[SyncOTProblem, float]:
             secondaries.append(replace(s, support=s.support / length, delta=shrink(s.delta), epsilon=eps))
     unit = SyncOTProblem(
         unit_grid, problem.rho0 * per_volume, problem.rho1 * per_volume, delta=shrink(problem.delta),
-        secondaries=secondaries, metric=problem.metric,
+        secondaries=secondaries, metric=problem.metric, growth_prior=problem.growth_prior,
     )  # fmt: skip
     return unit, length
 

@@ -123,6 +123,22 @@ def node_masses(cg: CellGraph, rel_mass: np.ndarray) -> np.ndarray:
     return cg.masses / counts * np.asarray(rel_mass, float)[:, None]
 
 
+def node_rates(cg: CellGraph, cell_rates: np.ndarray) -> np.ndarray:
+    """``(n,)`` a per-cell value at the nodes: a state node's cells' mean, a path node's two ends' interpolation.
+
+    A node with neither (a state node whose cells were merged into another) takes the mean over all cells.
+    """
+    n = cg.n_nodes
+    counts = np.bincount(cg.cell_nodes, minlength=n)
+    sums = np.bincount(cg.cell_nodes, weights=cell_rates, minlength=n)
+    out = np.where(counts > 0, sums / np.maximum(counts, 1), float(np.mean(cell_rates)))
+    path = cg.path_ends[:, 0] >= 0
+    f = cg.node_time[path] % 1.0
+    tail, head = cg.path_ends[path].T
+    out[path] = (1 - f) * out[tail] + f * out[head]
+    return out
+
+
 def monge_secondary(cg: CellGraph, weight: float, secondary_delta) -> MongeSecondary:
     """The nodes' own secondary coordinates as the Monge link (``|y_j - y_i|`` is paid along each edge)."""
     return MongeSecondary(cg.secondary, weight, delta=secondary_delta, name="secondary")

@@ -180,6 +180,7 @@ def syncot(
     n_neighbors: int = 10,
     masses="equal",
     growth_key: str | None = None,
+    growth_prior: bool = False,
     bandwidth: float | None = None,
     n_support: int = 200,
     epsilon: float | None = None,
@@ -258,7 +259,14 @@ def syncot(
         Population size per time point: ``"equal"``, ``"counts"``, ``"growth_prior"`` (from ``.obs[growth_key]``,
         see :func:`sc_syncot.pp.growth_prior`), or sizes (a sequence, or a mapping time -> size).
     growth_key
-        ``.obs`` column of per-cell growth rates for ``masses="growth_prior"`` (default ``"growth_prior"``).
+        ``.obs`` column of per-cell growth rates (per unit of the time key) for ``masses="growth_prior"`` and
+        ``growth_prior=True`` (default ``"growth_prior"``, as :func:`sc_syncot.pp.growth_prior` writes it).
+    growth_prior
+        Graph only, unbalanced fits: growth pays by its departure from the cells' prior rates in
+        ``.obs[growth_key]``, ``delta^2 int (g - g_0)^2 rho`` instead of ``delta^2 int g^2 rho`` (a node's prior
+        is the mean of its cells' rates; a path node's, the interpolation of its two state nodes'). Without it the
+        fit prefers the most uniform growth that meets the masses, so a dying branch that receives cells can come
+        out growing.
     bandwidth
         Grid only: kernel density bandwidth in primary units (default: Scott's rule, see
         :func:`sc_syncot.pp.interval_densities`).
@@ -396,6 +404,7 @@ def fit(
     n_neighbors: int,
     masses,
     growth_key,
+    growth_prior: bool,
     bandwidth,
     n_support: int,
     epsilon: float | None,
@@ -430,15 +439,19 @@ def fit(
         delta = _auto_delta(cells.x) if geometry == "grid" else graph_fit.auto_delta(cells.x, cells.time, tp, seed)
     counts = np.array([np.sum(cells.time == t) for t in tp])
     rates = None
-    if isinstance(masses, str) and masses == "growth_prior":
+    if (isinstance(masses, str) and masses == "growth_prior") or growth_prior is True:
         rates = _growth_rates(data, primary, growth_key or "growth_prior")
-    rel_mass = pp.time_point_masses(tp, counts, masses, rates, cells.time)
+    _check_growth_prior(growth_prior, geometry, delta)
+    rel_mass = pp.time_point_masses(
+        tp, counts, masses, rates if isinstance(masses, str) and masses == "growth_prior" else None, cells.time
+    )
     if delta is None and not np.allclose(rel_mass, rel_mass[0]):
         raise ValueError("delta=None (balanced) needs equal masses at every time point; use masses='equal'")
     build = _build_graph if geometry == "graph" else _build_grid
     problem, cpl, extra = build(
         cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device,
         n_bins=n_bins, n_time=n_time, bandwidth=bandwidth, n_nodes=n_nodes, n_neighbors=n_neighbors,
+        prior_rates=rates if growth_prior else None,
     )  # fmt: skip
     with _threads_for(problem.geometry, len(tp) - 1, device):
         result = solve(
@@ -500,6 +513,9 @@ def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_su
     cg = graph_fit.build(cells, y, n_nodes=kw["n_nodes"], n_neighbors=k, n_time=n_time, seed=seed)
     _check_memory(cg.graph, len(cells.time_points) - 1, device)
     rho = graph_fit.node_masses(cg, rel_mass)
+    prior = None
+    if kw["prior_rates"] is not None:  # per unit of the time key -> per unit of each interval's path time
+        prior = np.diff(cells.time_points)[:, None] * graph_fit.node_rates(cg, kw["prior_rates"])[None]
     if y is None:
         cpl = Coupling(None, info)
     elif coupling == "monge":
@@ -515,15 +531,26 @@ def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_su
         "sc_syncot: graph of %d nodes (%d edges, intrinsic dimension %d), %d time steps per interval, delta %s",
         cg.n_nodes, cg.graph.n_edges, cg.graph.dimension, n_time, delta,
     )  # fmt: skip
-    return _problem(cg.graph, rho, delta, cpl, weight), cpl, cg
+    return _problem(cg.graph, rho, delta, cpl, weight, prior), cpl, cg
 
 
-def _problem(geometry, dens, delta, cpl: Coupling, weight) -> SyncOTProblem:
+def _check_growth_prior(growth_prior, geometry: str, delta) -> None:
+    if not isinstance(growth_prior, (bool, np.bool_)):
+        raise ValueError(f"growth_prior: expected True or False, got {growth_prior!r}")
+    if growth_prior and geometry != "graph":
+        raise ValueError("growth_prior=True: supported on the graph geometry only (geometry='graph')")
+    if growth_prior and delta is None:
+        raise ValueError("growth_prior=True: needs growth (delta=None fits balanced transport)")
+
+
+def _problem(geometry, dens, delta, cpl: Coupling, weight, growth_prior=None) -> SyncOTProblem:
     # weight 0 keeps the fitted coupling (for the induced secondary path and evaluations) out of the problem
     secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
     if secondaries and isinstance(secondaries[0], KantorovichSecondary):
         secondaries = [_resolve_epsilon(secondaries[0], delta, cpl.info)]
-    return SyncOTProblem(geometry, dens[:-1], dens[1:], delta=delta, secondaries=secondaries)
+    return SyncOTProblem(
+        geometry, dens[:-1], dens[1:], delta=delta, secondaries=secondaries, growth_prior=growth_prior
+    )
 
 
 def default_graph_time(n_time) -> int:
@@ -615,7 +642,7 @@ def locals_params(env: dict) -> dict:
     """The call's parameters as h5ad-writable values (``None`` becomes the string ``"none"``)."""
     keys = (
         "time_key primary secondary coupling weight delta secondary_delta geometry n_dims n_bins n_time n_nodes "
-        "n_neighbors bandwidth n_support epsilon tol max_iter sinkhorn_sweeps seed growth_key"
+        "n_neighbors bandwidth n_support epsilon tol max_iter sinkhorn_sweeps seed growth_key growth_prior"
     ).split()
     out = {}
     for k in keys:
