@@ -548,9 +548,7 @@ def _problem(geometry, dens, delta, cpl: Coupling, weight, growth_prior=None) ->
     secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
     if secondaries and isinstance(secondaries[0], KantorovichSecondary):
         secondaries = [_resolve_epsilon(secondaries[0], delta, cpl.info)]
-    return SyncOTProblem(
-        geometry, dens[:-1], dens[1:], delta=delta, secondaries=secondaries, growth_prior=growth_prior
-    )
+    return SyncOTProblem(geometry, dens[:-1], dens[1:], delta=delta, secondaries=secondaries, growth_prior=growth_prior)
 
 
 def default_graph_time(n_time) -> int:
