@@ -221,7 +221,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="sc_syncot_demo", help="output folder (default: %(default)s)")
     demo.add_argument("--n-cells", type=int, default=1500, help="simulated cells (default: %(default)s)")
-    demo.add_argument("--n-bins", type=int, help="grid cells per axis (default: 32 with kantorovich coupling, else 64)")
+    demo.add_argument("--n-bins", type=int, help="fit on a grid over PCs 1-2 with this many cells per axis")
+    demo.add_argument("--n-nodes", type=int, default=1000, help="graph nodes (default: %(default)s)")
     demo.add_argument(
         "--n-time",
         type=int,
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out,
                 n_cells=args.n_cells,
                 n_bins=args.n_bins,
+                n_nodes=args.n_nodes,
                 n_time=args.n_time,
                 weight=args.weight,
                 coupling=args.coupling,

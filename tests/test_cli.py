@@ -6,13 +6,14 @@ import pytest
 from sc_syncot.cli import main
 
 
-def test_demo_writes_results_figures_and_summary(tmp_path, capsys):
+@pytest.mark.parametrize("geometry", [["--n-bins", "16"], ["--n-nodes", "200"]], ids=["grid", "graph"])
+def test_demo_writes_results_figures_and_summary(tmp_path, capsys, geometry):
     import anndata as ad
 
     from sc_syncot.demo import FIGURES
 
     out = tmp_path / "demo"
-    argv = ["demo", "--out", str(out), "--n-cells", "600", "--n-bins", "16", "--n-time", "4", "--no-progress"]
+    argv = ["demo", "--out", str(out), "--n-cells", "600", *geometry, "--n-time", "4", "--no-progress"]
     assert main(argv) == 0
     for name in FIGURES:
         assert (out / f"{name}.png").stat().st_size > 10_000
