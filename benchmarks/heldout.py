@@ -22,6 +22,9 @@ subsamples of ``--n-sample`` cells per side, and the relative error of the predi
 - scGEM (reprogramming, expression + DNA methylation of the same 177 cells, stages 0-4): expression PC 1-2 primary,
   methylation PC 1-2 secondary, each standardized; Kantorovich (the default), stages 1, 2 and 3 held out in turn.
 
+With moscot installed (``pip install moscot``, not a dependency), a ``moscot`` row adds moscot's ``TemporalProblem``
+(its defaults, fitted on the held-in neighbours in the full primary basis) interpolated as ``static_ot`` is.
+
 Every evaluation also predicts with a time warp (``time_warp="auto"``, fitted on the held-in time points only):
 ``syncot_warped``, ``primary_only_warped`` and ``static_ot_warped``. A table of ratios divides each method's W1, with
 and without the warp, by static OT's at the physical fraction; a second table gives, per held-out time point, the
@@ -74,8 +77,47 @@ def standardized(z: np.ndarray) -> np.ndarray:
     return (z - z.mean(0)) / z.std(0)
 
 
+def moscot_rows(adata, time_key, t, primary, secondary, n_sample, n_repeats=5, seed=0) -> pd.DataFrame:
+    """A ``moscot`` row: moscot's ``TemporalProblem`` between the held-in neighbours of ``t`` (its defaults, in the
+    full primary basis), interpolated like ``static_ot``: pairs drawn from its plan, placed at ``t``'s physical
+    fraction in both bases; W1 to the held-out cells over ``n_repeats`` rounds. Empty when moscot is not installed
+    (``pip install moscot``; it is not a dependency of sc_syncot)."""
+    try:
+        from moscot.problems.time import TemporalProblem
+    except ImportError:
+        return pd.DataFrame()
+    from sc_syncot.tl.evaluation import _w1
+
+    time = adata.obs[time_key].to_numpy(dtype=float)
+    times = np.unique(time)
+    k = int(np.searchsorted(times, t))
+    a, b = times[k - 1], times[k + 1]
+    sub = adata[np.isin(time, [a, b])].copy()
+    sub.obs[time_key] = sub.obs[time_key].astype(float)
+    problem = TemporalProblem(sub).prepare(time_key=time_key, joint_attr=primary).solve()
+    plan = np.asarray(problem[(a, b)].solution.transport_matrix, dtype=float)
+    sub_time = sub.obs[time_key].to_numpy()
+    bases = {"primary": primary} | ({"secondary": secondary} if secondary else {})
+    s = (t - a) / (b - a)
+    weights = np.clip(plan.ravel(), 0, None)
+    rows = []
+    for r in range(n_repeats):
+        rng = np.random.default_rng([seed, r])
+        pick = rng.choice(weights.size, n_sample, p=weights / weights.sum())
+        i, j = np.unravel_index(pick, plan.shape)
+        for space, key in bases.items():
+            z = np.asarray(sub.obsm[key], dtype=float)
+            pred = (1 - s) * z[sub_time == a][i] + s * z[sub_time == b][j]
+            held = np.asarray(adata.obsm[key], dtype=float)[time == t]
+            held = held[rng.choice(len(held), min(n_sample, len(held)), replace=False)]
+            rows.append((space, _w1(pred, held)))
+    raw = pd.DataFrame(rows, columns=["space", "w1"])
+    out = raw.groupby("space", sort=False).agg(w1=("w1", "mean"), w1_std=("w1", "std")).reset_index()
+    return out.assign(method="moscot", mass_error=np.nan)[["method", "space", "w1", "mass_error", "w1_std"]]
+
+
 def _heldout_runs(adata, label, time_key, heldouts, primary, secondary, settings, n_sample, names=None, **kw):
-    """One ``evaluate_heldout`` per held-out time point, timed."""
+    """One ``evaluate_heldout`` per held-out time point (and a moscot row when it is installed), timed."""
     runs = []
     for t in heldouts:
         start = time.perf_counter()
@@ -83,6 +125,7 @@ def _heldout_runs(adata, label, time_key, heldouts, primary, secondary, settings
             adata, time_key, float(t), primary, secondary, n_sample=n_sample, masses="equal", progress=False,
             **settings, **kw,
         )  # fmt: skip
+        table = pd.concat([table, moscot_rows(adata, time_key, float(t), primary, secondary, n_sample)])
         name = (names or {}).get(t, f"{t:g}")
         record = adata.uns["syncot_heldout"]
         warp = {"fractions": dict(record["fractions"]), "strengths": dict(record.get("warp_strengths", {}))}
@@ -335,6 +378,7 @@ def leading(fast: bool, n_sample: int) -> list[dict]:
             table = so.tl.evaluate_heldout(
                 adata, "time", t, "X_pca", "X_lsi", n_sample=n_sample, coupling=coupling, progress=False, **settings
             )
+            table = pd.concat([table, moscot_rows(adata, "time", t, "X_pca", "X_lsi", n_sample)])
             label = f"leading {coupling}"
             runs.append({"data": label, "heldout": f"t={t:g}", "table": table, "seconds": _since(start)})
     return runs
@@ -364,6 +408,8 @@ def ratios(w1: pd.DataFrame) -> pd.DataFrame:
             "syncot/nearest": w1.loc["syncot"] / w1.loc["nearest"],
             "noise_floor/syncot": w1.loc["noise_floor"] / w1.loc["syncot"],
         }
+        | ({"syncot/moscot": w1.loc["syncot"] / w1.loc["moscot"]} if "moscot" in w1.index else {})
+        | {"syncot/static_uot": w1.loc["syncot"] / w1.loc["static_uot"]}
     )
     out.index.names = ["data", "held out", "space"]
     return out
