@@ -395,7 +395,8 @@ def side_by_side(runs: list[dict], value: str) -> pd.DataFrame:
         wide = run["table"].pivot(index="method", columns="space", values=value)
         for space in wide.columns:
             cols[(run["data"], run["heldout"], space)] = wide[space]
-    out = pd.DataFrame(cols).reindex([m for m in METHODS if any(m in r["table"]["method"].values for r in runs)])
+    order = [*METHODS, "moscot"]
+    out = pd.DataFrame(cols).reindex([m for m in order if any(m in r["table"]["method"].values for r in runs)])
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["data", "held out", "space"])
     return out
 
