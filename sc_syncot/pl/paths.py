@@ -223,7 +223,7 @@ def _monge_path(adata, st: Stored, key: str, components, n_arrows: int, cmap, ro
     scale = top / (0.1 * float(np.ptp(limits, axis=1).max() / (1 + 2 * LIMIT_PAD) or 1.0))  # the cells' range
     a.quiver(*y[idx].T, *vel[idx].T, angles="xy", scale_units="xy", scale=scale, width=0.003, color="k", alpha=0.7)
     _set_limits(a, limits)
-    label_axes(a, labels, "secondary path (Monge)")
+    label_axes(a, labels, f"secondary path ({st.params.get('coupling', 'monge')})")
     return fig, axes
 
 
