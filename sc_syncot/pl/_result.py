@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from ..pp.inputs import basis as read_basis
 from ..pp.inputs import primary_table
 from ..tl.flow import Flow, read_flow, result_cells
 from ..tl.graph_flow import GraphFlow, cell_nodes
@@ -86,8 +87,6 @@ def stored(adata, key: str, basis: str | None = None) -> Stored:
 
 def embedding(adata, name: str, primary: str, names) -> np.ndarray:
     """The first two columns of ``.obsm[name]`` of the primary table's cells."""
-    from ..pp.inputs import basis as read_basis  # noqa: PLC0415 (one name for the argument and the reader)
-
     if ":" in primary and ":" not in name:  # a MuData basis without modality: the primary's modality
         name = f"{primary.split(':', 1)[0]}:{name}"
     frame = read_basis(adata, name, "basis", 2)

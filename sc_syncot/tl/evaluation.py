@@ -294,11 +294,10 @@ def evaluate_heldout(
     """
     n_dims = syncot_kwargs.get("n_dims")
     grid_options = {k: syncot_kwargs.get(k) for k in ("n_bins", "bandwidth")}
-    geometry, _ = resolve_geometry(
-        syncot_kwargs.get("geometry", "auto"), _n_columns(data, primary), n_dims, grid_options
-    )
+    n_columns = _n_columns(data, primary)
+    geometry, _ = resolve_geometry(syncot_kwargs.get("geometry", "auto"), n_columns, n_dims, grid_options)
     if geometry == "grid" and n_dims is None:
-        n_dims = _n_columns(data, primary) or None
+        n_dims = n_columns or None
     every = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
     tp = every.time_points
     if (

@@ -161,8 +161,8 @@ def node_kernel(cg: CellGraph, labels: np.ndarray, y_scaled: np.ndarray, n_suppo
     return sp.csr_matrix(counts / counts.sum(axis=1, keepdims=True))
 
 
-def summary(result: SyncOTResult, cg: CellGraph, scale: float | None) -> dict:
-    """The graph's arrays for ``.uns``, in physical units, besides what both geometries write.
+def summary(cg: CellGraph, scale: float | None) -> dict:
+    """The graph's arrays for ``.uns``, besides what both geometries write.
 
     ``scale``: the secondary's factor (its nodes are stored in the basis' own units), ``None`` without one.
     """

@@ -106,22 +106,21 @@ def trajectories(
     else:
         pts = cells.x[idx]
     log_w = np.zeros(len(idx))
-    paths, weights, times = [flow.points[pts] if graph else pts], [np.ones(len(idx))], [float(start_time)]
-    nodes = [pts]
+    steps, weights, times = [pts], [np.ones(len(idx))], [float(start_time)]  # steps: positions, or nodes
     k0 = int(np.flatnonzero(tp == start_time)[0])
     for k in range(k0, len(tp) - 1):
         for j in range(flow.n_time):
             pts, growth = flow.walk(pts, k, j, walk_rng) if graph else flow.step(pts, k, j)
             log_w += growth
-            paths.append(flow.points[pts] if graph else pts)
-            nodes.append(pts)
+            steps.append(pts)
             weights.append(np.exp(log_w))
             times.append(flow.physical_time(k, (j + 1) / flow.n_time))
+    steps = np.stack(steps, axis=1)
     out = adata.copy() if copy else adata
     primary_table(out, params["primary"]).uns[key_added or f"{key}_trajectories"] = {
-        "paths": np.stack(paths, axis=1),
+        "paths": flow.points[steps] if graph else steps,
         "times": np.asarray(times),
         "weights": np.stack(weights, axis=1),
         "cells": np.asarray(cells.names[idx], dtype=str),
-    } | ({"nodes": np.stack(nodes, axis=1)} if graph else {})
+    } | ({"nodes": steps} if graph else {})
     return out if copy else None

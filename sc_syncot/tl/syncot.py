@@ -46,16 +46,22 @@ def _secondary_scale(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.var(x, axis=0).sum() / vy)) if vy > 0 else 1.0
 
 
-def _coupling(
-    cells: CellData, grid: Grid, coupling: str, weight: float, secondary_delta, n_support: int, epsilon, seed: int
-):
-    if cells.y is None:
-        return Coupling(None, {})
+def _scaled_secondary(cells: CellData, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The paired cells' primary and scaled secondary coordinates, and the scale and predictability for ``.uns``."""
     x, y = cells.x[cells.paired], cells.y[cells.paired]
     scale = _secondary_scale(x, y)
     y = y * scale
     info = {"scale": scale, "n_paired": int(len(x))}
     info.update(_predictability(x, y, cells.time[cells.paired], seed))
+    return x, y, info
+
+
+def _coupling(
+    cells: CellData, grid: Grid, coupling: str, weight: float, secondary_delta, n_support: int, epsilon, seed: int
+):
+    if cells.y is None:
+        return Coupling(None, {})
+    x, y, info = _scaled_secondary(cells, seed)
     if coupling == "monge":
         fitted = pp.fit_monge_map(x, y, seed=seed)
         if fitted.r2 < 0.2:
@@ -70,7 +76,7 @@ def _coupling(
     support, labels = pp.secondary_support(y, n_support=min(n_support, len(y)), seed=seed)
     kernel = pp.kantorovich_kernel(x, labels, grid, n_support=len(support))
     sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, epsilon=epsilon, name="secondary")
-    info.update(support=support / scale, n_support=len(support))  # epsilon: recorded by fit once resolved
+    info.update(support=support / info["scale"], n_support=len(support))  # epsilon: recorded by fit once resolved
     return Coupling(sec, info, labels=labels)
 
 
@@ -420,13 +426,14 @@ def fit(
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
     grid_options = {"n_bins": n_bins, "bandwidth": bandwidth}
-    geometry, why = graph_fit.resolve_geometry(geometry, _n_columns(data, primary), n_dims, grid_options)
+    n_columns = _n_columns(data, primary)
+    geometry, why = graph_fit.resolve_geometry(geometry, n_columns, n_dims, grid_options)
     if geometry == "graph":
         n_time = default_graph_time(n_time)
         _check_graph_params(n_nodes, n_neighbors)
     else:
         n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
-        n_dims = (_n_columns(data, primary) or None) if n_dims is None else n_dims  # <= 3 (resolve_geometry)
+        n_dims = (n_columns or None) if n_dims is None else n_dims  # <= 3 (resolve_geometry)
     _check_params(
         coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter,
         seed,
@@ -442,9 +449,7 @@ def fit(
     if (isinstance(masses, str) and masses == "growth_prior") or growth_prior is True:
         rates = _growth_rates(data, primary, growth_key or "growth_prior")
     _check_growth_prior(growth_prior, geometry, delta)
-    rel_mass = pp.time_point_masses(
-        tp, counts, masses, rates if isinstance(masses, str) and masses == "growth_prior" else None, cells.time
-    )
+    rel_mass = pp.time_point_masses(tp, counts, masses, rates, cells.time)  # rates used for "growth_prior" only
     if delta is None and not np.allclose(rel_mass, rel_mass[0]):
         raise ValueError("delta=None (balanced) needs equal masses at every time point; use masses='equal'")
     build = _build_graph if geometry == "graph" else _build_grid
@@ -466,7 +471,7 @@ def fit(
     summary["time_warp"] = warp.to_uns()
     if geometry == "graph":
         cg = extra
-        summary["graph"] = graph_fit.summary(result, cg, cpl.info.get("scale"))
+        summary["graph"] = graph_fit.summary(cg, cpl.info.get("scale"))
         summary["edge_flow"] = (graph_fit.batched(result.flux, result) / _per_interval(tp, 2)).astype(np.float32)
         flow = GraphFlow.from_summary(summary, _active(warp))
         per_cell = graph_fit.per_cell(flow, cells, cg)
@@ -504,11 +509,8 @@ def _build_grid(cells, rel_mass, coupling, weight, delta, secondary_delta, n_sup
 def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device, **kw):
     """The graph problem: each time point's cells as node masses on the cell graph, the nodes' own secondary."""
     info, y = {}, None
-    if cells.y is not None:
-        scale = _secondary_scale(cells.x, cells.y)
-        y = cells.y * scale
-        info = {"scale": scale, "n_paired": int(len(y))}
-        info.update(_predictability(cells.x, y, cells.time, seed))
+    if cells.y is not None:  # read_cells refuses unpaired cells: the paired cells are all of them
+        _, y, info = _scaled_secondary(cells, seed)
     n_time, k = kw["n_time"], kw["n_neighbors"]
     cg = graph_fit.build(cells, y, n_nodes=kw["n_nodes"], n_neighbors=k, n_time=n_time, seed=seed)
     _check_memory(cg.graph, len(cells.time_points) - 1, device)
