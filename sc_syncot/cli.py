@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 EXAMPLES = """examples:
@@ -136,10 +138,15 @@ def _read(path: Path):
         import anndata
 
         return anndata.read_h5ad(path)
-    except (OSError, KeyError) as err:  # h5py: truncated or not HDF5; anndata: HDF5 without AnnData groups
+    except ImportError as err:
+        raise ValueError(f"input: reading {str(path)!r} (.h5mu) needs mudata: pip install mudata") from err
+    except Exception as err:  # noqa: BLE001 (h5py, anndata and mudata raise many kinds for files they cannot read)
+        # truncated or not HDF5 (OSError), HDF5 without AnnData groups (KeyError), other HDF5 layouts (TypeError,
+        # anndata's IORegistryError, ...): whatever the reader met, the file is not one it can read
         kind = "MuData .h5mu" if path.suffix == ".h5mu" else "AnnData .h5ad"
         raise ValueError(
-            f"input: cannot read {str(path)!r} as an {kind} file (truncated, or another format?): {err}"
+            f"input: cannot read {str(path)!r} as an {kind} file (truncated, or another format?): "
+            f"{type(err).__name__}: {err}"
         ) from err
 
 
@@ -159,10 +166,53 @@ def _write(data, tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
+class Terminated(BaseException):
+    """A termination signal (SIGTERM from a batch scheduler's time limit, SIGHUP), raised where the run is."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# Signals that end a run the way Ctrl-C (SIGINT, a KeyboardInterrupt) does: the temporary output is removed.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def _stopped_cleanly():
+    """Turn termination signals into :class:`Terminated` while the block runs, so that its ``finally`` clauses run.
+
+    The default action of SIGTERM ends the process at once, leaving the temporary file beside the output.
+    Only signals left at their default action are taken (``nohup`` ignores SIGHUP, a caller may have its own
+    handler). Handlers can only be set from the main thread; elsewhere (a worker thread) the block runs as is.
+    """
+
+    def stop(signum, frame):
+        raise Terminated(signum)
+
+    previous = {}
+    try:
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) is signal.SIG_DFL:  # an ignored SIGHUP (nohup) or a caller's handler stays
+                previous[sig] = signal.signal(sig, stop)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _run(args) -> int:
     from . import tl
 
     src, out = _paths(args)
+    with _stopped_cleanly():
+        return _fit_and_write(tl, args, src, out)
+
+
+def _fit_and_write(tl, args, src: Path, out: Path) -> int:
     tmp = _temporary(out)
     try:
         data = _read(src)
@@ -268,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         except (FloatingPointError, OSError) as err:  # a diverged solve, a failed write: nothing was written
             print(f"sc-syncot run: {err}; no output was written", file=sys.stderr)
             return 1
+        except Terminated as err:  # the temporary output is gone (finally clauses ran)
+            print(
+                f"sc-syncot run: stopped by {signal.Signals(err.signum).name}; no output was written", file=sys.stderr
+            )
+            return 128 + err.signum
     return 0
 
 

@@ -170,8 +170,8 @@ def _assert_untouched(before, after):
 
 BAD = [
     ({"time_key": "missing"}, "time_key='missing'"),
-    ({"time_key": "label"}, "time_key='label': expected numeric"),
-    ({"time_key": "stage"}, "neither numbers nor ordered"),
+    ({"time_key": "label"}, "time_key='label': text labels .* hold no number"),
+    ({"time_key": "stage"}, "time_key='stage': text labels .* hold no number"),
     ({"primary": "X_umap"}, "primary='X_umap'"),
     ({"primary": "X_1d", "n_dims": 2}, "n_dims=2 needs"),
     ({"secondary": "X_none"}, "secondary='X_none'"),
@@ -202,7 +202,7 @@ BAD = [
 def _bad_data():
     adata = translated(n=40, secondary=lambda x: x)
     adata.obs.loc[adata.obs_names[:50], "time"] = 0.0  # unequal counts
-    adata.obs["label"] = adata.obs["time"].astype(str)
+    adata.obs["label"] = adata.obs["time"].map(dict(zip(TIMES, ["early", "mid", "late"], strict=True)))
     adata.obs["stage"] = adata.obs["label"].astype("category")
     adata.obsm["X_1d"] = adata.obsm["X_pca"][:, :1]
     adata.obsm["X_nan"] = adata.obsm["X_pca"].copy()

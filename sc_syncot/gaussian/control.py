@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .linalg import logdet, pd_inv, psd_part, symmetrize
-from .measures import GaussianMeasure, as_measure, check_cov, check_matrix, check_positive, unchecked_kl
+from .measures import GaussianMeasure, as_measure, check_cov, check_matrix, check_positive, numeric, unchecked_kl
 from .uot import optimal_mass, uot_value
 
 INSTALL_HINT = 'pip install "sc-syncot[control]"'
@@ -136,7 +136,7 @@ def check_system(a, b, horizon) -> tuple[np.ndarray, np.ndarray, int]:
     a = check_matrix(a, "A")
     if a.shape[0] != a.shape[1]:
         raise ValueError(f"A: expected a square matrix (n, n), got shape {a.shape}")
-    b = np.asarray(b, dtype=float)
+    b = numeric(b, "B")
     b = b.reshape(-1, 1) if b.ndim < 2 else b
     b = check_matrix(b, "B")
     if b.shape[0] != a.shape[0]:

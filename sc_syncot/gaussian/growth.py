@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .measures import check_cov, check_mean, check_positive
+from .measures import check_cov, check_mean, check_positive, numeric
 from .uot import uot
 
 
@@ -66,9 +66,9 @@ class GroupGrowth:
 
 def _stack(masses, means, covs, suffix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate one time point's per-group summaries: masses ``(G,)``, means ``(G, d)``, covariances ``(G, d, d)``."""
-    masses = np.atleast_1d(np.asarray(masses, dtype=float))
-    means = np.asarray(means, dtype=float)
-    covs = np.asarray(covs, dtype=float)
+    masses = np.atleast_1d(numeric(masses, f"masses{suffix}"))
+    means = numeric(means, f"means{suffix}")
+    covs = numeric(covs, f"covs{suffix}")  # a copy: symmetrized below, never in the caller's array
     if masses.ndim != 1 or means.ndim != 2 or covs.ndim != 3:
         raise ValueError(
             f"masses{suffix}, means{suffix}, covs{suffix}: expected shapes (G,), (G, d), (G, d, d), got "

@@ -16,12 +16,29 @@ from .linalg import logdet, pd_inv, symmetrize
 SYMMETRY_RTOL = 1e-8
 
 
+def numeric(value, name: str) -> np.ndarray:
+    """``value`` as a new float array; text, booleans and other non-numbers are refused, not converted.
+
+    ``np.asarray(["1"], dtype=float)`` would read text as numbers, and ``True`` is 1: both hide a wrong argument.
+    Always a copy, so that nothing done to the result reaches the caller's array.
+    """
+    raw = np.asarray(value)
+    if raw.dtype.kind not in "iuf" and not (raw.dtype.kind == "O" and _all_numbers(raw)):
+        raise ValueError(f"{name}: expected numbers, got {value!r}"[:300])
+    return np.array(raw, dtype=float)
+
+
+def _all_numbers(arr: np.ndarray) -> bool:
+    kinds = (int, float, np.integer, np.floating)
+    return all(isinstance(v, kinds) and not isinstance(v, (bool, np.bool_)) for v in arr.ravel())
+
+
 def check_positive(value, name: str) -> float:
     """``value`` as a float, or a ``ValueError`` if it is not a finite number ``> 0``."""
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
+    arr = numeric(value, name)
+    if arr.ndim != 0:
+        raise ValueError(f"{name}: expected a positive number, got an array of shape {arr.shape}")
+    out = float(arr)
     if not np.isfinite(out) or out <= 0:
         raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
     return out
@@ -29,7 +46,7 @@ def check_positive(value, name: str) -> float:
 
 def check_mean(mean, name: str, dim: int | None = None) -> np.ndarray:
     """A finite mean vector ``(d,)`` (a scalar is a 1-D mean); ``dim`` is the dimension it must have."""
-    out = np.atleast_1d(np.asarray(mean, dtype=float))
+    out = np.atleast_1d(numeric(mean, name))
     if out.ndim != 1:
         raise ValueError(f"{name}: expected a vector (d,), got shape {out.shape}")
     if not np.all(np.isfinite(out)):
@@ -41,7 +58,7 @@ def check_mean(mean, name: str, dim: int | None = None) -> np.ndarray:
 
 def check_matrix(mat, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A finite 2-D array (a scalar is ``1 x 1``), of ``shape`` when given."""
-    out = np.asarray(mat, dtype=float)
+    out = numeric(mat, name)
     if out.ndim == 0:
         out = out.reshape(1, 1)
     if out.ndim != 2:

@@ -10,6 +10,8 @@ import scanpy as sc
 import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
+from .inputs import check_key_added, check_writes
+
 
 def _matrix(adata: ad.AnnData, layer: str | None, obsm: str | None = None):
     if obsm is not None:
@@ -79,6 +81,7 @@ def embed_rna(
     copy
         Return a modified copy instead of writing in place.
     """
+    check_key_added(key_added)
     x = _matrix(adata, layer)
     _check_counts(x, layer or "X", n_comps)
     if normalized is None:
@@ -155,6 +158,9 @@ def embed_atac(
     copy
         Return a modified copy instead of writing in place.
     """
+    check_key_added(key_added)
+    if obsm is not None:
+        check_writes(adata, [("obsm", key_added)], {("obsm", obsm): f"the counts obsm={obsm!r}"}, key_added)
     x = _matrix(adata, layer, obsm)
     _check_counts(x, obsm or layer or "X", n_comps)
     if not _is_integer_valued(x):

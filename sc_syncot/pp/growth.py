@@ -18,6 +18,8 @@ import anndata as ad
 import numpy as np
 import scanpy as sc
 
+from .inputs import check_key_added
+
 # Marker genes of the cell cycle (S and G2/M phases, DNA replication, mitosis) and of apoptosis (intrinsic and
 # extrinsic pathways, p53 targets), human symbols. Mouse symbols are the same names in title case, which holds
 # for these genes' mouse orthologs.
@@ -91,6 +93,7 @@ def growth_prior(
     copy
         Return a modified copy instead of writing in place.
     """
+    check_key_added(key_added)
     sets = gene_sets(organism)
     genes = {
         "proliferation": proliferation_genes or sets["proliferation"],

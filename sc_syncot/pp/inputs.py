@@ -65,6 +65,21 @@ def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFra
     return pd.DataFrame(arr, index=table.obs_names)
 
 
+def _label_numbers(labels: list[str]) -> list[float | None]:
+    """The first number in each label (``"day 2"`` -> 2, ``"E8.5"`` -> 8.5, ``"12h"`` -> 12), ``None`` without one."""
+    found = [re.search(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", c) for c in labels]
+    return [None if m is None else float(m.group()) for m in found]
+
+
+def _warn_labels(time_key: str, what: str, labels: list[str], values: list[float], how: str) -> None:
+    warnings.warn(
+        f"time_key={time_key!r}: {what} {labels} read as times {values}, {how}; velocities and growth rates are "
+        "per unit of these times. Pass a numeric column to set them yourself.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def _ordered_labels_as_times(col: pd.Series, time_key: str) -> pd.Series:
     """Times of an ordered categorical with text labels, with a warning that says what was read.
 
@@ -73,20 +88,37 @@ def _ordered_labels_as_times(col: pd.Series, time_key: str) -> pd.Series:
     (their codes). Either way the velocities and growth rates are per unit of the times read here.
     """
     cats = [str(c) for c in col.cat.categories]
-    found = [re.search(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", c) for c in cats]
-    numbers = [float(m.group()) for m in found if m is not None]
-    if len(numbers) == len(cats) and all(b > a for a, b in zip(numbers, numbers[1:], strict=False)):
+    numbers = _label_numbers(cats)
+    if None not in numbers and all(b > a for a, b in zip(numbers, numbers[1:], strict=False)):
         values, how = numbers, "the numbers in its labels"
     else:
-        values, how = list(range(len(cats))), "equally spaced steps (the labels hold no increasing numbers)"
-    warnings.warn(
-        f"time_key={time_key!r}: ordered categories {cats} read as times {values}, {how}; velocities and growth "
-        "rates are per unit of these times. Pass a numeric column to set them yourself.",
-        UserWarning,
-        stacklevel=3,
-    )
+        values = list(range(len(cats)))
+        how = "equally spaced steps in the order of the categories (the labels hold no increasing numbers)"
+    _warn_labels(time_key, "ordered categories", cats, values, how)
     mapping = dict(zip(col.cat.categories, values, strict=True))
     return col.map(mapping).astype(float)
+
+
+def _unordered_labels_as_times(col: pd.Series, time_key: str) -> pd.Series:
+    """Times of text labels without an order (text, or an unordered categorical as ``read_h5ad`` gives them).
+
+    Every label must hold a number (``"day0"``, ``"12h"``, ``"E8.5"``), and different labels different numbers:
+    those numbers are the times, with the same warning as for ordered labels. Anything else is refused, as no
+    order can be read from it.
+    """
+    labels = sorted({str(v) for v in col.dropna()})
+    numbers = _label_numbers(labels)
+    missing = [lab for lab, num in zip(labels, numbers, strict=True) if num is None]
+    if missing or len(set(numbers)) < len(numbers):
+        why = f"labels {missing} hold no number" if missing else "different labels hold the same number"
+        raise ValueError(
+            f"time_key={time_key!r}: text labels {labels} cannot be read as times ({why}); make it numeric or an "
+            "ordered categorical"
+        )
+    order = np.argsort(numbers)
+    labels_in_order, times_in_order = [labels[i] for i in order], [numbers[i] for i in order]
+    _warn_labels(time_key, "text labels", labels_in_order, times_in_order, "the numbers in its labels")
+    return col.astype(str).map(dict(zip(labels, numbers, strict=True))).astype(float)
 
 
 def obs_column(data, primary: str, key: str, what: str) -> pd.Series:
@@ -118,34 +150,83 @@ def _drop_unused(col: pd.Series, time_key: str) -> pd.Series:
     return col
 
 
-def times(data, time_key: str, primary: str) -> pd.Series:
-    """Numeric times per cell of the primary table (ordered categoricals map to their codes).
+# Times closer than this, relative to the largest |time| (or the range), are one time point read twice: float32
+# storage or arithmetic moves a time by a few 1e-8 of its value (1.0 -> 0.9999999), while real sampling times
+# differ by far more than a millionth of the course.
+TIME_RTOL = 1e-6
 
-    Categories that no cell has are left out, with a warning.
+
+def _merge_close_times(col: pd.Series, time_key: str) -> pd.Series:
+    """Times that differ by float noise merged into the one most cells have, with a warning that names them."""
+    values, counts = np.unique(col.to_numpy(), return_counts=True)
+    if len(values) < 2:
+        return col
+    tol = TIME_RTOL * max(np.abs(values).max(), np.ptp(values))
+    cluster = np.concatenate([[0], np.cumsum(np.diff(values) > tol)])
+    if cluster[-1] == len(values) - 1:
+        return col
+    to, merged = {}, []
+    for c in np.unique(cluster):
+        members = np.flatnonzero(cluster == c)
+        # most cells first; on a tie the shortest decimal (1.0 rather than 0.9999999)
+        keep = min(values[members], key=lambda v: (-counts[values == v][0], len(repr(float(v)))))
+        to.update({values[i]: keep for i in members})
+        if len(members) > 1:
+            merged.append(f"{values[members].tolist()} -> {keep!r}")
+    warnings.warn(
+        f"time_key={time_key!r}: times that differ by less than {TIME_RTOL:g} of the largest time (float rounding, "
+        f"e.g. float32 storage) are read as one time point, the value most of their cells have (on a tie the "
+        f"shortest): {'; '.join(merged)}",
+        UserWarning,
+        stacklevel=4,
+    )
+    return col.map(to)
+
+
+def as_number(value, what: str) -> float:
+    """``value`` as a float when it is a real number (not text, not a bool), else a ``ValueError`` naming ``what``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what}: expected a number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def observed_time(value, time_points: np.ndarray, what: str = "time", which: str = "the observed time points") -> int:
+    """Index of the observed time point ``value`` names (within float rounding, as :func:`times` merges them)."""
+    value = as_number(value, what)
+    tp = np.asarray(time_points, dtype=float)
+    tol = TIME_RTOL * max(np.abs(tp).max(), np.ptp(tp))
+    hit = np.flatnonzero(np.abs(tp - float(value)) <= tol)
+    if len(hit) == 0:
+        raise ValueError(f"{what}: expected one of {which} {tp.tolist()}, got {value!r}")
+    return int(hit[0])
+
+
+def times(data, time_key: str, primary: str) -> pd.Series:
+    """Numeric times per cell of the primary table.
+
+    Numbers as they are; an ordered categorical by the numbers in its labels or else its order; text or an
+    unordered categorical by the numbers in its labels (``"day0"``, ``"12h"``; as ``read_h5ad`` returns text
+    columns). Categories that no cell has are left out, and times that differ by float rounding merged, each with
+    a warning.
     """
     col = obs_column(data, primary, time_key, "time_key")
     if isinstance(col.dtype, pd.CategoricalDtype):
         col = _drop_unused(col, time_key)
-        cats = col.cat.categories
-        if pd.api.types.is_numeric_dtype(cats):
+        if pd.api.types.is_numeric_dtype(col.cat.categories):
             col = col.astype(float)
         elif col.cat.ordered:
             col = _ordered_labels_as_times(col, time_key)
         else:
-            raise ValueError(
-                f"time_key={time_key!r}: categories {list(cats)} are neither numbers nor ordered; make it an "
-                "ordered categorical or numeric"
-            )
+            col = _unordered_labels_as_times(col, time_key)
+    elif pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col):
+        col = _unordered_labels_as_times(col, time_key)
     elif not pd.api.types.is_numeric_dtype(col):
-        raise ValueError(
-            f"time_key={time_key!r}: expected numeric times or an ordered categorical, got {col.dtype} (text "
-            "labels: make them an ordered categorical, or numbers with pd.to_numeric)"
-        )
+        raise ValueError(f"time_key={time_key!r}: expected numeric times or labels holding numbers, got {col.dtype}")
     col = col.astype(float)
     bad = int(col.isna().sum() + np.isinf(col).sum())
     if bad:
         raise ValueError(f"time_key={time_key!r}: {bad} cells have no time (NaN or inf)")
-    return col
+    return _merge_close_times(col, time_key)
 
 
 @dataclass
@@ -206,6 +287,76 @@ def read_cells(
             )
         y = sec.reindex(x.index).to_numpy()
     return CellData(x.index, t, x.to_numpy(), y, paired, points)
+
+
+def check_key_added(key, what: str = "key_added") -> str:
+    """``key`` if an .h5ad file can hold it as a key: a non-empty string without ``"/"``.
+
+    anndata accepts other keys in memory, but ``"/"`` splits HDF5 groups (``read_h5ad`` then fails on the whole
+    file), an empty name replaces the group it is written in, and non-strings cannot be written at all.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{what}: expected a non-empty string (a key of the AnnData), got {key!r}")
+    if "/" in key:
+        raise ValueError(f"{what}={key!r}: '/' cannot be in a key of an .h5ad file (it separates groups there)")
+    return key
+
+
+def is_fit(value) -> bool:
+    """Whether an ``.uns`` entry is a result of :func:`sc_syncot.tl.syncot` (which the flow tools read back)."""
+    return isinstance(value, Mapping) and "params" in value and "velocity" in value
+
+
+def check_writes(
+    table: ad.AnnData,
+    writes: list[tuple[str, str]],
+    reads: Mapping[tuple[str, str], str],
+    key: str,
+    what: str = "key_added",
+    fit: bool = False,
+) -> None:
+    """Refuse names that would overwrite what the call reads, a stored fit, or (for a fit) data of other origin.
+
+    Parameters
+    ----------
+    table
+        The AnnData written into.
+    writes
+        ``(part, name)`` pairs the call writes, such as ``("obsm", "syncot_velocity")``.
+    reads
+        ``(part, name) -> description`` of what must survive the call: its inputs (bases, the time column, ...)
+        and the fit it reads.
+    key
+        The value of ``what`` that set the names.
+    what
+        The argument that set the names.
+    fit
+        For :func:`sc_syncot.tl.syncot` (``key`` is its ``key_added``): every name written must be new, or belong
+        to an earlier fit under the same key (``.uns[key]`` is one), so that a fit never replaces data it did
+        not write, while a repeated fit replaces its own results. Otherwise ``.uns`` entries holding a fit are
+        refused.
+    """
+    ours = fit and is_fit(table.uns.get(key))
+    for part, name in writes:
+        where, present = f".{part}[{name!r}]", name in getattr(table, part)
+        if (part, name) in reads:
+            raise ValueError(f"{what}={key!r}: would overwrite {where}, {reads[part, name]}; choose another {what}")
+        if not fit and part == "uns" and present and is_fit(table.uns[name]):
+            raise ValueError(
+                f"{what}={key!r}: would overwrite {where}, an sc_syncot result (what tl.push, tl.pull, "
+                f"tl.trajectories and the plots read); choose another {what}"
+            )
+        if fit and present and not ours:
+            raise ValueError(
+                f"{what}={key!r}: would overwrite {where}, which holds data of another origin (no earlier sc_syncot "
+                f"result is stored under {key!r}); choose another {what}, or delete {where} first"
+            )
+
+
+def located(data, key: str) -> tuple[ad.AnnData, str]:
+    """The AnnData that holds a basis named ``key`` (a modality of a MuData) and its ``.obsm`` name there."""
+    mod, name = _split(key, data)
+    return _table(data, mod), name
 
 
 def primary_table(data, primary: str) -> ad.AnnData:

@@ -24,7 +24,7 @@ import numpy as np
 import ot
 from scipy.spatial.distance import cdist
 
-from .inputs import basis, times
+from .inputs import basis, check_key_added, check_writes, times
 
 
 def _distances(x: np.ndarray) -> np.ndarray:
@@ -88,6 +88,9 @@ def couple_views(
         raise ValueError(f"epsilon: expected a positive float, got {epsilon}")
     x = basis(primary, primary_basis, "primary_basis").to_numpy()
     y = basis(secondary, secondary_basis, "secondary_basis").to_numpy()
+    key_added = f"{secondary_basis}_coupled" if key_added is None else check_key_added(key_added)
+    reads = {("obsm", primary_basis): f"the primary view's basis primary_basis={primary_basis!r}"}
+    check_writes(primary, [("obsm", key_added), ("uns", key_added)], reads, key_added)
     if time_key is None:
         groups = [(None, np.ones(len(x), bool), np.ones(len(y), bool))]
     else:
@@ -108,7 +111,6 @@ def couple_views(
         plan, gw = _couple(x[sx], y[sy], epsilon, t)
         out_y[sx] = (plan @ y[sy]) / plan.sum(1, keepdims=True)
         discrepancy.append(gw)
-    key_added = key_added or f"{secondary_basis}_coupled"
     out = primary.copy() if copy else primary
     out.obsm[key_added] = out_y
     out.uns[key_added] = {

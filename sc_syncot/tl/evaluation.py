@@ -37,7 +37,7 @@ from scipy.spatial.distance import cdist
 
 from .. import pp
 from ..pp.densities import key_time, sizes_by_label
-from ..pp.inputs import read_cells
+from ..pp.inputs import check_key_added, check_writes, observed_time, read_cells
 from .flow import Flow
 from .graph_fit import resolve_geometry
 from .graph_flow import GraphFlow
@@ -307,8 +307,11 @@ def evaluate_heldout(
         or n_repeats < 1
     ):
         raise ValueError(f"n_repeats: expected a positive integer, got {n_repeats}")
-    if heldout not in set(tp[1:-1]):
-        raise ValueError(f"heldout: expected an inner observed time point of {tp.tolist()}, got {heldout}")
+    if len(tp) < 3:
+        raise ValueError(f"heldout: needs an observed time point on each side; {time_key!r} has only {tp.tolist()}")
+    heldout = tp[1:-1][observed_time(heldout, tp[1:-1], "heldout", "the inner observed time points")]
+    check_key_added(key_added)
+    check_writes(data, [("uns", key_added)], {}, key_added)
     sub = data[every.names[every.time != heldout]].copy()
     params = _fit_params(time_key, primary, secondary, syncot_kwargs, geometry, n_dims)
     params["masses"] = _held_in_masses(params["masses"], tp, heldout)

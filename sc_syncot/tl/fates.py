@@ -5,13 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 from .. import pp
-from ..pp.inputs import obs_column, primary_table
+from ..pp.inputs import check_key_added, check_writes, obs_column, observed_time, primary_table
 from .flow import Flow, read_flow, result_cells
 from .graph_flow import GraphFlow, cell_nodes
 
 
+def _wanted(groups) -> list:
+    """``groups`` as a list: one label (a string, a number, a numpy scalar as ``.unique()`` gives) or several."""
+    if groups is None:
+        raise ValueError("groups: expected a label of .obs[groupby] or a list of them, got None")
+    if np.ndim(groups) == 0:
+        return [groups.item() if isinstance(groups, np.generic) else groups]
+    wanted = [g.item() if isinstance(g, np.generic) else g for g in np.asarray(groups, dtype=object).ravel()]
+    if not wanted:
+        raise ValueError("groups: expected at least one label, got an empty list")
+    return wanted
+
+
 def _group_mask(data, primary: str, groupby: str, groups) -> np.ndarray:
-    wanted = [groups] if isinstance(groups, str | int | float) else list(groups)
+    wanted = _wanted(groups)
     col = obs_column(data, primary, groupby, "groupby")
     missing = [g for g in wanted if g not in set(col.unique())]
     if missing:
@@ -39,12 +51,10 @@ def _carry(data, groupby, groups, time, key, key_added, direction, copy):
     params = data.uns[key]["params"]
     cells = result_cells(data, params)
     tp = flow.time_points
-    if time is None:
-        time = tp[0] if direction > 0 else tp[-1]
-    if time not in set(tp):
-        raise ValueError(f"time: expected one of the observed time points {np.asarray(tp).tolist()}, got {time}")
-    k0 = int(np.flatnonzero(tp == time)[0])
+    k0 = (0 if direction > 0 else len(tp) - 1) if time is None else observed_time(time, tp)
+    time = tp[k0]
     mask = _group_mask(data, params["primary"], groupby, groups)
+    _check_column(data, params, key, key_added, groupby)
     at = cells.time == time
     if isinstance(flow, GraphFlow):
         nodes = cell_nodes(data, key, params["primary"], flow.n_nodes)
@@ -65,6 +75,18 @@ def _carry(data, groupby, groups, time, key, key_added, direction, copy):
     out = data.copy() if copy else data
     primary_table(out, params["primary"]).obs[key_added] = result
     return out if copy else None
+
+
+def _check_column(data, params: dict, key: str, key_added, groupby: str) -> None:
+    """``key_added`` must be a valid name that replaces neither the groups, the times nor the fit's columns."""
+    check_key_added(key_added)
+    reads = {
+        ("obs", groupby): f"the groups groupby={groupby!r}",
+        ("obs", params["time_key"]): f"the fit's time_key={params['time_key']!r}",
+        ("obs", f"{key}_growth"): f"the growth rates of the fit {key!r}",
+        ("obs", f"{key}_node"): f"the graph nodes of the fit {key!r}",
+    }
+    check_writes(primary_table(data, params["primary"]), [("obs", key_added)], reads, key_added)
 
 
 def _node_share(flow: GraphFlow, nodes: np.ndarray, in_group: np.ndarray) -> np.ndarray:
@@ -107,7 +129,7 @@ def push(
     copy
         Return a modified copy instead of writing in place.
     """
-    key_added = key_added or f"{key}_push_{_label(groups)}"
+    key_added = f"{key}_push_{_label(groups)}" if key_added is None else key_added
     return _carry(adata, groupby, groups, time, key, key_added, +1, copy)
 
 
@@ -126,9 +148,10 @@ def pull(
     flow. Writes ``adata.obs[key_added]`` (default ``f"{key}_pull_{groups}"``); NaN after ``time``. Parameters as
     in :func:`push`.
     """
-    key_added = key_added or f"{key}_pull_{_label(groups)}"
+    key_added = f"{key}_pull_{_label(groups)}" if key_added is None else key_added
     return _carry(adata, groupby, groups, time, key, key_added, -1, copy)
 
 
 def _label(groups) -> str:
-    return str(groups) if isinstance(groups, str | int | float) else "_".join(map(str, groups))
+    """The groups in a default column name (``"/"``, which .h5ad keys cannot hold, becomes ``"_"``)."""
+    return "_".join(map(str, _wanted(groups))).replace("/", "_")

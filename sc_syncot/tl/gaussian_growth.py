@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import gaussian, pp
+from ..pp.inputs import as_number, check_key_added, check_writes, primary_table, read_cells
 from ..pp.inputs import basis as read_basis
-from ..pp.inputs import primary_table, read_cells
 from ..solvers.grid import is_integer
 
 
@@ -74,12 +74,15 @@ def gaussian_growth(
     table = primary_table(adata, basis)
     if groupby not in table.obs:
         raise ValueError(f"groupby={groupby!r}: not in .obs (columns: {list(table.obs.columns)})")
-    if tau is not None and not (np.isfinite(tau) and tau > 0):
+    if tau is not None and not (np.isfinite(as_number(tau, "tau")) and tau > 0):
         raise ValueError(f"tau: expected a positive float, got {tau}")
-    if not 0 <= shrinkage < 1:
+    if not 0 <= as_number(shrinkage, "shrinkage") < 1:
         raise ValueError(f"shrinkage: expected a number in [0, 1), got {shrinkage}")
     if not is_integer(min_cells) or min_cells < 2:  # a covariance needs two cells
         raise ValueError(f"min_cells: expected an integer >= 2, got {min_cells!r}")
+    check_key_added(key_added)
+    reads = {("obs", time_key): f"time_key={time_key!r}", ("obs", groupby): f"the groups groupby={groupby!r}"}
+    check_writes(table, [("obs", key_added), ("uns", key_added)], reads, key_added)
     groups = table.obs[groupby].astype(str).to_numpy()
     tp = cells.time_points
     counts = np.array([np.sum(cells.time == t) for t in tp])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pp.inputs import primary_table
+from ..pp.inputs import check_key_added, check_writes, observed_time, primary_table
 from ..solvers.grid import is_integer
 from .flow import read_flow, result_cells
 from .graph_flow import GraphFlow, cell_nodes
@@ -82,13 +82,18 @@ def trajectories(
         raise ValueError(f"n_particles: expected a positive integer, got {n_particles!r}")
     if groups is not None and groupby is None:
         raise ValueError(f"groups={groups!r}: given without groupby; name the .obs column the groups belong to")
+    if groupby is not None and groups is None:
+        raise ValueError(f"groupby={groupby!r}: given without groups; name the groups to start from")
+    key_added = f"{key}_trajectories" if key_added is None else key_added
     flow = read_flow(adata, key)
     params = adata.uns[key]["params"]
+    check_key_added(key_added)
+    check_writes(primary_table(adata, params["primary"]), [("uns", key_added)], {}, key_added)
     cells = result_cells(adata, params)
     tp = flow.time_points
-    start_time = tp[0] if start_time is None else start_time
-    if start_time not in set(tp[:-1]):
-        raise ValueError(f"start_time: expected an observed time point before the last, {np.asarray(tp[:-1]).tolist()}")
+    before_last = "the observed time points before the last"
+    k0 = 0 if start_time is None else observed_time(start_time, tp[:-1], "start_time", before_last)
+    start_time = tp[k0]
     eligible = cells.time == start_time
     if groupby is not None:
         from .fates import _group_mask
@@ -107,7 +112,6 @@ def trajectories(
         pts = cells.x[idx]
     log_w = np.zeros(len(idx))
     steps, weights, times = [pts], [np.ones(len(idx))], [float(start_time)]  # steps: positions, or nodes
-    k0 = int(np.flatnonzero(tp == start_time)[0])
     for k in range(k0, len(tp) - 1):
         for j in range(flow.n_time):
             pts, growth = flow.walk(pts, k, j, walk_rng) if graph else flow.step(pts, k, j)
@@ -117,7 +121,7 @@ def trajectories(
             times.append(flow.physical_time(k, (j + 1) / flow.n_time))
     steps = np.stack(steps, axis=1)
     out = adata.copy() if copy else adata
-    primary_table(out, params["primary"]).uns[key_added or f"{key}_trajectories"] = {
+    primary_table(out, params["primary"]).uns[key_added] = {
         "paths": flow.points[steps] if graph else steps,
         "times": np.asarray(times),
         "weights": np.stack(weights, axis=1),

@@ -6,10 +6,20 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import anndata as ad
 import numpy as np
 
 from .. import pp
-from ..pp.inputs import CellData, basis, is_mudata, primary_table, read_cells
+from ..pp.inputs import (
+    CellData,
+    basis,
+    check_key_added,
+    check_writes,
+    is_mudata,
+    located,
+    primary_table,
+    read_cells,
+)
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
 from ..solvers.grid import is_integer
 from ..solvers.kantorovich import KantorovichSecondary, cost_scales, default_epsilon
@@ -328,6 +338,7 @@ def syncot(
         When the solve diverges (non-finite iterates or results).
     """
     params = {k: v for k, v in locals().items() if k not in ("data", "key_added", "copy")}
+    check_outputs(data, key_added, time_key, primary, secondary, growth_key)
     fitted = fit(data, **params)
     out = data.copy() if copy else data
     _write(out, primary, key_added, fitted.summary, fitted.per_cell)
@@ -434,6 +445,7 @@ def fit(
     else:
         n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
         n_dims = (n_columns or None) if n_dims is None else n_dims  # <= 3 (resolve_geometry)
+        _check_bins_per_axis(n_bins, n_dims)
     _check_params(
         coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter,
         seed,
@@ -585,6 +597,16 @@ def _is_length(value) -> bool:
     )
 
 
+def _check_bins_per_axis(n_bins, n_dims) -> None:
+    """``n_bins``: one count for every axis, or one per axis of the grid."""
+    bins = np.atleast_1d(np.asarray(n_bins, dtype=object))
+    if n_dims is not None and bins.ndim == 1 and len(bins) not in (1, n_dims):
+        raise ValueError(
+            f"n_bins: expected one count or {n_dims} (one per axis of the {n_dims}-D grid, n_dims={n_dims}), "
+            f"got {n_bins!r}"
+        )
+
+
 def _check_params(
     coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter, seed=0
 ) -> None:
@@ -712,6 +734,38 @@ def _per_cell(flow: Flow, cells: CellData, cpl: Coupling) -> dict[str, np.ndarra
         jac = cpl.monge_map.jacobian(cells.x) / cpl.info["scale"]  # back to the secondary's own units
         out["velocity_secondary"] = np.einsum("nki,ni->nk", jac, velocity)
     return out
+
+
+def output_names(key: str) -> list[tuple[str, str]]:
+    """``(part, name)`` of everything :func:`syncot` writes under ``key`` into the primary table."""
+    return [
+        ("uns", key),
+        ("obsm", f"{key}_velocity"),
+        ("obsm", f"{key}_velocity_secondary"),
+        ("obs", f"{key}_growth"),
+        ("obs", f"{key}_node"),
+    ]
+
+
+def check_outputs(data, key: str, time_key, primary, secondary, growth_key) -> None:
+    """Refuse a ``key_added`` that h5ad cannot hold, or whose names would replace data the fit did not write.
+
+    The inputs (bases, time and growth columns) are named as such; other existing entries are replaced only when
+    they belong to an earlier fit under the same key.
+    """
+    check_key_added(key)
+    if not isinstance(data, ad.AnnData) and not is_mudata(data):
+        return  # read_cells names the problem
+    table, name = located(data, primary)
+    reads = {("obsm", name): f"the primary basis primary={primary!r}", ("obs", time_key): f"time_key={time_key!r}"}
+    if secondary is not None:
+        sec_table, sec_name = located(data, secondary)
+        if sec_table is table:
+            reads["obsm", sec_name] = f"the secondary basis secondary={secondary!r}"
+    reads["obs", growth_key or "growth_prior"] = f"the growth rates growth_key={growth_key or 'growth_prior'!r}"
+    check_writes(table, output_names(key), reads, key, fit=True)
+    if is_mudata(data):  # the result is also stored in the MuData's own .uns
+        check_writes(data, [("uns", key)], {}, key, fit=True)
 
 
 def _write(out, primary: str, key: str, summary: dict, per_cell: dict) -> None:
