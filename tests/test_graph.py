@@ -179,9 +179,6 @@ def test_a_growth_prior_is_refused_where_it_has_no_meaning():
         SyncOTProblem(g, rho0, rho0, growth_prior=np.zeros(10))
     with pytest.raises(ValueError, match=r"growth_prior: expected \(10,\)"):
         SyncOTProblem(g, rho0, rho0, delta=1.0, growth_prior=np.zeros(9))
-    grid = Grid(oracles.UNIT_BOX, (8, 8), 4)
-    with pytest.raises(ValueError, match="growth_prior: supported on a Graph"):
-        SyncOTProblem(grid, np.ones((8, 8)), np.ones((8, 8)), delta=1.0, growth_prior=np.zeros(64))
 
 
 # -- oracles on the lattice graph of a grid: the grid solver's answer ---------------------------------------------

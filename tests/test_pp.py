@@ -23,6 +23,30 @@ def test_kde_matches_smoothed_gaussian():
     assert l1 < 0.05  # sampling error of 20,000 points plus binning; a wrong variance gives > 0.1
 
 
+def test_kde_rates_are_the_kernel_mean_of_the_points_rates():
+    """Two clusters with rates -1 and 2: each cluster's cells take its rate, the gap a mean weighted by the points'
+    masses, and the cells beyond every kernel the overall mean; constant rates stay constant everywhere."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-1.0, 0.1, (300, 1)), rng.normal(1.0, 0.1, (100, 1))])
+    rates = np.repeat([-1.0, 2.0], [300, 100])
+    grid = Grid([(-4, 4)], 160, 4)
+    field = pp.kde_rates(x, rates, grid, bandwidth=0.1)
+    assert field.shape == grid.shape
+    pts = grid.points()[..., 0]
+    np.testing.assert_allclose(field[np.abs(pts + 1) < 0.2], -1.0, atol=1e-9)
+    np.testing.assert_allclose(field[np.abs(pts - 1) < 0.2], 2.0, atol=1e-9)
+    np.testing.assert_allclose(field[np.abs(pts) > 3], 300 / 400 * -1 + 100 / 400 * 2)  # beyond every kernel
+    assert -1.0 <= field.min() and field.max() <= 2.0  # a mean of the rates everywhere
+    # weights: the second cluster three times heavier moves the overall mean to 0.5
+    heavy = pp.kde_rates(x, rates, grid, bandwidth=0.1, weights=np.repeat([1.0, 3.0], [300, 100]))
+    np.testing.assert_allclose(heavy[np.abs(pts) > 3], 0.5)
+    np.testing.assert_allclose(pp.kde_rates(x, np.full(400, 0.3), grid), 0.3, rtol=1e-12)
+    with pytest.raises(ValueError, match="rates: expected 400 finite values"):
+        pp.kde_rates(x, rates[:-1], grid)
+    with pytest.raises(ValueError, match="rates: expected 400 finite values"):
+        pp.kde_rates(x, np.where(rates > 0, np.nan, rates), grid)
+
+
 def test_pooled_bandwidth_is_scott_over_time_points():
     # two time points of 400 and 100 cells, spreads 1 and 3 per axis: sigma 2, n 250, d 2 -> 2 * 250^(-1/6)
     rng = np.random.default_rng(0)

@@ -215,7 +215,21 @@ def _rotated_monge_problem(n: int = 10, n_time: int = 4) -> SyncOTProblem:
     return SyncOTProblem(grid, rho0, rho1, delta=0.4, secondaries=[secondary])
 
 
-@pytest.mark.parametrize("make", [_rotated_monge_problem, lambda: balanced_gaussians(8, 4)[0]], ids=["monge", "plain"])
+def _rotated_monge_problem_with_a_prior() -> SyncOTProblem:
+    """:func:`_rotated_monge_problem` whose growth pays by its departure from a prior that varies in space."""
+    problem = _rotated_monge_problem()
+    x = problem.grid.points()
+    prior = 0.8 * x[..., 0] - 0.3 * x[..., 1]
+    return SyncOTProblem(
+        problem.grid, problem.rho0[0], problem.rho1[0], delta=0.4, secondaries=problem.secondaries, growth_prior=prior
+    )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_rotated_monge_problem, _rotated_monge_problem_with_a_prior, lambda: balanced_gaussians(8, 4)[0]],
+    ids=["monge", "monge-prior", "plain"],
+)
 def test_compiled_iteration_matches_eager(make):
     """``compile=True`` fuses the iteration with torch.compile; it must reproduce the eager iterates to rounding.
 

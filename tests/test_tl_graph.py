@@ -211,7 +211,6 @@ def test_a_growth_prior_is_refused_where_it_cannot_act(course):
     a.obs["growth_prior"] = 0.1
     before = set(a.obs)
     for kwargs, match in (
-        ({"n_dims": 2, "n_bins": 12}, "graph geometry only"),
         ({"delta": None}, "needs growth"),
         ({"growth_prior": "yes"}, "expected True or False"),
     ):

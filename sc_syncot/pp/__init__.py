@@ -10,6 +10,7 @@ from .cell_graph import CellGraph, cell_graph
 from .densities import (
     interval_densities,
     kde_density,
+    kde_rates,
     pooled_bandwidth,
     primary_grid,
     scott_bandwidth,
@@ -35,6 +36,7 @@ __all__ = [
     "interval_densities",
     "kantorovich_kernel",
     "kde_density",
+    "kde_rates",
     "primary_grid",
     "pooled_bandwidth",
     "scott_bandwidth",

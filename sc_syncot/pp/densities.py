@@ -93,6 +93,60 @@ def kde_density(
     weights
         Nonnegative per-point weights (default uniform).
     """
+    hist = _smoothed_histogram(coords, grid, bandwidth, weights)
+    total = hist.sum() * grid.cell_volume
+    if total <= 0:
+        raise ValueError("coords: the density vanishes on the grid (points far outside its bounds?)")
+    return hist * (mass / total)
+
+
+def kde_rates(
+    coords: np.ndarray,
+    rates: np.ndarray,
+    grid: Grid,
+    *,
+    bandwidth: float | np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-point rates smoothed onto the grid as :func:`kde_density` smooths the points: their kernel-weighted mean.
+
+    At each cell centre, ``sum_c w_c K(x - x_c) g_c / sum_c w_c K(x - x_c)`` (Nadaraya-Watson with the binned
+    Gaussian kernel of :func:`kde_density`, ``w_c`` the points' masses there), so a cell's rate is the mean of
+    the rates of the points whose density it holds. Cells beyond the kernel's reach (``truncate=4`` standard
+    deviations), where there is no density to weigh them, take the weighted mean of all the rates.
+
+    Parameters
+    ----------
+    coords
+        ``(n, d)`` points.
+    rates
+        ``(n,)`` finite values, one per point (e.g. growth rates).
+    grid
+        Where to evaluate.
+    bandwidth, weights
+        As in :func:`kde_density`.
+
+    Returns
+    -------
+    np.ndarray
+        ``grid.shape``.
+    """
+    g = np.asarray(rates, dtype=float)
+    if g.shape != (len(coords),) or not np.all(np.isfinite(g)):
+        raise ValueError(f"rates: expected {len(coords)} finite values, one per point, got shape {g.shape}")
+    w = np.ones(len(coords)) if weights is None else np.asarray(weights, dtype=float)
+    mass = _smoothed_histogram(coords, grid, bandwidth, w)
+    rated = _smoothed_histogram(coords, grid, bandwidth, w * g, signed=True)
+    # the ratio of two positive-kernel sums is a mean of the rates however small both are, down to underflow
+    held = mass > 1e-12 * mass.max()
+    return np.where(held, rated / np.where(held, mass, 1.0), float(np.sum(w * g) / np.sum(w)))
+
+
+def _smoothed_histogram(coords, grid: Grid, bandwidth, weights, signed: bool = False) -> np.ndarray:
+    """The binned, Gaussian-filtered sum of ``weights`` at the cell centres (checked as :func:`kde_density` states).
+
+    ``signed``: the weights may be negative (a weighted sum of rates, not a mass).
+    """
     coords = np.asarray(coords, dtype=float)
     if coords.ndim != 2 or coords.shape[1] != grid.ndim:
         raise ValueError(f"coords: expected (n, {grid.ndim}) points, got shape {coords.shape}")
@@ -101,7 +155,7 @@ def kde_density(
     if not np.all(np.isfinite(coords)):
         raise ValueError("coords: expected finite coordinates, found NaN or inf")
     w = np.ones(len(coords)) if weights is None else np.asarray(weights, dtype=float)
-    if w.shape != (len(coords),) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
+    if not signed and (w.shape != (len(coords),) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0):
         raise ValueError("weights: expected finite nonnegative weights, one per point, with a positive sum")
     if bandwidth is None:
         h = scott_bandwidth(coords)
@@ -114,11 +168,7 @@ def kde_density(
         h = np.broadcast_to(h, (grid.ndim,))
     spacing = np.array(grid.spacing)
     sigma_cells = np.maximum(h / spacing, 1.0)
-    hist = ndimage.gaussian_filter(_linear_binning(coords, w, grid), sigma_cells, mode="constant", truncate=4.0)
-    total = hist.sum() * grid.cell_volume
-    if total <= 0:
-        raise ValueError("coords: the density vanishes on the grid (points far outside its bounds?)")
-    return hist * (mass / total)
+    return ndimage.gaussian_filter(_linear_binning(coords, w, grid), sigma_cells, mode="constant", truncate=4.0)
 
 
 def time_point_masses(

@@ -28,10 +28,13 @@ def primal_step(x, y, tau, bases, inverse_eigenvalues, rho0, rho1, *, ndim, dt, 
     return x_new, [2.0 * xn - xi for xn, xi in zip(x_new, x, strict=True)]
 
 
-def dual_step(y, x_bar, sigma, guess, weights, rotation, *, ndim, n_newton):
-    """``y+ = z - prox_F(z)`` at ``z = y + sigma I x_bar``, ``prox_F(z) / sigma``, and Newton's acceptance test."""
+def dual_step(y, x_bar, sigma, guess, weights, rotation, shift, *, ndim, n_newton):
+    """``y+ = z - prox_F(z - c)`` at ``z = y + sigma I x_bar``, ``prox_F(z - c) / sigma``, and Newton's acceptance test.
+
+    ``c`` is a growth prior's linear term (``shift``, see :class:`.TransportOperators`), or ``None``.
+    """
     z = y + sigma * interpolate(Staggered.from_tensors(x_bar, ndim))
-    p, residual, scale = prox_action_fixed(z, 1.0, weights, rotation, guess, n_newton)
+    p, residual, scale = prox_action_fixed(z if shift is None else z - shift, 1.0, weights, rotation, guess, n_newton)
     return z - p, p / sigma, residual, scale
 
 

@@ -163,11 +163,12 @@ class SyncOTProblem:
     metric
         Optional primary metric field ``M(x)``, ``(*shape, d, d)``, symmetric positive definite everywhere (grids only).
     growth_prior
-        Graphs only, unbalanced problems: prior growth rates ``g_0`` per node (per unit of the problem's time, which
-        runs over ``[0, 1]``), ``(n,)`` or ``(B, n)``. The growth term becomes ``delta^2 int (g - g_0)^2 rho``
-        instead of ``delta^2 int g^2 rho``: growth costs by its departure from the prior (rates from proliferation
-        and apoptosis genes, as Waddington-OT uses them), so that where the data allow either, the fit keeps the
-        prior's rates instead of the most uniform ones. ``None``: ``g_0 = 0``.
+        Unbalanced problems: prior growth rates ``g_0`` (per unit of the problem's time, which runs over ``[0, 1]``),
+        shaped like ``rho0``: per grid cell, ``grid.shape`` or ``(B, *grid.shape)``; per node, ``(n,)`` or ``(B, n)``.
+        The growth term becomes ``delta^2 int (g - g_0)^2 rho`` instead of ``delta^2 int g^2 rho`` (and so do the
+        Monge secondaries' growth terms, whose rate is the primary one): growth costs by its departure from the
+        prior (rates from proliferation and apoptosis genes, as Waddington-OT uses them), so that where the data
+        allow either, the fit keeps the prior's rates instead of the most uniform ones. ``None``: ``g_0 = 0``.
 
     References
     ----------
@@ -250,20 +251,22 @@ class SyncOTProblem:
         object.__setattr__(self, "_jacobians", jacobians)
 
     def _growth_prior(self, delta: float | None, batch: int) -> np.ndarray | None:
-        """``growth_prior`` checked and shaped ``(B | 1, n)``."""
+        """``growth_prior`` checked and shaped ``(B | 1, *shape)``: rates per grid cell or per node, as ``rho0``."""
         prior = self.growth_prior
         if prior is None:
             return None
-        if not isinstance(self.geometry, Graph):
-            raise ValueError("growth_prior: supported on a Graph geometry only (on a grid it is not implemented yet)")
         if delta is None:
             raise ValueError("growth_prior: a growth prior needs an unbalanced problem (set delta)")
         prior = _finite_array(prior, "growth_prior")
-        n = self.geometry.n_nodes
-        if prior.ndim == 1:
+        shape = self.geometry.shape
+        if prior.shape == shape:
             prior = prior[None]
-        if prior.ndim != 2 or prior.shape[1] != n or prior.shape[0] not in (1, batch):
-            raise ValueError(f"growth_prior: expected ({n},) or ({batch}, {n}) rates per node, got {prior.shape}")
+        if prior.shape[1:] != shape or prior.shape[0] not in (1, batch):
+            where = "node" if isinstance(self.geometry, Graph) else "grid cell"
+            dims = ", ".join(str(n) for n in shape)
+            raise ValueError(
+                f"growth_prior: expected {shape} or ({batch}, {dims}) rates per {where}, got {prior.shape}"
+            )
         return prior
 
     def _secondary(self, s, delta: float | None):

@@ -51,12 +51,24 @@ class TransportOperators:
     dual step with the proximal map at a fixed number of Newton steps), which fuses the element-wise passes
     that dominate the eager iteration. The Newton count starts at 4 (what a warm start needs on the oracles)
     and grows when the test of :func:`prox_action` fails; after 8 the eager map finishes the step.
+
+    A ``growth_prior`` ``g_0`` (``(B|1, *S)``, see :class:`.SyncOTProblem`) turns the source term into
+    ``(z - h rho)^2 / rho = z^2 / rho - 2 h z + h^2 rho`` with ``z = s zeta``, ``h = s g_0`` (``s = sqrt(alpha)``):
+    the action plus a linear term ``<c, v>``, still 1-homogeneous, whose proximal map is the action's at ``z - c``
+    (as on a graph, :class:`.GraphTransportOperators`).
     """
 
     MAX_FIXED_NEWTON = 8
 
     def __init__(
-        self, projector: BalanceProjector, ndim: int, weights, rotation, cell_weight: torch.Tensor, compiled=False
+        self,
+        projector: BalanceProjector,
+        ndim: int,
+        weights,
+        rotation,
+        cell_weight: torch.Tensor,
+        growth_prior: torch.Tensor | None = None,
+        compiled: bool = False,
     ):
         self.projector = projector
         self.ndim = ndim
@@ -69,6 +81,24 @@ class TransportOperators:
         self._failed_key = None
         self._n_newton, self._accepted = 4, 0
         self._steps = None  # ((tau, sigma), the same as a tensor) of the compiled step
+        self.shift, self.prior_slope = self._prior_shift(growth_prior)
+
+    def _prior_shift(self, growth_prior) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """A growth prior's linear term ``c`` ``(C, B|1, 1, *S)`` and ``h = s g_0`` ``(B|1, 1, *S)``; or ``None``s.
+
+        The source channel (the last) holds ``z = s zeta`` with weight 1, so ``(z - h rho)^2 / rho`` is
+        ``alpha (zeta - g_0 rho)^2 / rho``.
+        """
+        if growth_prior is None:
+            return None, None
+        zeta_scale = self.projector.zeta_scale
+        if zeta_scale is None:
+            raise ValueError("growth_prior: a growth prior needs an unbalanced problem (set delta)")
+        h = growth_prior.unsqueeze(1) * zeta_scale  # (B|1, 1, *S)
+        shift = h.new_zeros(self.ndim + 2, *h.shape)
+        shift[0] = h.square()
+        shift[-1] = -2.0 * h
+        return shift, h
 
     def apply(self, x):
         """``I x``."""
@@ -84,8 +114,10 @@ class TransportOperators:
 
     def dual_prox(self, z, sigma):
         """``(z - prox_F(z), prox_F(z) / sigma)``."""
-        # F* is an indicator (F is 1-homogeneous), so prox_{sigma F*}(z) = z - prox_F(z) for every sigma.
-        p = prox_action(z, 1.0, self.weights, self.rotation, start=self._rho_guess)
+        # F* is an indicator (F is 1-homogeneous), so prox_{sigma F*}(z) = z - prox_F(z) for every sigma; with a
+        # prior's linear term c, F + <c, .> has prox_F(z - c), and its conjugate the set shifted by c.
+        shifted = z if self.shift is None else z - self.shift
+        p = prox_action(shifted, 1.0, self.weights, self.rotation, start=self._rho_guess)
         self._rho_guess = p[0]
         return z - p, p / sigma
 
@@ -121,7 +153,7 @@ class TransportOperators:
         while self._n_newton <= self.MAX_FIXED_NEWTON:
             static = {"ndim": self.ndim, "n_newton": self._n_newton}
             y_new, v, residual, scale = self._run(
-                ("dual", static), y, x_bar, t[1], self._rho_guess, self.weights, self.rotation
+                ("dual", static), y, x_bar, t[1], self._rho_guess, self.weights, self.rotation, self.shift
             )
             if float(residual / scale) <= threshold:  # one host read
                 self._rho_guess = v[0] * sigma
@@ -145,8 +177,10 @@ class TransportOperators:
 
     def objective_per_problem(self, v) -> torch.Tensor:
         """The action of the centred point ``v``, per problem, in the problems' own units."""
-        f = action_density(v, self.weights, self.rotation)
-        return f.flatten(1).sum(1) * self.cell_weight
+        value = action_density(v, self.weights, self.rotation).flatten(1).sum(1)
+        if self.shift is not None:  # the growth prior's linear term
+            value = value + (self.shift * v).transpose(0, 1).flatten(1).sum(1)
+        return value * self.cell_weight
 
     def objective(self, v) -> float:
         """Total action over the batch."""
@@ -350,7 +384,7 @@ def solve(
     weights, rotation = _metric_factors(problem, opts)
     projector = BalanceProjector(grid.n_time, grid.spacing, grid.shape, rho0, rho1, zeta_scale)
     cell_weight = torch.as_tensor(scale * grid.dt * grid.cell_volume, **opts)
-    ops = TransportOperators(projector, d, weights, rotation, cell_weight)
+    prior = None if problem.growth_prior is None else torch.as_tensor(problem.growth_prior, **opts)
 
     x0 = _initial_point(grid, rho0, rho1, zeta_scale)
     compiled = _use_compile(compile, x0)
@@ -359,7 +393,7 @@ def solve(
         from .kantorovich_solver import run_kantorovich  # noqa: PLC0415 (it builds on this module)
 
         y_primary = torch.zeros_like(interpolate(x0))
-        primary_args = (projector, d, weights, rotation, cell_weight)
+        primary_args = (projector, d, weights, rotation, cell_weight, prior)
         ops, state, v, reports = run_kantorovich(
             problem, primary_args, x0.tensors(), y_primary, scale, opts, cp_options, step_ratio=step_ratio,
             **kantorovich_options,
@@ -367,7 +401,7 @@ def solve(
         state.v = v
         result = _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports)
         return in_units(result, caller_grid, length)
-    ops = TransportOperators(projector, d, weights, rotation, cell_weight, compiled=compiled)
+    ops = TransportOperators(projector, d, weights, rotation, cell_weight, prior, compiled=compiled)
     y0 = torch.zeros_like(interpolate(x0))
     tau = math.sqrt(0.99 * step_ratio)
     state = chambolle_pock(ops, PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau), **cp_options)
@@ -528,7 +562,8 @@ def _costs(problem, ops, v, zeta_scale, reports=()) -> dict[str, np.ndarray]:
     out = {"primary_transport": total(transport)}
     zeta2 = None
     if zeta_scale is not None:
-        zeta2 = v[d + 1].square() / zeta_scale**2
+        z = v[d + 1] if ops.prior_slope is None else v[d + 1] - ops.prior_slope * rho  # departure from the prior
+        zeta2 = z.square() / zeta_scale**2
         out["primary_growth"] = total(problem.delta**2 * zeta2)
     else:
         out["primary_growth"] = torch.zeros_like(out["primary_transport"])

@@ -278,11 +278,13 @@ def syncot(
         ``.obs`` column of per-cell growth rates (per unit of the time key) for ``masses="growth_prior"`` and
         ``growth_prior=True`` (default ``"growth_prior"``, as :func:`sc_syncot.pp.growth_prior` writes it).
     growth_prior
-        Graph only, unbalanced fits: growth pays by its departure from the cells' prior rates in
-        ``.obs[growth_key]``, ``delta^2 int (g - g_0)^2 rho`` instead of ``delta^2 int g^2 rho`` (a node's prior
-        is the mean of its cells' rates; a path node's, the interpolation of its two state nodes'). Without it the
-        fit prefers the most uniform growth that meets the masses, so a dying branch that receives cells can come
-        out growing.
+        Unbalanced fits: growth pays by its departure from the cells' prior rates in ``.obs[growth_key]``,
+        ``delta^2 int (g - g_0)^2 rho`` instead of ``delta^2 int g^2 rho``. On the graph a node's prior is the mean
+        of its cells' rates, a path node's the interpolation of its two state nodes'; on a grid the rates are
+        smoothed as the densities are, a grid cell's prior being the kernel-weighted mean of the cells' rates (each
+        cell weighted by its mass, :func:`sc_syncot.pp.kde_rates`) and the overall mean beyond the cells' reach.
+        Without it the fit prefers the most uniform growth that meets the masses, so a dying branch that receives
+        cells can come out growing.
     bandwidth
         Grid only: kernel density bandwidth in primary units (default: Scott's rule, see
         :func:`sc_syncot.pp.interval_densities`).
@@ -460,7 +462,7 @@ def fit(
     rates = None
     if (isinstance(masses, str) and masses == "growth_prior") or growth_prior is True:
         rates = _growth_rates(data, primary, growth_key or "growth_prior")
-    _check_growth_prior(growth_prior, geometry, delta)
+    _check_growth_prior(growth_prior, delta)
     rel_mass = pp.time_point_masses(tp, counts, masses, rates, cells.time)  # rates used for "growth_prior" only
     if delta is None and not np.allclose(rel_mass, rel_mass[0]):
         raise ValueError("delta=None (balanced) needs equal masses at every time point; use masses='equal'")
@@ -513,9 +515,25 @@ def _build_grid(cells, rel_mass, coupling, weight, delta, secondary_delta, n_sup
     grid = pp.primary_grid(cells.x, kw["n_bins"], kw["n_time"])
     tp = cells.time_points
     _check_memory(grid, len(tp) - 1, device)
-    dens = pp.interval_densities(cells.x, cells.time, tp, grid, rel_mass, kw["bandwidth"])
+    h = pp.pooled_bandwidth(cells.x, cells.time, tp) if kw["bandwidth"] is None else kw["bandwidth"]
+    dens = pp.interval_densities(cells.x, cells.time, tp, grid, rel_mass, h)
+    prior = None if kw["prior_rates"] is None else _grid_prior(cells, grid, rel_mass, kw["prior_rates"], h)
     cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, epsilon, seed)
-    return _problem(grid, dens, delta, cpl, weight), cpl, None
+    return _problem(grid, dens, delta, cpl, weight, prior), cpl, None
+
+
+def _grid_prior(cells, grid, rel_mass: np.ndarray, rates: np.ndarray, bandwidth) -> np.ndarray:
+    """Per-cell prior rates as rates per grid cell, per unit of each interval's path time: ``(K - 1, *grid.shape)``.
+
+    Smoothed with the densities' kernel and bandwidth, each cell weighted by its mass in its time point's density
+    (:func:`sc_syncot.pp.kde_rates`), and pooled over the time points as a graph node pools its cells
+    (:func:`.graph_fit.node_rates`); grid cells beyond every kernel take the mean rate.
+    """
+    tp = cells.time_points
+    k = np.searchsorted(tp, cells.time)
+    per_cell = np.asarray(rel_mass, dtype=float)[k] / np.bincount(k, minlength=len(tp))[k]
+    field = pp.kde_rates(cells.x, rates, grid, bandwidth=bandwidth, weights=per_cell)
+    return np.diff(tp).reshape(-1, *[1] * grid.ndim) * field[None]  # per unit of the time key -> of path time
 
 
 def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device, **kw):
@@ -548,11 +566,9 @@ def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_su
     return _problem(cg.graph, rho, delta, cpl, weight, prior), cpl, cg
 
 
-def _check_growth_prior(growth_prior, geometry: str, delta) -> None:
+def _check_growth_prior(growth_prior, delta) -> None:
     if not isinstance(growth_prior, (bool, np.bool_)):
         raise ValueError(f"growth_prior: expected True or False, got {growth_prior!r}")
-    if growth_prior and geometry != "graph":
-        raise ValueError("growth_prior=True: supported on the graph geometry only (geometry='graph')")
     if growth_prior and delta is None:
         raise ValueError("growth_prior=True: needs growth (delta=None fits balanced transport)")
 
