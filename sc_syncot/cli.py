@@ -262,6 +262,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
@@ -272,7 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="sc_syncot_demo", help="output folder (default: %(default)s)")
     demo.add_argument("--n-cells", type=int, default=1500, help="simulated cells (default: %(default)s)")
     demo.add_argument("--n-bins", type=int, help="fit on a grid over PCs 1-2 with this many cells per axis")
-    demo.add_argument("--n-nodes", type=int, default=1000, help="graph nodes (default: %(default)s)")
+    demo.add_argument("--n-nodes", type=int, help="graph nodes (default: 1000; not with --n-bins)")
     demo.add_argument(
         "--n-time",
         type=int,

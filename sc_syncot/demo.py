@@ -51,6 +51,9 @@ def _figures(adata, out: Path) -> list[Path]:
     return paths
 
 
+DEMO_NODES = 1000  # graph nodes: the demo within a minute or two on 2 CPU cores
+
+
 def run_demo(
     out: str | Path = "sc_syncot_demo",
     n_cells: int = 1500,
@@ -61,7 +64,7 @@ def run_demo(
     device: str = "auto",
     progress: bool = True,
     seed: int = 0,
-    n_nodes: int = 1000,
+    n_nodes: int | None = None,
 ):
     """Simulate, reconstruct, compare with the truth; write ``demo.h5ad`` and figures into ``out``.
 
@@ -70,6 +73,9 @@ def run_demo(
     a grid over the first two PCs; ``n_time`` ``None`` takes the geometry's default).
     Returns the AnnData with the results.
     """
+    if n_nodes is not None and n_bins is not None:
+        raise ValueError(f"n_nodes={n_nodes}: a graph option, and n_bins={n_bins} asks for the grid; give one of them")
+    n_nodes = DEMO_NODES if n_nodes is None else n_nodes
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     adata = datasets.simulate_multiome(n_cells=n_cells, n_timepoints=4, seed=seed)

@@ -489,3 +489,117 @@ def test_n_bins_of_the_wrong_length_names_n_bins():
     adata = course()
     with unchanged(adata), pytest.raises(ValueError, match=r"n_bins: expected one count or 2 \(one per axis"):
         tl.syncot(adata, "time", "X_pca", **FIT | {"n_bins": (8, 8, 8)})
+
+
+# --- every argument acts or is refused -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        pytest.param((), {"weight": 5.0}, r"weight=5.0: act on a secondary basis, and secondary=None", id="weight"),
+        pytest.param((), {"epsilon": 0.5, "n_support": 20}, r"n_support=20, epsilon=0.5: act on a secondary", id="e"),
+        pytest.param((), {"secondary_delta": 0.7}, r"secondary_delta=0.7: act on a secondary", id="sec-delta"),
+        pytest.param((), {"coupling": "monge"}, r"coupling='monge': act on a secondary", id="coupling"),
+        pytest.param(
+            ("X_sec",),
+            {"coupling": "monge", "epsilon": 0.1, "sinkhorn_sweeps": 0},
+            r"sinkhorn_sweeps=0, epsilon=0.1: act on coupling='kantorovich' only",
+            id="monge-kantorovich-options",
+        ),
+        pytest.param((), {"n_nodes": 300}, r"n_nodes=300: graph options, and this fit is on a grid", id="n_nodes"),
+        pytest.param((), {"n_neighbors": 5}, r"n_neighbors=5: graph options", id="n_neighbors"),
+        pytest.param((), {"growth_key": "nope"}, r"growth_key='nope': read with masses='growth_prior' or", id="gk"),
+    ],
+)
+def test_syncot_refuses_options_this_fit_would_not_use(args, kwargs, match):
+    adata = course()
+    with unchanged(adata), pytest.raises(ValueError, match=match):
+        tl.syncot(adata, "time", "X_pca", *args, **FIT | kwargs)
+
+
+def test_a_fit_stores_copies_of_the_arrays_it_was_given():
+    adata, bandwidth, n_bins = course(), np.array([0.3, 0.4]), [8, 8]
+    tl.syncot(adata, "time", "X_pca", **FIT | {"bandwidth": bandwidth, "n_bins": n_bins})
+    bandwidth[0], n_bins[0] = 9.0, 99
+    params = adata.uns["syncot"]["params"]
+    np.testing.assert_array_equal(params["bandwidth"], [0.3, 0.4])
+    np.testing.assert_array_equal(params["n_bins"], [8, 8])
+
+
+def test_pp_refuses_arguments_that_would_not_act():
+    with pytest.raises(ValueError, match=r"growth_rates, cell_times: read with masses='growth_prior' only"):
+        pp.time_point_masses(np.array([0.0, 1.0]), np.array([5, 5]), "counts", np.zeros(10), np.repeat([0.0, 1.0], 5))
+    adata = course()
+    adata.obsm["peaks"] = np.random.default_rng(0).poisson(1.0, (adata.n_obs, 20))
+    with unchanged(adata), pytest.raises(ValueError, match=r"layer='counts', obsm='peaks': the counts come from one"):
+        pp.embed_atac(adata, layer="counts", obsm="peaks", n_comps=2)
+    with unchanged(adata), pytest.raises(ValueError, match=r"organism='mouse': picks bundled gene sets"):
+        pp.growth_prior(adata, "mouse", proliferation_genes=["gene0"], apoptosis_genes=["gene1"])
+    with unchanged(adata), pytest.raises(ValueError, match=r"proliferation_genes: only 0 of 0 genes"):
+        pp.growth_prior(adata, proliferation_genes=[])  # an empty set is the user's, not the bundled one
+
+
+def test_more_components_than_the_matrix_has_is_said():
+    adata = course(n=5)  # 15 cells x 12 genes
+    with pytest.warns(UserWarning, match=r"embed_rna: n_comps asks for 20 components, the matrix has at most 11"):
+        pp.embed_rna(adata, n_comps=20, normalized=False)
+    assert adata.obsm["X_pca"].shape[1] == 11
+
+
+def test_solver_refuses_options_that_cannot_act():
+    from sc_syncot.solvers import KantorovichSecondary, SyncOTProblem, solve
+    from sc_syncot.solvers.graph import Graph
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    grid = pp.primary_grid(x, 8, 2)
+    dens = pp.interval_densities(x, np.repeat([0.0, 1.0], 20), np.array([0.0, 1.0]), grid, np.ones(2))
+    plain = SyncOTProblem(grid, dens[0][None], dens[1][None], delta=1.0)
+    for option, match in (
+        ({"method": "pd3o"}, r"method='pd3o': options of Kantorovich secondaries, and this problem has none"),
+        ({"sinkhorn_tol": -1.0}, r"sinkhorn_tol=-1.0: options of Kantorovich"),
+        ({"sinkhorn_sweeps": "x"}, r"sinkhorn_sweeps='x': options of Kantorovich"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            solve(plain, max_iter=5, **option)
+    graph = Graph(x, 2, n_neighbors=4)
+    masses = np.full(40, 1 / 40)
+    with pytest.raises(ValueError, match=r"compile: expected True, False or 'auto', got 'bogus'"):
+        solve(SyncOTProblem(graph, masses, masses, delta=1.0), compile="bogus", max_iter=5)
+    kernel = np.full((64, 3), 1 / 3)
+    kant = SyncOTProblem(grid, dens[0], dens[1], delta=1.0, secondaries=[KantorovichSecondary(kernel, x[:3])])
+    with pytest.raises(ValueError, match=r"relaxation=1.5: Chambolle-Pock's options, and method='pd3o'"):
+        solve(kant, method="pd3o", relaxation=1.5, max_iter=5)
+    with pytest.warns(UserWarning, match=r"compile=True: fits with Kantorovich secondaries run eagerly"):
+        assert not solve(kant, compile=True, max_iter=5).compiled
+
+
+def test_a_sparse_kernel_is_not_shared_with_the_caller():
+    import scipy.sparse as sparse
+
+    from sc_syncot.solvers import KantorovichSecondary
+
+    kernel = sparse.csr_matrix(np.eye(3))
+    sec = KantorovichSecondary(kernel, np.eye(3))
+    kernel.data[:] = 7.0
+    np.testing.assert_array_equal(sparse.csr_matrix(sec.kernel).toarray(), np.eye(3))
+
+
+def test_plots_refuse_options_their_figure_does_not_use(fitted):
+    from sc_syncot import pl
+
+    with pytest.raises(ValueError, match=r"size=3.0: sizes the cells of per_cell=True"):
+        pl.growth(fitted, size=3.0, show=False)
+    with pytest.raises(ValueError, match=r"min_density=0.1: masks the growth map"):
+        pl.growth(fitted, per_cell=True, min_density=0.1, show=False)
+    monge = course()
+    tl.syncot(monge, "time", "X_pca", "X_sec", coupling="monge", **FIT)
+    with pytest.raises(ValueError, match=r"times=\[1.0\]: not used by this result's secondary path"):
+        pl.secondary_path(monge, times=[1.0], show=False)
+
+
+def test_demo_refuses_graph_nodes_with_a_grid(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--n-bins", "16", "--n-nodes", "300"]) == 2
+    assert "n_nodes=300: a graph option, and n_bins=16 asks for the grid" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

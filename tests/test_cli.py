@@ -101,3 +101,12 @@ def test_help_does_not_load_the_solvers():
     code = "import sys; from sc_syncot.cli import _parser; _parser().format_help(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+def test_version_names_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sc-syncot {version('sc-syncot')}"

@@ -372,10 +372,13 @@ def test_ten_dimensional_gaussians_approach_w2_as_the_graph_is_refined():
         ({"edge_weights": "cosine"}, "edge_weights"),
         ({"edge_weights": np.ones(2)}, "edge_weights"),
         ({"dimension": 7}, "dimension"),
+        ({"edges": np.array([[0, 1]]), "n_neighbors": 3}, "n_neighbors=3: builds kNN edges, and edges are given"),
+        ({"edge_weights": "uniform", "dimension": 1}, "dimension=1: sets isotropic edge weights"),
     ],
 )
 def test_bad_graphs_are_refused_with_the_argument_named(kwargs, match):
-    args = {"points": np.random.default_rng(0).normal(size=(6, 2)), "n_time": 4, "n_neighbors": 2} | kwargs
+    knn = {} if "edges" in kwargs else {"n_neighbors": 2}  # k is for kNN edges only
+    args = {"points": np.random.default_rng(0).normal(size=(6, 2)), "n_time": 4} | knn | kwargs
     with pytest.raises(ValueError, match=match):
         Graph(**args)
 

@@ -225,3 +225,18 @@ def test_secondary_predictability_separates_a_function_from_noise():
         pp.secondary_predictability(x, function[:10])
     with pytest.raises(ValueError, match="finite"):
         pp.secondary_predictability(x, np.full_like(function, np.nan))
+
+
+def test_prior_shifts_make_the_chained_masses_equal_the_given_ones():
+    rng = np.random.default_rng(0)
+    times = np.array([0.0, 1.0, 3.0])
+    cell_times = np.repeat(times, 50)
+    rates = rng.normal(0.2, 0.5, 150)
+    masses = np.array([1.0, 0.7, 2.5])
+    shifts = pp.prior_shifts(times, masses, rates, cell_times)
+    per_interval = rates + np.concatenate([np.repeat(shifts, 50), np.zeros(50)])
+    chained = pp.time_point_masses(times, np.full(3, 50), "growth_prior", per_interval, cell_times)
+    np.testing.assert_allclose(chained, masses / masses.mean(), rtol=1e-12)
+    # sizes chained from the rates themselves need no shift
+    own = pp.time_point_masses(times, np.full(3, 50), "growth_prior", rates, cell_times)
+    np.testing.assert_allclose(pp.prior_shifts(times, own, rates, cell_times), 0.0, atol=1e-12)

@@ -83,6 +83,22 @@ def test_a_growth_prior_on_the_grid_sets_the_rate_where_the_masses_allow_it():
     assert adata.uns["syncot"]["params"]["growth_prior"]
 
 
+def test_a_growth_prior_is_shifted_to_agree_with_the_masses():
+    """A prior of 0 everywhere against masses that quadruple in two units of time: the masses set the mean growth,
+    so the prior is shifted by log(4) / 2 (recorded in .uns) and the fit grows at that rate, as with the prior of
+    the test above."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 0.3, (400, 2))
+    adata = ad.AnnData(np.zeros((800, 1), np.float32))
+    adata.obs["time"] = np.repeat([0.0, 2.0], 400)
+    adata.obsm["X_pca"] = np.concatenate([base, base])
+    adata.obs["growth_prior"] = 0.0
+    options = {"delta": 1.0, "masses": [1.0, 4.0], "n_bins": 24, "n_time": 8, "progress": False}
+    tl.syncot(adata, "time", "X_pca", growth_prior=True, max_iter=300, **options)
+    np.testing.assert_allclose(adata.uns["syncot"]["growth_prior_shift"], [np.log(4.0) / 2], rtol=1e-12)
+    np.testing.assert_allclose(adata.obs["syncot_growth"], np.log(2.0), rtol=1e-2)
+
+
 def test_monge_secondary_velocity_is_jacobian_times_velocity():
     a = np.array([[1.0, 0.0], [0.5, 2.0], [0.0, -1.0]])
     adata = translated(secondary=lambda x: x @ a.T)

@@ -188,22 +188,36 @@ def test_intrinsic_dimension_of_a_flat_set_in_ten_dimensions(dim):
     assert intrinsic_dimension(rng.normal(size=(2000, 10))) >= 7  # the MLE is biased low in high dimensions
 
 
-def test_a_growth_prior_gives_the_dying_branch_its_sign():
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        pytest.param({"geometry": "graph", "n_nodes": 400}, id="graph"),
+        pytest.param({"geometry": "grid", "n_dims": 2, "n_bins": 32, "n_time": 8}, id="grid"),
+    ],
+)
+def test_a_growth_prior_gives_every_branch_its_sign(geometry):
     """masses="counts" on a course where branch B dies (-0.49) while progenitors feed it: without a prior the
-    most uniform growth meets the counts and B comes out growing; with the gene-based prior every branch has the
-    sign of its true rate, and B is within 30% of it (A and the progenitors stay low, as the prior's scores do)."""
+    most uniform growth meets the counts and B comes out growing (+0.51 measured on the graph). With the
+    gene-based prior, shifted per interval to agree with the counts, every branch has the sign of its true rate
+    and the dividing branch A and the dying branch B are within 30% of theirs. Measured (seed 0): graph
+    progenitor / A / B -28% / -22% / -24%, grid -62% / -17% / -10%; the fit follows the prior (its medians
+    after the shift: +0.41 / +0.64 / -0.44), whose gene scores compress the branches' differences, and on the grid
+    the progenitors share the first two PCs with the branches' starts."""
     a = scs.datasets.simulate_multiome(900, 4, seed=0)
     program = a.var["program"].astype(str)
     scs.pp.growth_prior(
         a, proliferation_genes=list(a.var_names[program == "proliferation"]),
         apoptosis_genes=list(a.var_names[program == "apoptosis"]),
     )  # fmt: skip
-    scs.tl.syncot(a, "time", "X_pca", masses="counts", growth_prior=True, **(FAST | {"n_nodes": 400}))
+    fast = {k: v for k, v in FAST.items() if k != "n_nodes"}  # a graph option
+    scs.tl.syncot(a, "time", "X_pca", masses="counts", growth_prior=True, **(fast | geometry))
     fitted = a.obs.groupby("branch", observed=True)["syncot_growth"].median()
     true = a.obs.groupby("branch", observed=True)["growth_rate"].median()
     assert np.all(np.sign(fitted) == np.sign(true))
-    assert abs(fitted["B"] / true["B"] - 1) < 0.3
+    for branch in ("A", "B"):
+        assert abs(fitted[branch] / true[branch] - 1) < 0.3, branch
     assert a.uns["syncot"]["params"]["growth_prior"] is True or a.uns["syncot"]["params"]["growth_prior"] == 1
+    assert np.all(a.uns["syncot"]["growth_prior_shift"] > 0)  # the population grows faster than the prior says
 
 
 def test_a_growth_prior_is_refused_where_it_cannot_act(course):

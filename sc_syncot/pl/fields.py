@@ -188,6 +188,10 @@ def growth(
     -------
     The Figure when ``return_fig``; else the axes when not shown; else ``None``.
     """
+    if per_cell and min_density != 0.01:
+        raise ValueError(f"min_density={min_density!r}: masks the growth map, and per_cell=True draws the cells")
+    if not per_cell and size is not None:
+        raise ValueError(f"size={size!r}: sizes the cells of per_cell=True, and per_cell=False draws the map")
     st = stored(adata, key, basis)
     fig, axes = panels(1, ax)
     if per_cell:

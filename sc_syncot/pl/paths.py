@@ -169,8 +169,10 @@ def secondary_path(
     """
     st = stored(adata, key)
     if f"{key}_velocity_secondary" in st.obsm:
+        _refuse_unused({"n_panels": (n_panels, 6), "times": (times, None), "cells": (cells, True), "ncols": (ncols, 3)})
         fig, axes = _monge_path(adata, st, key, components, n_arrows, cmap, robust, ax)
     elif "secondary_density" in st.uns.get("coupling", {}):
+        _refuse_unused({"n_arrows": (n_arrows, 150)})
         ts = panel_times(st.flow, n_panels, times)
         fig, axes = _kantorovich_path(adata, st, ts, components, cells, ncols, cmap, robust, ax)
     else:
@@ -180,6 +182,16 @@ def secondary_path(
             "sc_syncot.tl.syncot with a secondary"
         )
     return finish(fig, axes, show, return_fig)
+
+
+def _refuse_unused(options: dict) -> None:
+    """``{name: (value, default)}``: options the drawn path does not use must be at their defaults."""
+    given = [f"{k}={v!r}" for k, (v, default) in options.items() if v is not default and v != default]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: not used by this result's secondary path (a Monge path is one panel of velocities "
+            "at the cells, a Kantorovich path panels of support masses)"
+        )
 
 
 def _secondary_cells(adata, st: Stored, components) -> tuple[np.ndarray, np.ndarray, list[str]]:

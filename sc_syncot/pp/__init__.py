@@ -13,6 +13,7 @@ from .densities import (
     kde_rates,
     pooled_bandwidth,
     primary_grid,
+    prior_shifts,
     scott_bandwidth,
     time_point_masses,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "kde_density",
     "kde_rates",
     "primary_grid",
+    "prior_shifts",
     "pooled_bandwidth",
     "scott_bandwidth",
     "secondary_predictability",

@@ -196,6 +196,9 @@ def time_point_masses(
     """
     times = np.asarray(times, dtype=float)
     masses = sizes_by_label(masses)
+    chained = isinstance(masses, str) and masses == "growth_prior"
+    if not chained and (growth_rates is not None or cell_times is not None):
+        raise ValueError(f"growth_rates, cell_times: read with masses='growth_prior' only, got masses={masses!r}")
     if isinstance(masses, str):
         if masses == "equal":
             out = np.ones(len(times))
@@ -254,6 +257,39 @@ def _chained_growth(times: np.ndarray, growth_rates, cell_times) -> np.ndarray:
         sel = np.asarray(cell_times) == t0
         out.append(out[-1] * float(np.mean(np.exp(g[sel] * (t1 - t0)))))
     return np.array(out)
+
+
+def prior_shifts(times: np.ndarray, masses: np.ndarray, growth_rates: np.ndarray, cell_times: np.ndarray) -> np.ndarray:
+    r"""Per-interval constants ``c_k`` that make per-cell growth rates agree with the population sizes.
+
+    The population sizes fix each interval's mean growth, the rates' differences say who grows faster than whom:
+    ``c_k`` solves ``mean_{c in t_k} exp((g_c + c_k) (t_{k+1} - t_k)) = M_{k+1} / M_k``, the chaining of
+    ``masses="growth_prior"`` (so rates whose chained sizes are ``masses`` get ``c = 0``):
+
+    .. math:: c_k = \frac{\log(M_{k+1} / M_k) - \log \operatorname{mean}_{c \in t_k} e^{g_c \Delta_k}}{\Delta_k}.
+
+    Gene-score rates (:func:`sc_syncot.pp.growth_prior`) order cells well but set their level by fixed ranges;
+    without the shift a prior whose mean disagrees with the observed sizes pulls every branch the same way.
+
+    Parameters
+    ----------
+    times
+        Sorted observed times ``(K,)``.
+    masses
+        Population size at each time point ``(K,)`` (any scale).
+    growth_rates, cell_times
+        Per-cell rates (per unit of the times) and times ``(n,)``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(K - 1,)`` shifts, per unit of the times.
+    """
+    times, masses = np.asarray(times, dtype=float), np.asarray(masses, dtype=float)
+    g, cell_times = np.asarray(growth_rates, dtype=float), np.asarray(cell_times)
+    dt = np.diff(times)
+    chained = np.array([np.mean(np.exp(g[cell_times == t] * d)) for t, d in zip(times[:-1], dt, strict=True)])
+    return (np.log(masses[1:] / masses[:-1]) - np.log(chained)) / dt
 
 
 def interval_densities(

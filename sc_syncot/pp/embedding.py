@@ -13,7 +13,20 @@ from sklearn.decomposition import TruncatedSVD
 from .inputs import check_key_added, check_writes
 
 
+def _fewer_components(wanted: int, most: int, name: str) -> int:
+    """``wanted`` components, or (with a warning naming ``n_comps``) the most a matrix of that shape has."""
+    if wanted > most:
+        warnings.warn(
+            f"{name}: n_comps asks for {wanted} components, the matrix has at most {most}; computing {most}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return min(wanted, most)
+
+
 def _matrix(adata: ad.AnnData, layer: str | None, obsm: str | None = None):
+    if obsm is not None and layer is not None:
+        raise ValueError(f"layer={layer!r}, obsm={obsm!r}: the counts come from one of them; give only one")
     if obsm is not None:
         if obsm not in adata.obsm:
             raise ValueError(f"obsm: key {obsm!r} not in adata.obsm (keys: {list(adata.obsm)})")
@@ -65,7 +78,7 @@ def embed_rna(
     adata
         Cells x genes counts (or log-normalized values, see ``normalized``).
     n_comps
-        Principal components kept.
+        Principal components kept (at most one fewer than cells or genes; fewer are computed with a warning).
     n_top_genes
         Highly variable genes used (all genes when there are fewer).
     layer
@@ -97,7 +110,7 @@ def embed_rna(
     if not normalized:
         sc.pp.normalize_total(work)
         sc.pp.log1p(work)
-    n_comps = min(n_comps, min(work.shape) - 1)
+    n_comps = _fewer_components(n_comps, min(work.shape) - 1, "embed_rna")
     if work.n_vars > n_top_genes:
         sc.pp.highly_variable_genes(work, n_top_genes=n_top_genes, subset=True)
     sc.pp.pca(work, n_comps=n_comps, random_state=random_state)
@@ -146,9 +159,9 @@ def embed_atac(
         Cells x peaks counts in ``X``, ``layer`` or ``obsm[obsm]`` (e.g. the ATAC of a paired RNA object).
         Non-integer values (already normalized data) are weighted by TF-IDF as they are, with a warning.
     n_comps
-        Components kept (after dropping the first).
+        Components kept (after dropping the first; at most the matrix's rank allows, with a warning).
     layer, obsm
-        Where the peak counts are, when not in ``X``.
+        Where the peak counts are, when not in ``X`` (one of them).
     drop_first
         Drop the first SVD component.
     key_added
@@ -171,8 +184,7 @@ def embed_atac(
             stacklevel=2,
         )
     m = tfidf(x)
-    k = n_comps + int(drop_first)
-    k = min(k, min(m.shape) - 1)
+    k = _fewer_components(n_comps + int(drop_first), min(m.shape) - 1, "embed_atac")
     svd = TruncatedSVD(n_components=k, algorithm="randomized", random_state=random_state)
     z = svd.fit_transform(m)
     z = z[:, int(drop_first) :]

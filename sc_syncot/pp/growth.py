@@ -61,7 +61,7 @@ def _standardized(x: np.ndarray) -> np.ndarray:
 
 def growth_prior(
     adata: ad.AnnData,
-    organism: str = "human",
+    organism: str | None = None,
     proliferation_genes: list[str] | None = None,
     apoptosis_genes: list[str] | None = None,
     birth: tuple[float, float] = (0.3, 1.7),
@@ -81,7 +81,7 @@ def growth_prior(
     adata
         Cells x genes, log-normalized.
     organism
-        ``"human"`` or ``"mouse"``: which bundled gene sets to use when none are given.
+        ``"human"`` (``None``) or ``"mouse"``: which bundled gene sets to use for a set not given.
     proliferation_genes, apoptosis_genes
         Own gene sets instead of the bundled ones.
     birth, death
@@ -94,11 +94,11 @@ def growth_prior(
         Return a modified copy instead of writing in place.
     """
     check_key_added(key_added)
-    sets = gene_sets(organism)
-    genes = {
-        "proliferation": proliferation_genes or sets["proliferation"],
-        "apoptosis": apoptosis_genes or sets["apoptosis"],
-    }
+    own = {"proliferation": proliferation_genes, "apoptosis": apoptosis_genes}
+    if organism is not None and all(v is not None for v in own.values()):
+        raise ValueError(f"organism={organism!r}: picks bundled gene sets, and both gene sets are given")
+    sets = gene_sets("human" if organism is None else organism)
+    genes = {k: sets[k] if v is None else list(v) for k, v in own.items()}
     present = {k: [g for g in v if g in adata.var_names] for k, v in genes.items()}
     for name, found in present.items():
         if len(found) < min_genes:

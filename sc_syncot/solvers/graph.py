@@ -20,6 +20,9 @@ from .grid import is_integer
 EDGE_WEIGHTS = ("isotropic", "uniform")
 
 
+DEFAULT_NEIGHBORS = 10  # k of the kNN edges when none are given
+
+
 @dataclass(frozen=True, eq=False)
 class Graph:
     """Nodes in R^d joined by symmetric weighted edges, with ``n_time`` steps on unit time.
@@ -70,7 +73,7 @@ class Graph:
 
     points: np.ndarray
     n_time: int
-    n_neighbors: int = 10
+    n_neighbors: int = DEFAULT_NEIGHBORS
     edges: np.ndarray | None = None
     edge_weights: str | np.ndarray = "isotropic"
     dimension: int | None = None
@@ -90,6 +93,8 @@ class Graph:
                 raise ValueError(f"n_neighbors: expected an integer in [1, {len(pts) - 1}], got {self.n_neighbors!r}")
             edges = knn_edges(pts, int(self.n_neighbors))
         else:
+            if self.n_neighbors != DEFAULT_NEIGHBORS:
+                raise ValueError(f"n_neighbors={self.n_neighbors!r}: builds kNN edges, and edges are given; give one")
             edges = _check_edges(self.edges, len(pts), merge=isinstance(self.edge_weights, str))
         lengths = np.linalg.norm(pts[edges[:, 1]] - pts[edges[:, 0]], axis=1)
         if np.any(lengths <= 0):
@@ -101,6 +106,8 @@ class Graph:
         object.__setattr__(self, "n_time", int(self.n_time))
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "lengths", lengths)
+        if self.dimension is not None and isinstance(self.edge_weights, str) and self.edge_weights == "uniform":
+            raise ValueError(f"dimension={self.dimension!r}: sets isotropic edge weights, and edge_weights='uniform'")
         dimension = pts.shape[1] if self.dimension is None else self.dimension
         if not is_integer(dimension) or not 1 <= dimension <= pts.shape[1]:
             raise ValueError(f"dimension: expected an integer in [1, {pts.shape[1]}] or None, got {self.dimension!r}")

@@ -25,7 +25,7 @@ from .hellinger_kantorovich import COST_CAP, entropic_hk2, hk_cost
 
 def _check_kernel(kernel) -> sp.csr_matrix | np.ndarray:
     if sp.issparse(kernel):
-        kernel = sp.csr_matrix(kernel, dtype=float)
+        kernel = sp.csr_matrix(kernel, dtype=float, copy=True)  # not the caller's buffers: checked once, kept
         values = kernel.data
     else:
         kernel = np.array(kernel, dtype=float)

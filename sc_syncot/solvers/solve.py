@@ -364,6 +364,7 @@ def solve(
     if step_ratio is None:
         step_ratio = default_step_ratio(problem)
     _check_geometry_options(problem, compile, projection)
+    _check_method_options(problem, kantorovich_options, adaptive, relaxation, compile)
     if problem.on_graph:
         from .graph_solve import solve_on_graph  # noqa: PLC0415 (it builds on this module)
 
@@ -408,12 +409,58 @@ def solve(
     return in_units(_result(problem, ops, state, scale, zeta_scale, support_threshold, dev), caller_grid, length)
 
 
+# Defaults of the options that act on Kantorovich secondaries only, and of Chambolle-Pock's own options.
+KANTOROVICH_DEFAULTS = {
+    "method": "chambolle_pock",
+    "sinkhorn_sweeps": 1,
+    "sinkhorn_tol": 1e-4,
+    "sinkhorn_max_iter": 5000,
+}
+CHAMBOLLE_POCK_DEFAULTS = {"adaptive": True, "relaxation": 1.8}
+
+
+def _differs(value, default) -> bool:
+    """Whether an option was set to something other than its default (``True`` is not the number 1 here)."""
+    if isinstance(value, (bool, np.bool_)) != isinstance(default, bool):
+        return True
+    try:
+        return bool(value != default)
+    except (TypeError, ValueError):
+        return True
+
+
+def _check_method_options(problem: SyncOTProblem, kantorovich_options: dict, adaptive, relaxation, compile) -> None:
+    """Options that cannot act on this problem are refused (or, for ``compile``, said to do nothing)."""
+    if not problem.kantorovich_secondaries:
+        given = [f"{k}={v!r}" for k, v in kantorovich_options.items() if _differs(v, KANTOROVICH_DEFAULTS[k])]
+        if given:
+            raise ValueError(f"{', '.join(given)}: options of Kantorovich secondaries, and this problem has none")
+        return
+    if kantorovich_options["method"] != "chambolle_pock":
+        own = {
+            "adaptive": adaptive,
+            "relaxation": relaxation,
+            "sinkhorn_sweeps": kantorovich_options["sinkhorn_sweeps"],
+        }
+        defaults = CHAMBOLLE_POCK_DEFAULTS | {"sinkhorn_sweeps": 1}
+        given = [f"{k}={v!r}" for k, v in own.items() if _differs(v, defaults[k])]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: Chambolle-Pock's options, and method={kantorovich_options['method']!r}"
+            )
+    if compile is True and not problem.on_graph:
+        message = "compile=True: fits with Kantorovich secondaries run eagerly (res.compiled is False)"
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def _check_geometry_options(problem: SyncOTProblem, compile, projection) -> None:
     """Options of one geometry given for the other are refused or said to do nothing, not silently ignored."""
     if projection not in ("auto", "eigh", "sparse"):
         raise ValueError(f"projection: expected 'auto', 'eigh' or 'sparse', got {projection!r}")
     if not problem.on_graph and projection != "auto":
         raise ValueError(f"projection={projection!r}: a graph's option; a grid's projection is a DCT in every axis")
+    if not (isinstance(compile, bool) or (isinstance(compile, str) and compile == "auto")):
+        raise ValueError(f"compile: expected True, False or 'auto', got {compile!r}")
     if problem.on_graph and compile is True:
         message = "compile=True: the graph geometry runs eagerly (res.compiled is False)"
         warnings.warn(message, UserWarning, stacklevel=3)

@@ -478,11 +478,11 @@ def _true_mass(data, every, heldout: float, fitted: Fitted) -> float:
     if p["masses"] == "given":
         return float("nan")
     counts = np.array([np.sum(every.time == t) for t in every.time_points])
-    rates = None
+    chained = ()
     if p["masses"] == "growth_prior":
         key = p["growth_key"] if p["growth_key"] != "none" else "growth_prior"
-        rates = _growth_rates(data, p["primary"], key)
-    full = pp.time_point_masses(every.time_points, counts, p["masses"], rates, every.time)
+        chained = (_growth_rates(data, p["primary"], key), every.time)
+    full = pp.time_point_masses(every.time_points, counts, p["masses"], *chained)
     k = int(np.flatnonzero(every.time_points == heldout)[0])
     fitted_tp = fitted.summary["time_points"]
     j = int(np.searchsorted(fitted_tp, heldout))

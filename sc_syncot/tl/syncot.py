@@ -281,10 +281,13 @@ def syncot(
         Unbalanced fits: growth pays by its departure from the cells' prior rates in ``.obs[growth_key]``,
         ``delta^2 int (g - g_0)^2 rho`` instead of ``delta^2 int g^2 rho``. On the graph a node's prior is the mean
         of its cells' rates, a path node's the interpolation of its two state nodes'; on a grid the rates are
-        smoothed as the densities are, a grid cell's prior being the kernel-weighted mean of the cells' rates (each
-        cell weighted by its mass, :func:`sc_syncot.pp.kde_rates`) and the overall mean beyond the cells' reach.
-        Without it the fit prefers the most uniform growth that meets the masses, so a dying branch that receives
-        cells can come out growing.
+        smoothed as the densities are, a grid cell's prior being the kernel-weighted mean of the rates of the
+        interval's cells (each weighted by its mass, :func:`sc_syncot.pp.kde_rates`) and the overall mean beyond
+        their reach. The masses set each interval's mean growth and the prior who grows faster than whom: the rates
+        are shifted per interval so that they chain to the masses (:func:`sc_syncot.pp.prior_shifts`; the shifts,
+        per unit of the time key, are in ``.uns[key_added]["growth_prior_shift"]``; zero with
+        ``masses="growth_prior"``). Without a prior the fit prefers the most uniform growth that meets the masses,
+        so a dying branch that receives cells can come out growing.
     bandwidth
         Grid only: kernel density bandwidth in primary units (default: Scott's rule, see
         :func:`sc_syncot.pp.interval_densities`).
@@ -452,6 +455,10 @@ def fit(
         coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter,
         seed,
     )  # fmt: skip
+    _check_unused(
+        geometry, secondary, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes,
+        n_neighbors, growth_key, masses, growth_prior,
+    )  # fmt: skip
     cells = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
     logger.info("sc_syncot: fitting on the %s (%s)", geometry, why)
     _check_time_warp(time_warp, cells.time_points)
@@ -459,18 +466,20 @@ def fit(
     if isinstance(delta, str) and delta == "auto":
         delta = _auto_delta(cells.x) if geometry == "grid" else graph_fit.auto_delta(cells.x, cells.time, tp, seed)
     counts = np.array([np.sum(cells.time == t) for t in tp])
-    rates = None
-    if (isinstance(masses, str) and masses == "growth_prior") or growth_prior is True:
-        rates = _growth_rates(data, primary, growth_key or "growth_prior")
     _check_growth_prior(growth_prior, delta)
-    rel_mass = pp.time_point_masses(tp, counts, masses, rates, cells.time)  # rates used for "growth_prior" only
+    rates = None
+    if (isinstance(masses, str) and masses == "growth_prior") or _wants(growth_prior):
+        rates = _growth_rates(data, primary, growth_key or "growth_prior")
+    chained = isinstance(masses, str) and masses == "growth_prior"
+    rel_mass = pp.time_point_masses(tp, counts, masses, *((rates, cells.time) if chained else ()))
+    shifts = pp.prior_shifts(tp, rel_mass, rates, cells.time) if _wants(growth_prior) else None
     if delta is None and not np.allclose(rel_mass, rel_mass[0]):
         raise ValueError("delta=None (balanced) needs equal masses at every time point; use masses='equal'")
     build = _build_graph if geometry == "graph" else _build_grid
     problem, cpl, extra = build(
         cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device,
         n_bins=n_bins, n_time=n_time, bandwidth=bandwidth, n_nodes=n_nodes, n_neighbors=n_neighbors,
-        prior_rates=rates if growth_prior else None,
+        prior_rates=None if shifts is None else _interval_priors(rates, shifts),
     )  # fmt: skip
     with _threads_for(problem.geometry, len(tp) - 1, device):
         result = solve(
@@ -483,6 +492,8 @@ def fit(
     # the cells let "auto" choose how strongly to warp (a leave-one-out check over the time points)
     warp = resolve_time_warp(time_warp, tp, interval_lengths(summary["costs"]["total"], tp), cells.x, cells.time, seed)
     summary["time_warp"] = warp.to_uns()
+    if shifts is not None:  # what the masses added to the prior on each interval (per unit of the time key)
+        summary["growth_prior_shift"] = shifts
     if geometry == "graph":
         cg = extra
         summary["graph"] = graph_fit.summary(cg, cpl.info.get("scale"))
@@ -523,17 +534,25 @@ def _build_grid(cells, rel_mass, coupling, weight, delta, secondary_delta, n_sup
 
 
 def _grid_prior(cells, grid, rel_mass: np.ndarray, rates: np.ndarray, bandwidth) -> np.ndarray:
-    """Per-cell prior rates as rates per grid cell, per unit of each interval's path time: ``(K - 1, *grid.shape)``.
+    """Per grid cell, ``(K - 1, *grid.shape)``: each interval's per-cell prior rates ``(K - 1, n)``, per path time.
 
-    Smoothed with the densities' kernel and bandwidth, each cell weighted by its mass in its time point's density
-    (:func:`sc_syncot.pp.kde_rates`), and pooled over the time points as a graph node pools its cells
-    (:func:`.graph_fit.node_rates`); grid cells beyond every kernel take the mean rate.
+    Smoothed with the densities' kernel and bandwidth over the cells of the interval's two time points, each
+    weighted by its mass in its time point's density (:func:`sc_syncot.pp.kde_rates`); grid cells beyond every
+    kernel take the mean rate.
     """
     tp = cells.time_points
     k = np.searchsorted(tp, cells.time)
     per_cell = np.asarray(rel_mass, dtype=float)[k] / np.bincount(k, minlength=len(tp))[k]
-    field = pp.kde_rates(cells.x, rates, grid, bandwidth=bandwidth, weights=per_cell)
-    return np.diff(tp).reshape(-1, *[1] * grid.ndim) * field[None]  # per unit of the time key -> of path time
+    fields = []
+    for j, r in enumerate(rates):  # interval j: its two time points' cells (others may sit where it has none)
+        sel = (k == j) | (k == j + 1)
+        fields.append(pp.kde_rates(cells.x[sel], r[sel], grid, bandwidth=bandwidth, weights=per_cell[sel]))
+    return np.diff(tp).reshape(-1, *[1] * grid.ndim) * np.stack(fields)  # per unit of the time key -> path time
+
+
+def _interval_priors(rates: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """``(K - 1, n)``: each interval's per-cell prior, shifted to agree with the masses (:func:`pp.prior_shifts`)."""
+    return rates[None] + shifts[:, None]
 
 
 def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device, **kw):
@@ -547,7 +566,8 @@ def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_su
     rho = graph_fit.node_masses(cg, rel_mass)
     prior = None
     if kw["prior_rates"] is not None:  # per unit of the time key -> per unit of each interval's path time
-        prior = np.diff(cells.time_points)[:, None] * graph_fit.node_rates(cg, kw["prior_rates"])[None]
+        nodes = np.stack([graph_fit.node_rates(cg, r) for r in kw["prior_rates"]])
+        prior = np.diff(cells.time_points)[:, None] * nodes
     if y is None:
         cpl = Coupling(None, info)
     elif coupling == "monge":
@@ -611,6 +631,56 @@ def _is_length(value) -> bool:
         and not isinstance(value, bool)
         and bool(np.isfinite(value) and value > 0)
     )
+
+
+# Defaults of the options that act only in some fits: a value other than these where it cannot act is refused.
+SECONDARY_DEFAULTS = {"coupling": "kantorovich", "weight": 1.0, "n_support": 200, "sinkhorn_sweeps": 1}
+GRAPH_DEFAULTS = {"n_nodes": 2000, "n_neighbors": 10}
+
+
+def _check_unused(
+    geometry, secondary, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes, n_neighbors,
+    growth_key, masses, growth_prior,
+) -> None:  # fmt: skip
+    """Refuse options that this fit would not use (every argument acts or is refused)."""
+    given = {
+        "coupling": coupling, "weight": weight, "n_support": n_support, "sinkhorn_sweeps": sinkhorn_sweeps,
+        "n_nodes": n_nodes, "n_neighbors": n_neighbors,
+    }  # fmt: skip
+    given |= {"secondary_delta": secondary_delta, "epsilon": epsilon}
+    changed = [k for k in SECONDARY_DEFAULTS if not _same(given[k], SECONDARY_DEFAULTS[k])]
+    changed += [k for k in ("secondary_delta", "epsilon") if given[k] is not None]
+
+    def named(keys):
+        return ", ".join(f"{k}={given[k]!r}" for k in keys)
+
+    if secondary is None and changed:
+        raise ValueError(f"{named(changed)}: act on a secondary basis, and secondary=None; pass one or leave them out")
+    kantorovich_only = [k for k in changed if k in ("n_support", "sinkhorn_sweeps", "epsilon")]
+    if secondary is not None and coupling == "monge" and kantorovich_only:
+        raise ValueError(f"{named(kantorovich_only)}: act on coupling='kantorovich' only, not on coupling='monge'")
+    graph_only = [k for k, v in GRAPH_DEFAULTS.items() if not _same(given[k], v)]
+    if geometry == "grid" and graph_only:
+        raise ValueError(f"{named(graph_only)}: graph options, and this fit is on a grid (geometry or grid options)")
+    uses_rates = _wants(growth_prior) or (isinstance(masses, str) and masses == "growth_prior")
+    if growth_key is not None and not uses_rates:
+        raise ValueError(
+            f"growth_key={growth_key!r}: read with masses='growth_prior' or growth_prior=True only; pass one of "
+            "them or leave it out"
+        )
+
+
+def _wants(flag) -> bool:
+    """A boolean option that is on (``True`` or numpy's ``True_``; anything else is checked elsewhere)."""
+    return isinstance(flag, (bool, np.bool_)) and bool(flag)
+
+
+def _same(value, default) -> bool:
+    """``value == default`` for numbers and strings alike (an array or another type is not the default)."""
+    try:
+        return bool(value == default) and type(value) is not bool
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_bins_per_axis(n_bins, n_dims) -> None:
@@ -685,7 +755,8 @@ def locals_params(env: dict) -> dict:
     out = {}
     for k in keys:
         v = env[k]
-        out[k] = "none" if v is None else (np.asarray(v) if isinstance(v, tuple) else v)
+        # a copy of sequences and arrays: the stored parameters must not change with the caller's objects
+        out[k] = "none" if v is None else (np.array(v) if isinstance(v, (tuple, list, np.ndarray)) else v)
     m = env["masses"]
     out["masses"] = m if isinstance(m, str) else "given"
     w = env["time_warp"]
