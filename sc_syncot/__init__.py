@@ -11,12 +11,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["datasets", "gaussian", "pl", "pp", "solvers", "tl", "__version__"]
+from ._settings import configure_logger, settings
+
+configure_logger()
+
+__all__ = ["datasets", "gaussian", "pl", "pp", "solvers", "tl", "settings", "__version__"]
+SUBMODULES = ("datasets", "gaussian", "pl", "pp", "solvers", "tl")
 
 
 def __getattr__(name: str):
     """Import the submodules on first use (PEP 562): ``sc-syncot --help`` then answers without loading torch."""
-    if name in __all__:
+    if name in SUBMODULES:
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module

@@ -304,11 +304,12 @@ def test_cli_sigterm_from_outside_leaves_no_file(tmp_path):
     """As a batch scheduler ends a job at its time limit: SIGTERM to a run that is fitting."""
     path = tmp_path / "cells.h5ad"
     course().write_h5ad(path)
-    script = (
-        "import sys, time\n"
-        "from sc_syncot import tl\n"
-        "from sc_syncot.cli import main\n"
+    script = (  # a stand-in tl that sleeps as a long fit would (and spares the import of torch and scanpy)
+        "import sys, time, types\n"
+        "tl = types.ModuleType('sc_syncot.tl')\n"
         "tl.syncot = lambda *a, **k: time.sleep(60)\n"
+        "sys.modules['sc_syncot.tl'] = tl\n"
+        "from sc_syncot.cli import main\n"
         f"sys.exit(main(['run', {str(path)!r}, '--time-key', 'time', '--primary', 'X_pca']))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)

@@ -41,11 +41,11 @@ for discrete-time covariance steering with Wasserstein terminal cost" (2022), fo
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from .._settings import warn
 from .linalg import logdet, pd_inv, psd_part, symmetrize
 from .measures import GaussianMeasure, as_measure, check_cov, check_matrix, check_positive, numeric, unchecked_kl
 from .uot import optimal_mass, uot_value
@@ -219,10 +219,9 @@ def covariance_sdp(cp, a, b, horizon, initial, terminal, tau, cost, entropy_weig
 def check_status(cp, status: str, solver: str) -> None:
     """Raise unless the solver reached an optimum; warn when it reports reduced accuracy."""
     if status == cp.OPTIMAL_INACCURATE:
-        warnings.warn(
+        warn(
             f"the SDP solver {solver} stopped at reduced accuracy (status {status}); pass solver_options to tighten",
             RuntimeWarning,
-            stacklevel=5,
         )
     elif status != cp.OPTIMAL:
         raise RuntimeError(f"the SDP solver {solver} failed with status {status!r}")
@@ -397,10 +396,9 @@ def maxent_udc(
     weight = check_positive(entropy_weight, "entropy_weight")
     result = solve_udc(A, B, horizon, references, tau, weight, control_cost, solver, solver_options)
     if result.lifting_gap.max() > TIGHTNESS_TOL:
-        warnings.warn(
+        warn(
             f"MaxEnt UDC: the relaxation's slack is {result.lifting_gap.max():.2e} (relative), above "
             f"{TIGHTNESS_TOL:g}; the solver stopped early, tighten solver_options",
             RuntimeWarning,
-            stacklevel=2,
         )
     return result

@@ -6,7 +6,6 @@ Nothing here writes into the user's object; every problem is a ``ValueError`` th
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,6 +13,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from .._settings import warn
 
 
 def is_mudata(data) -> bool:
@@ -72,11 +73,10 @@ def _label_numbers(labels: list[str]) -> list[float | None]:
 
 
 def _warn_labels(time_key: str, what: str, labels: list[str], values: list[float], how: str) -> None:
-    warnings.warn(
+    warn(
         f"time_key={time_key!r}: {what} {labels} read as times {values}, {how}; velocities and growth rates are "
         "per unit of these times. Pass a numeric column to set them yourself.",
         UserWarning,
-        stacklevel=4,
     )
 
 
@@ -141,10 +141,9 @@ def _drop_unused(col: pd.Series, time_key: str) -> pd.Series:
     """
     unused = [c for c in col.cat.categories if c not in set(col.dropna())]
     if unused:
-        warnings.warn(
+        warn(
             f"time_key={time_key!r}: categories {unused} have no cells and are left out",
             UserWarning,
-            stacklevel=4,
         )
         col = col.cat.remove_unused_categories()
     return col
@@ -173,12 +172,11 @@ def _merge_close_times(col: pd.Series, time_key: str) -> pd.Series:
         to.update({values[i]: keep for i in members})
         if len(members) > 1:
             merged.append(f"{values[members].tolist()} -> {keep!r}")
-    warnings.warn(
+    warn(
         f"time_key={time_key!r}: times that differ by less than {TIME_RTOL:g} of the largest time (float rounding, "
         f"e.g. float32 storage) are read as one time point, the value most of their cells have (on a tie the "
         f"shortest): {'; '.join(merged)}",
         UserWarning,
-        stacklevel=4,
     )
     return col.map(to)
 

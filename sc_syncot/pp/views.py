@@ -24,6 +24,7 @@ import numpy as np
 import ot
 from scipy.spatial.distance import cdist
 
+from .._settings import warn
 from .inputs import basis, check_key_added, check_writes, times
 
 
@@ -40,10 +41,9 @@ def _couple(x: np.ndarray, y: np.ndarray, epsilon: float, label) -> tuple[np.nda
             _distances(x), _distances(y), p, q, "square_loss", epsilon=epsilon, log=True, numItermax=5000
         )
     if any("did not converge" in str(w.message) for w in caught):
-        warnings.warn(
+        warn(
             f"couple_views: an inner Sinkhorn solve did not converge at time {label} (epsilon={epsilon}); the "
             "coupling may be blurred or rough there, a larger epsilon helps",
-            stacklevel=3,
         )
     if not np.all(np.isfinite(plan)) or plan.sum() <= 0:
         raise ValueError(f"epsilon: the Gromov-Wasserstein solve failed at epsilon={epsilon}; try a larger one")

@@ -31,6 +31,8 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
+from .._settings import show_progress
+
 
 class PrimalDualOperators(Protocol):
     """What the iteration needs to know of a problem; primal points are lists of tensors."""
@@ -85,6 +87,7 @@ class ConvergenceMonitor:
     def __init__(self, state: PrimalDualState, tol: float, bar, name: str = "primal-dual"):
         self.state, self.tol, self.bar, self.name = state, tol, bar, name
         self.last_objective, self.last_it, self.passed = None, state.n_iter, 0
+        self.first = state.n_iter  # the bar counts this loop's iterations
 
     def check(self, it: int, primal: float, dual: float, objective: float, **extra: float) -> bool:
         """Record one check; ``True`` once the criteria held on two checks in a row."""
@@ -109,8 +112,9 @@ class ConvergenceMonitor:
         }
         for key, val in record.items():
             self.state.history.setdefault(key, []).append(float(val))
-        self.bar.update(it - self.bar.n)
-        self.bar.set_postfix(primal=f"{primal:.1e}", dual=f"{dual:.1e}", objective=f"{objective:.5g}")
+        self.bar.update(it - self.first - self.bar.n)
+        residual = max(primal, dual)  # what the stopping rule compares with sqrt(tol)
+        self.bar.set_postfix(residual=f"{residual:.1e}", change=f"{change:.1e}", objective=f"{objective:.5g}")
         self.passed = self.passed + 1 if (max(primal, dual) < math.sqrt(self.tol) and change < self.tol) else 0
         return self.passed >= 2
 
@@ -121,18 +125,21 @@ def run_loop(state: PrimalDualState, step, *, tol: float, max_iter: int, check_e
     ``check`` is true every ``check_every`` iterations and on the last one; the loop keeps ``state.n_iter`` and
     ``state.converged`` and closes the progress bar however it ends.
     """
-    # disable=None: shown on a terminal only, so that logs of pipelines are not flooded by carriage returns
-    bar = tqdm(total=max_iter, disable=None if progress else True, desc=f"sc_syncot ({name})", leave=False)
+    # tqdm.auto: a widget in notebooks, a bar on terminals, nothing in log files or at verbosity 0
+    bar = tqdm(total=max_iter, disable=show_progress(progress), desc=f"sc_syncot ({name})", leave=False)
     monitor = ConvergenceMonitor(state, tol, bar, name=name)
-    last = state.n_iter + max_iter
+    first, last = state.n_iter, state.n_iter + max_iter
     try:
-        for it in range(state.n_iter + 1, last + 1):
+        for it in range(first + 1, last + 1):
             stop = step(it, it % check_every == 0 or it == last, monitor)
             state.n_iter = it
             if stop:
                 state.converged = True
                 break
     finally:
+        if state.converged:  # end the bar where the fit converged, not at a max_iter it never reached
+            bar.total = state.n_iter - first
+        bar.update(state.n_iter - first - bar.n)
         bar.close()
 
 
@@ -177,7 +184,9 @@ def chambolle_pock(
         Over-relaxation ``r`` in ``[1, 2)``: ``(x, y) <- (x, y) + r ((x+, y+) - (x, y))`` (Condat 2013 / He-Yuan);
         1 is the plain iteration.
     progress
-        Show a tqdm progress bar (on a terminal; not in logs or files, which it would flood).
+        Show a progress bar (tqdm.auto: a widget in notebooks, a bar on terminals; not in log files, which it
+        would flood, nor at ``sc_syncot.settings.verbosity`` 0). It ends at the iteration where the solve
+        converged, with the current residual in its postfix.
     """
     it_state = {"x": state.x, "y": state.y, "v": None, "tau": state.tau, "sigma": state.sigma, "adapt": 0.5}
     decay, band = 0.95, 1.5

@@ -49,11 +49,11 @@ MMD using Sinkhorn divergences", AISTATS (2019); T. Sejourne, J. Feydy, F.-X. Vi
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
 
+from .._settings import warn
 from .chambolle_pock import PrimalDualState, _norm, chambolle_pock, primal_dual_step
 from .graph_transport import GraphTransportOperators
 from .kantorovich import KantorovichSecondary
@@ -602,19 +602,17 @@ def run_kantorovich(
         state.history.setdefault("final_sinkhorn_error", []).append(rep["error"])
         state.history.setdefault("sinkhorn_lag", []).append(rep["lag"])
         if rep["lag"] > LAG_WARNING:
-            warnings.warn(
+            warn(
                 f"{name}: the iteration stopped while its Sinkhorn state was far from optimal (relative gap "
                 f"{rep['lag']:.2e}): the secondary's proximal maps were inexact, so the path may not be optimal; "
                 "sinkhorn_sweeps='auto' (solve, tl.syncot) or a larger epsilon helps",
                 RuntimeWarning,
-                stacklevel=3,
             )
         if not rep["converged"]:
-            warnings.warn(
+            warn(
                 f"{name}: Sinkhorn did not converge for the reported cost (relative gap {rep['error']:.2e} > "
                 f"{sinkhorn_tol:.0e} after {sinkhorn_max_iter} sweeps); raise sinkhorn_max_iter or epsilon",
                 RuntimeWarning,
-                stacklevel=3,
             )
         reports.append((k, name, rep))
     return ops, state, v, reports

@@ -10,12 +10,12 @@ Chambolle-Pock on ``min_U F(I U) + i_C(U)`` (math.md section 3): ``F`` the actio
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import replace
 
 import numpy as np
 import torch
 
+from .._settings import warn
 from . import fused
 from .chambolle_pock import PrimalDualState, chambolle_pock, primal_dual_step
 from .grid import Grid
@@ -129,11 +129,10 @@ class TransportOperators:
             except Exception as err:  # noqa: BLE001 (only a graph's first call, where it compiles, falls back)
                 if self._failed_key in self._ran:
                     raise
-                warnings.warn(
+                warn(
                     f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); continuing without it "
                     "(solve(compile=False) skips the attempt)",
                     RuntimeWarning,
-                    stacklevel=2,
                 )
                 self.compiled = False
         return primal_dual_step(self, x, y, tau, sigma)
@@ -291,7 +290,9 @@ def solve(
     dtype
         Floating type of the iterates; ``torch.float64`` by default (and the only one Kantorovich secondaries take).
     progress
-        Show a tqdm progress bar (on a terminal; not in logs or files, which it would flood).
+        Show a progress bar (tqdm.auto: a widget in notebooks, a bar on terminals; not in log files, which it
+        would flood, nor at ``sc_syncot.settings.verbosity`` 0). It ends at the iteration where the solve
+        converged, with the current residual in its postfix.
     check_every
         Iterations between residual checks.
     step_ratio
@@ -450,7 +451,7 @@ def _check_method_options(problem: SyncOTProblem, kantorovich_options: dict, ada
             )
     if compile is True and not problem.on_graph:
         message = "compile=True: fits with Kantorovich secondaries run eagerly (res.compiled is False)"
-        warnings.warn(message, UserWarning, stacklevel=3)
+        warn(message, UserWarning)
 
 
 def _check_geometry_options(problem: SyncOTProblem, compile, projection) -> None:
@@ -463,7 +464,7 @@ def _check_geometry_options(problem: SyncOTProblem, compile, projection) -> None
         raise ValueError(f"compile: expected True, False or 'auto', got {compile!r}")
     if problem.on_graph and compile is True:
         message = "compile=True: the graph geometry runs eagerly (res.compiled is False)"
-        warnings.warn(message, UserWarning, stacklevel=3)
+        warn(message, UserWarning)
 
 
 def unit_box(problem: SyncOTProblem) -> tuple[SyncOTProblem, float]:

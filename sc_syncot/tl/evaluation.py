@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import logging
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -36,6 +35,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from .. import pp
+from .._settings import warn
 from ..pp.densities import key_time, sizes_by_label
 from ..pp.inputs import check_key_added, check_writes, observed_time, read_cells
 from .flow import Flow
@@ -43,8 +43,6 @@ from .graph_fit import resolve_geometry
 from .graph_flow import GraphFlow
 from .syncot import Fitted, _growth_rates, _n_columns, default_graph_time, default_grid, fit, syncot
 from .time_warp import MIN_TIME_POINTS, TimeWarp, resolve_time_warp
-
-logger = logging.getLogger("sc_syncot")
 
 METHODS = (
     "syncot",
@@ -355,11 +353,9 @@ def _warps(fits: dict, time_warp, n_sample: int, seed: int, fit_seed: int) -> di
     if time_warp is None:
         return {}
     if isinstance(time_warp, str) and len(tp) < MIN_TIME_POINTS:
-        logger.warning(
-            "sc_syncot: no time warp can be fitted on %d held-in time points (it needs %d): the held-out time "
-            "point is predicted at constant speed only, and the table has no warped rows",
-            len(tp),
-            MIN_TIME_POINTS,
+        warn(
+            f"no time warp can be fitted on {len(tp)} held-in time points (it needs {MIN_TIME_POINTS}): the "
+            "held-out time point is predicted at constant speed only, and the table has no warped rows"
         )
         return {}
     lengths = None

@@ -9,8 +9,6 @@ labels of the node's cells.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import ot
 import scipy.sparse as sp
@@ -22,8 +20,6 @@ from ..pp.inputs import CellData
 from ..solvers import MongeSecondary, SyncOTResult
 from ..solvers.kantorovich import KantorovichSecondary
 from .graph_flow import GraphFlow
-
-logger = logging.getLogger("sc_syncot")
 
 GEOMETRIES = ("auto", "grid", "graph")
 # Beyond this many columns a grid (n_bins per axis) no longer fits in memory: 3 axes of 64 bins are 262,144 cells.

@@ -10,6 +10,7 @@ import anndata as ad
 import numpy as np
 
 from .. import pp
+from .._settings import warn
 from ..pp.inputs import (
     CellData,
     basis,
@@ -75,10 +76,9 @@ def _coupling(
     if coupling == "monge":
         fitted = pp.fit_monge_map(x, y, seed=seed)
         if fitted.r2 < 0.2:
-            logger.warning(
-                "the secondary is poorly explained by a map of the primary basis (leave-one-out R^2 = %.2f); "
-                "coupling='kantorovich' is the better choice",
-                fitted.r2,
+            warn(
+                f"the secondary is poorly explained by a map of the primary basis (leave-one-out R^2 = "
+                f"{fitted.r2:.2f}); coupling='kantorovich' is the better choice"
             )
         info.update(r2=fitted.r2, bandwidth=fitted.bandwidth)
         jac = fitted.jacobian_on(grid)
@@ -98,12 +98,10 @@ def _predictability(x: np.ndarray, y: np.ndarray, time: np.ndarray, seed: int, n
     k = max(1, min(50, len(x) // 20))
     r2 = pp.secondary_predictability(x, y, time, k=k, seed=seed)
     if np.isfinite(r2["within_time"]) and r2["within_time"] < 0.05:
-        logger.warning(
-            "the secondary is hardly predictable from the primary state within a time point (cross-validated kNN "
-            "R^2 = %.2f; pooled over time %.2f): the synchronization can smooth the secondary path but adds little "
-            "information to the primary one",
-            r2["within_time"],
-            r2["pooled"],
+        warn(
+            f"the secondary is hardly predictable from the primary state within a time point (cross-validated kNN "
+            f"R^2 = {r2['within_time']:.2f}; pooled over time {r2['pooled']:.2f}): the synchronization can smooth "
+            "the secondary path but adds little information to the primary one"
         )
     return {"r2_within_time": r2["within_time"], "r2_pooled": r2["pooled"]}
 
@@ -312,8 +310,8 @@ def syncot(
     tol, max_iter, sinkhorn_sweeps, device, progress
         Passed to :func:`sc_syncot.solvers.solve` (``tol``: 1e-6 by default, where the velocities are within 1-4%
         (median) of a solve at 1e-8 on the demo course and scGEM; at 1e-5 the costs are within 0.2% but the
-        velocities 1-7% off, 30% at the 90th percentile of the demo's cells; ``progress``: a tqdm bar over the
-        iterations, on a terminal;
+        velocities 1-7% off, 30% at the 90th percentile of the demo's cells; ``progress``: a bar over the
+        iterations in notebooks and on terminals, off at ``sc_syncot.settings.verbosity`` 0;
         ``sinkhorn_sweeps="auto"`` when the solve warns that the Kantorovich secondary's Sinkhorn state lagged).
     seed
         Seed of the subsampling and k-means steps.
@@ -388,17 +386,16 @@ def _resolve_epsilon(secondary: KantorovichSecondary, delta, info: dict) -> Kant
         eps = default_epsilon(secondary.support, sec_delta, scales=scales)
     ratio = eps / scales[0]
     if ratio > SMOOTHING_WARNING:
-        logger.warning(
-            "sc_syncot: the Kantorovich secondary's entropic smoothing (epsilon %.3g with %d support points) is "
-            "%.2g x the median cost between support points: the debiased secondary cost is then closer to a kernel "
-            "distance than to HK^2 and under-estimates it. Raise n_support (a finer support allows a smaller default "
-            "epsilon), pass a smaller epsilon (slower), or use coupling='monge' when the secondary is a smooth "
-            "function of the primary",
-            eps,
-            len(secondary.support),
-            ratio,
+        warn(
+            f"the Kantorovich secondary's entropic smoothing (epsilon {eps:.3g} with {len(secondary.support)} "
+            f"support points) is {ratio:.2g} x the median cost between support points: the debiased secondary cost "
+            "is then closer to a kernel distance than to HK^2 and under-estimates it. Raise n_support (a finer "
+            "support allows a smaller default epsilon), pass a smaller epsilon (slower), or use coupling='monge' "
+            "when the secondary is a smooth function of the primary"
         )
     info.update(epsilon=eps, epsilon_ratio=ratio)
+    how = "given" if secondary.epsilon is not None else "default: twice the support's nearest-neighbour cost"
+    logger.info("sc_syncot: Kantorovich epsilon %.3g (%s; %.2g x the median support cost)", eps, how, ratio)
     return replace(secondary, epsilon=eps)
 
 
@@ -482,11 +479,14 @@ def fit(
         prior_rates=None if shifts is None else _interval_priors(rates, shifts),
     )  # fmt: skip
     with _threads_for(problem.geometry, len(tp) - 1, device):
-        result = solve(
-            problem, tol=tol, max_iter=max_iter, device=device, progress=progress, sinkhorn_sweeps=sinkhorn_sweeps
-        )
+        sinkhorn = {"sinkhorn_sweeps": sinkhorn_sweeps} if problem.kantorovich_secondaries else {}  # weight 0: none
+        result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress, **sinkhorn)
     if not result.converged:
-        logger.warning("sc_syncot: the solver stopped after %d iterations without converging", result.n_iter)
+        warn(
+            f"the solver stopped after {result.n_iter} iterations without converging (tol={tol:g}); raise max_iter "
+            "or tol, or coarsen the grid / graph",
+            RuntimeWarning,
+        )
     params = locals_params(locals())
     summary = _summary(result, problem.geometry, tp, rel_mass, cpl, params)
     # the cells let "auto" choose how strongly to warp (a leave-one-out check over the time points)
@@ -530,6 +530,10 @@ def _build_grid(cells, rel_mass, coupling, weight, delta, secondary_delta, n_sup
     dens = pp.interval_densities(cells.x, cells.time, tp, grid, rel_mass, h)
     prior = None if kw["prior_rates"] is None else _grid_prior(cells, grid, rel_mass, kw["prior_rates"], h)
     cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, epsilon, seed)
+    logger.info(
+        "sc_syncot: grid of %s cells over the first %d columns, %d time steps per interval, delta %s",
+        " x ".join(map(str, grid.shape)), grid.ndim, grid.n_time, delta,
+    )  # fmt: skip
     return _problem(grid, dens, delta, cpl, weight, prior), cpl, None
 
 
