@@ -21,7 +21,7 @@ from sc_syncot.datasets import (
     tigon_emt,
 )
 from sc_syncot.datasets._dynamics import BRANCHES, Bifurcation
-from sc_syncot.datasets._embed import _lsi
+from sc_syncot.pp import lsi
 from sc_syncot.pp.embedding import tfidf as _tfidf
 
 NO_GROWTH = {"progenitor": 0.5, "A": 0.5, "B": 0.5}  # as proliferation and death: every cell's net growth is 0
@@ -183,7 +183,7 @@ def test_modalities_see_the_latent_state_with_different_geometry(sim):
 
 def test_lsi_is_a_projection_of_the_tfidf(sim):
     counts = sim.obsm["atac_counts"]
-    embedding, components, idf = _lsi(counts, 5, seed=0)
+    embedding, components, idf = lsi(counts, 5, seed=0)
     tfidf, idf_again = _tfidf(counts, return_idf=True)
     np.testing.assert_allclose(idf, idf_again)
     np.testing.assert_allclose(embedding, tfidf @ components, rtol=1e-4, atol=1e-3)

@@ -190,6 +190,52 @@ def test_embed_atac_separates_two_groups():
     assert abs(z[:100].mean() - z[100:].mean()) > 3 * max(z[:100].std(), z[100:].std())
 
 
+def test_lsi_is_the_svd_of_the_tfidf():
+    """pp.lsi against numpy's dense SVD of the same TF-IDF matrix: embedding U S, components V (the sign fixed by
+    each component's largest entry), the first component dropped; and embed_atac writes the same embedding."""
+    rng = np.random.default_rng(7)
+    dense = rng.poisson(rng.gamma(0.5, 0.4, size=(1, 60)), size=(40, 60)).astype(np.float32)
+    dense[3] = 0  # an empty cell stays a zero row
+    counts = sp.csr_matrix(dense)
+    df = (dense > 0).sum(0)
+    idf_expected = np.log(1 + 40 / (1 + df))
+    m = np.log1p(1e4 * dense / np.maximum(dense.sum(1, keepdims=True), 1) * idf_expected)
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])
+    us, v = u * s * signs, vt.T * signs
+    for drop_first, cols in ((True, slice(1, 6)), (False, slice(0, 5))):
+        embedding, components, idf = pp.lsi(counts, 5, drop_first=drop_first, seed=3)
+        np.testing.assert_allclose(idf, idf_expected, rtol=1e-12)
+        np.testing.assert_allclose(components, v[:, cols], atol=1e-7)  # ARPACK's accuracy
+        np.testing.assert_allclose(embedding, us[:, cols], atol=1e-7 * s[0])
+        assert np.all(embedding[3] == 0)
+    assert np.array_equal(pp.lsi(dense, 5)[0], pp.lsi(counts, 5)[0])  # dense input, the same result
+    adata = ad.AnnData(counts)
+    pp.embed_atac(adata, n_comps=5, random_state=3)
+    np.testing.assert_array_equal(adata.obsm["X_lsi"], pp.lsi(counts, 5, seed=3)[0])
+    with pytest.raises(ValueError, match="n_comps"):
+        pp.lsi(counts, 39)  # 39 + the dropped one: as many as there are cells
+    with pytest.raises(ValueError, match="n_comps"):
+        pp.lsi(counts, 0)
+    with pytest.raises(ValueError, match="nonnegative"):
+        pp.lsi(-counts, 5)
+
+
+def test_embed_atac_is_deterministic_and_keeps_at_least_one_component():
+    rng = np.random.default_rng(8)
+    counts = sp.csr_matrix(rng.binomial(1, 0.2, size=(80, 150)).astype(np.float32))
+    a, b = ad.AnnData(counts), ad.AnnData(counts)
+    pp.embed_atac(a, n_comps=6, random_state=0)
+    pp.embed_atac(b, n_comps=6, random_state=1)  # another ARPACK start vector: the same signs and values
+    np.testing.assert_allclose(a.obsm["X_lsi"], b.obsm["X_lsi"], atol=1e-9 * np.abs(a.obsm["X_lsi"]).max())
+    two_peaks = ad.AnnData(counts[:, :2])
+    with pytest.raises(ValueError, match="drop_first=False"), pytest.warns(UserWarning, match="at most 1"):
+        pp.embed_atac(two_peaks, n_comps=1)
+    with pytest.warns(UserWarning, match="at most 1"):
+        pp.embed_atac(two_peaks, n_comps=3, drop_first=False)
+    assert two_peaks.obsm["X_lsi"].shape == (80, 1) and np.all(np.isfinite(two_peaks.obsm["X_lsi"]))
+
+
 def test_growth_prior_follows_proliferation_genes():
     genes = pp.gene_sets("human")
     names = genes["proliferation"][:30] + genes["apoptosis"][:30] + [f"G{i}" for i in range(100)]
@@ -225,6 +271,47 @@ def test_secondary_predictability_separates_a_function_from_noise():
         pp.secondary_predictability(x, function[:10])
     with pytest.raises(ValueError, match="finite"):
         pp.secondary_predictability(x, np.full_like(function, np.nan))
+
+
+def test_secondary_predictability_is_scikit_learns_cross_validated_knn():
+    """With a fold per cell (leave one out) the split does not depend on the seed: the pooled and per-time values
+    are the R^2 of scikit-learn's kNN regression, and of a brute-force one."""
+    from sklearn.model_selection import LeaveOneOut, cross_val_predict
+    from sklearn.neighbors import KNeighborsRegressor
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 3))
+    y = np.stack([np.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], 1) + 0.3 * rng.normal(size=(60, 2))
+    time = np.repeat([0, 1], 30)
+
+    def r2(x, y, k):
+        pred = cross_val_predict(KNeighborsRegressor(n_neighbors=k), x, y, cv=LeaveOneOut())
+        d = np.square(x[:, None] - x[None]).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        np.testing.assert_allclose(pred, y[np.argsort(d, 1)[:, :k]].mean(1), rtol=1e-12)
+        return 1 - np.square(y - pred).sum() / np.square(y - y.mean(0)).sum()
+
+    out = pp.secondary_predictability(x, y, time, k=7, n_folds=60, seed=11)
+    assert out["pooled"] == pytest.approx(r2(x, y, 7), rel=1e-12)
+    per_time = {t: r2(x[time == t], y[time == t], 7) for t in (0, 1)}
+    assert out["per_time"] == pytest.approx(per_time, rel=1e-12)  # 30 cells, so 30 folds each
+    assert out["within_time"] == pytest.approx(np.mean(list(per_time.values())), rel=1e-12)
+    # 5 folds: reproducible for a seed, another seed another split
+    same = [pp.secondary_predictability(x, y, time, k=7, seed=s) for s in (0, 0, 1)]
+    assert same[0] == same[1] and same[0]["pooled"] != same[2]["pooled"]
+    # k beyond the smallest training fold (12 cells, 5 folds: 9) is clamped to it
+    small = pp.secondary_predictability(x[:12], y[:12], k=50)
+    assert small == pp.secondary_predictability(x[:12], y[:12], k=9)
+    with pytest.raises(ValueError, match="n >= 2"):
+        pp.secondary_predictability(x[:1], y[:1])
+
+
+def test_secondary_predictability_is_near_one_for_a_function_and_near_zero_for_noise():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-2, 2, size=(1500, 2))
+    smooth = np.stack([np.sin(x[:, 0]) + x[:, 1] ** 2, np.cos(x[:, 1])], 1)
+    assert pp.secondary_predictability(x, smooth, k=10)["pooled"] > 0.98
+    assert abs(pp.secondary_predictability(x, rng.normal(size=(1500, 3)), k=10)["pooled"]) < 0.15
 
 
 def test_prior_shifts_make_the_chained_masses_equal_the_given_ones():

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ..pp.embedding import lsi
 from ._dynamics import BRANCHES, DEFAULT_DEATH, DEFAULT_PROLIFERATION, Bifurcation, simulate_population
-from ._embed import RNA_TARGET_SUM, _lsi, _rna_pca
+from ._embed import RNA_TARGET_SUM, _rna_pca
 from ._modalities import PROGRAMS, AtacMap, RnaMap
 from ._mudata import paired_to_mudata, require_mudata
 
@@ -307,7 +308,7 @@ def _add_embeddings(adata: ad.AnnData, rna_map: RnaMap, dyn: Bifurcation, n_pcs:
     adata.obsm["velocity_pca"] = _velocity_in_pca(
         adata.obsm["X_latent"], adata.obsm["velocity_latent"], rna_map, dyn, loadings
     )
-    adata.obsm["X_lsi"] = _lsi(adata.obsm["atac_counts"], n_lsi, seed)[0]
+    adata.obsm["X_lsi"] = lsi(adata.obsm["atac_counts"], n_lsi, seed=seed)[0].astype(np.float32)
 
 
 def _velocity_in_pca(

@@ -17,7 +17,7 @@ from .densities import (
     scott_bandwidth,
     time_point_masses,
 )
-from .embedding import embed_atac, embed_rna, tfidf
+from .embedding import embed_atac, embed_rna, lsi, tfidf
 from .growth import gene_sets, growth_prior
 from .kantorovich import kantorovich_kernel, secondary_support
 from .monge import MongeMap, fit_monge_map
@@ -38,6 +38,7 @@ __all__ = [
     "kantorovich_kernel",
     "kde_density",
     "kde_rates",
+    "lsi",
     "primary_grid",
     "prior_shifts",
     "pooled_bandwidth",

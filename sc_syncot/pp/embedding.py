@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import scanpy as sc
 import scipy.sparse as sp
-from sklearn.decomposition import TruncatedSVD
+from scipy.sparse.linalg import svds
 
 from .inputs import check_key_added, check_writes
 
@@ -138,6 +138,78 @@ def tfidf(x, return_idf: bool = False) -> sp.csr_matrix | tuple[sp.csr_matrix, n
     return (out, idf) if return_idf else out
 
 
+def lsi(counts, n_comps: int, drop_first: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Latent semantic indexing: the truncated SVD of the TF-IDF matrix of peak counts.
+
+    With :math:`M` the cells x peaks matrix of :func:`tfidf` and :math:`M = U S V^\top` its singular value
+    decomposition (singular values decreasing), the embedding is
+
+    .. math::
+
+        Z = M V_{:, J} = U_{:, J} S_{J J}, \qquad J = \{2, \dots, n + 1\},
+
+    with :math:`n` = ``n_comps`` (:math:`J = \{1, \dots, n\}` without ``drop_first``): the first component
+    follows sequencing depth in most data sets and is dropped by default, as in Signac and ArchR. The SVD is
+    ARPACK's (:func:`scipy.sparse.linalg.svds`, exact up to its tolerance) from a start vector drawn with
+    ``seed``, and the sign of each singular vector is fixed by making its largest entry in :math:`V` positive, so
+    the result does not depend on the sign the solver returns.
+
+    Parameters
+    ----------
+    counts
+        Cells x peaks counts (dense or sparse; finite, nonnegative, not all zero); not modified.
+    n_comps
+        Components kept (after dropping the first): ``n_comps + drop_first`` must be smaller than both
+        dimensions of ``counts``.
+    drop_first
+        Drop the first singular component.
+    seed
+        Seed of the ARPACK start vector.
+
+    Returns
+    -------
+    embedding
+        Cells x ``n_comps`` coordinates :math:`Z = M V_{:, J}`.
+    components
+        Peaks x ``n_comps`` right singular vectors :math:`V_{:, J}`, so that ``embedding = tfidf(counts) @
+        components`` for these cells and :math:`\log(1 + 10^4\, \mathrm{tf} \cdot \mathrm{idf})\, V_{:, J}`
+        (with this ``idf``) for new ones.
+    idf
+        The inverse document frequency per peak used in the TF-IDF.
+
+    References
+    ----------
+    Cusanovich, D. A. et al. (2015). Multiplex single-cell profiling of chromatin accessibility by
+    combinatorial cellular indexing. *Science* 348, 910-914. Stuart, T. et al. (2021). Single-cell chromatin
+    state analysis with Signac. *Nature Methods* 18, 1333-1341. Granja, J. M. et al. (2021). ArchR is a
+    scalable software package for integrative single-cell chromatin accessibility analysis. *Nature Genetics*
+    53, 403-411.
+    """
+    counts = counts if sp.issparse(counts) else np.asarray(counts)
+    _check_counts(counts, "counts", n_comps)
+    k = n_comps + int(drop_first)
+    if k >= min(counts.shape):
+        raise ValueError(
+            f"n_comps: expected n_comps + drop_first < {min(counts.shape)} (counts: {counts.shape}), got {k}"
+        )
+    m, idf = tfidf(counts, return_idf=True)
+    components = _top_right_singular_vectors(m, k, seed)[:, int(drop_first) :]
+    return np.asarray(m @ components), components, idf
+
+
+def _top_right_singular_vectors(x: sp.spmatrix, k: int, seed: int) -> np.ndarray:
+    """The ``k`` leading right singular vectors (columns, by decreasing singular value) with a fixed sign.
+
+    ARPACK from a seeded start vector; each vector's largest entry is made positive so that the result does not
+    depend on the sign the solver happens to return.
+    """
+    start = np.random.default_rng(seed).uniform(-1.0, 1.0, min(x.shape))
+    _, values, vt = svds(x, k=k, v0=start)
+    vt = vt[np.argsort(values)[::-1]]
+    signs = np.sign(vt[np.arange(k), np.abs(vt).argmax(axis=1)])
+    return (vt * signs[:, None]).T
+
+
 def embed_atac(
     adata: ad.AnnData,
     n_comps: int = 30,
@@ -148,7 +220,7 @@ def embed_atac(
     random_state: int = 0,
     copy: bool = False,
 ) -> ad.AnnData | None:
-    """Latent semantic indexing of ATAC peak counts: TF-IDF, truncated SVD, components scaled by singular values.
+    """Latent semantic indexing of ATAC peak counts (:func:`lsi`): TF-IDF, truncated SVD, ``U S``.
 
     The first component follows sequencing depth in most data sets and is dropped by default (as in Signac and
     ArchR). Writes ``adata.obsm[key_added]`` with ``n_comps`` columns.
@@ -167,7 +239,7 @@ def embed_atac(
     key_added
         ``.obsm`` key written.
     random_state
-        Seed of the randomized SVD.
+        Seed of the ARPACK start vector of the SVD (the result is exact, so it hardly depends on it).
     copy
         Return a modified copy instead of writing in place.
     """
@@ -183,11 +255,13 @@ def embed_atac(
             UserWarning,
             stacklevel=2,
         )
-    m = tfidf(x)
-    k = _fewer_components(n_comps + int(drop_first), min(m.shape) - 1, "embed_atac")
-    svd = TruncatedSVD(n_components=k, algorithm="randomized", random_state=random_state)
-    z = svd.fit_transform(m)
-    z = z[:, int(drop_first) :]
+    k = _fewer_components(n_comps + int(drop_first), min(x.shape) - 1, "embed_atac")
+    if k <= int(drop_first):
+        raise ValueError(
+            f"{obsm or layer or 'X'}: a matrix of shape {x.shape} has a single component, the one drop_first "
+            "drops; pass drop_first=False"
+        )
+    z = lsi(x, k - int(drop_first), drop_first=drop_first, seed=random_state)[0]
     out = adata.copy() if copy else adata
     out.obsm[key_added] = z
     return out if copy else None
