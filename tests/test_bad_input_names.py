@@ -604,3 +604,13 @@ def test_demo_refuses_graph_nodes_with_a_grid(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d"), "--n-bins", "16", "--n-nodes", "300"]) == 2
     assert "n_nodes=300: a graph option, and n_bins=16 asks for the grid" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_cost_table_and_scicar_refuse_options_that_would_not_act():
+    from sc_syncot import datasets, pl
+
+    stored = {"costs": {"primary_transport": np.ones(1)}}
+    with pytest.raises(ValueError, match=r"key='fit': names the .uns entry of AnnData results"):
+        pl.cost_table([stored], key="fit")
+    with pytest.raises(ValueError, match=r"paired=False, as_mudata=True"):
+        datasets.sciCAR_A549(paired=False, as_mudata=True)

@@ -90,7 +90,7 @@ def sciCAR_A549(
         True: one AnnData of the RNA with the ATAC attached. False: the two AnnData objects.
     as_mudata
         Return a :class:`mudata.MuData` with modalities ``"rna"`` and ``"atac"`` (needs the optional ``mudata``);
-        takes precedence over ``paired``.
+        not with ``paired=False``.
 
     Returns
     -------
@@ -107,6 +107,8 @@ def sciCAR_A549(
     >>> adata.obsm["atac"].shape  # doctest: +SKIP
     (2641, 52761)
     """
+    if as_mudata and not paired:
+        raise ValueError("paired=False, as_mudata=True: a MuData holds both modalities paired by name; give one")
     if as_mudata:
         require_mudata()  # fail before reading anything
     rna, atac = _read("sciCAR_A549_rna.h5ad", path), _read("sciCAR_A549_atac.h5ad", path)

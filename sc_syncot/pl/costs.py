@@ -31,6 +31,10 @@ def cost_table(results, key: str = "syncot") -> pd.DataFrame:
     """
     if (isinstance(results, Mapping) and "costs" in results) or hasattr(results, "uns"):
         results = [results]  # one stored result, or one AnnData (which would otherwise iterate over its cells)
+    tabled = isinstance(results, (pd.DataFrame, Mapping))
+    results = results if tabled else list(results)  # read twice below
+    if key != "syncot" and (tabled or not any(hasattr(r, "uns") for r in results)):
+        raise ValueError(f"key={key!r}: names the .uns entry of AnnData results, and none is given")
     if isinstance(results, pd.DataFrame):
         table = results
     elif isinstance(results, Mapping):
