@@ -35,6 +35,7 @@
 # `SC_SYNCOT_TUTORIAL_FAST=1` runs shorter horizons and fewer weights.
 
 # %%
+import io
 import os
 from pathlib import Path
 
@@ -51,11 +52,25 @@ FAST = os.environ.get("SC_SYNCOT_TUTORIAL_FAST", "") not in ("", "0")
 OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")
 
 
+def show(fig):
+    """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
+        display(Image(png.getvalue()))
+
+
 def save(fig, name):
     """Write ``fig`` to ``$SC_SYNCOT_TUTORIAL_OUT/name`` when that variable is set."""
     if OUT:
         Path(OUT).mkdir(parents=True, exist_ok=True)
         fig.savefig(Path(OUT) / name, dpi=110, bbox_inches="tight")
+    show(fig)
     plt.close(fig)
 
 

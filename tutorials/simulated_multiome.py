@@ -10,6 +10,7 @@
 # the figures.
 
 # %%
+import io
 import os
 from pathlib import Path
 
@@ -28,10 +29,24 @@ OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")
 settings = {"n_nodes": 300, "n_time": 4} if FAST else {}  # the graph's defaults: 2,000 nodes, 8 steps per interval
 
 
+def show(fig):
+    """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
+        display(Image(png.getvalue()))
+
+
 def save(fig, name):
     if OUT:
         Path(OUT).mkdir(parents=True, exist_ok=True)
         fig.savefig(Path(OUT) / f"{name}.png", dpi=100)
+    show(fig)
     plt.close(fig)
 
 

@@ -17,6 +17,7 @@
 # does); `SC_SYNCOT_TUTORIAL_OUT=folder` saves the figures.
 
 # %%
+import io
 import os
 from pathlib import Path
 
@@ -44,10 +45,24 @@ COUPLING = "monge"
 MASSES = "equal"  # cell numbers per stage reflect sampling, not embryo size
 
 
+def show(fig):
+    """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
+        display(Image(png.getvalue()))
+
+
 def save(fig, name):
     if OUT:
         Path(OUT).mkdir(parents=True, exist_ok=True)
         fig.savefig(Path(OUT) / f"{name}.png", dpi=100)
+    show(fig)
     plt.close(fig)
 
 

@@ -1,4 +1,4 @@
-"""Gaussian unbalanced optimal transport and unbalanced density control, solved globally (math.md section 5).
+"""Gaussian unbalanced optimal transport and unbalanced density control, solved globally (Mathematics page, section 5).
 
 - :func:`uot`: KL-penalized unbalanced transport between ``m_a N(a, A)`` and ``m_b N(b, B)``, in closed form
   (optimal moments, affine map, mass ``m* = sqrt(m_a m_b) exp(-F* / (2 tau))``).

@@ -1,4 +1,4 @@
-r"""Unbalanced density control (UDC) of linear systems with Gaussian references (math.md section 5).
+r"""Unbalanced density control (UDC) of linear systems with Gaussian references (Mathematics page, section 5).
 
 State measures evolve under ``x_{k+1} = A x_k + B u_k``, ``k = 0..N-1``, with a randomized control law
 ``u_k | x_k``; the total mass ``m`` is preserved along the horizon but chosen by the optimization. For references
@@ -342,7 +342,7 @@ def udc(
 
     References
     ----------
-    The Gaussian UOT/UDC paper (problem (37), Algorithm 2, Corollary 3, Theorem 5); math.md section 5.
+    The Gaussian UOT/UDC paper (problem (37), Algorithm 2, Corollary 3, Theorem 5); Mathematics page, section 5.
     """
     return solve_udc(A, B, horizon, references, tau, 0.0, control_cost, solver, solver_options)
 

@@ -1,4 +1,4 @@
-r"""Entropic unbalanced optimal transport between Gaussian measures, in closed form (math.md section 5).
+r"""Entropic unbalanced optimal transport between Gaussian measures, in closed form (Mathematics page, section 5).
 
 For ``alpha = m_a N(a, A)``, ``beta = m_b N(b, B)`` on ``R^d`` and ``eps > 0``,
 
@@ -157,7 +157,7 @@ def entropic_uot(mass_a, mean_a, cov_a, mass_b, mean_b, cov_b, tau: float, eps: 
 
     References
     ----------
-    Janati et al., NeurIPS 2020; the Gaussian UOT/UDC paper (problem (17)); math.md section 5.
+    Janati et al., NeurIPS 2020; the Gaussian UOT/UDC paper (problem (17)); Mathematics page, section 5.
     """
     mass_a, mass_b = check_positive(mass_a, "mass_a"), check_positive(mass_b, "mass_b")
     tau, eps = check_positive(tau, "tau"), check_positive(eps, "eps")

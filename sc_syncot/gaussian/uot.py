@@ -1,4 +1,4 @@
-r"""Unbalanced optimal transport between Gaussian measures, solved globally in closed form (math.md section 5).
+r"""Unbalanced optimal transport between Gaussian measures, in closed form (Mathematics page, section 5).
 
 For ``alpha = m_a N(a, A)`` and ``beta = m_b N(b, B)`` on ``R^d``,
 
@@ -201,7 +201,7 @@ def uot(mass_a, mean_a, cov_a, mass_b, mean_b, cov_b, tau: float) -> GaussianUOT
     References
     ----------
     Globally solving unbalanced optimal transport and density control for Gaussian distributions (Theorem 1,
-    Corollary 1, Algorithm 1); math.md section 5.
+    Corollary 1, Algorithm 1); Mathematics page, section 5.
     """
     mass_a, mass_b = check_positive(mass_a, "mass_a"), check_positive(mass_b, "mass_b")
     tau = check_positive(tau, "tau")

@@ -1,4 +1,4 @@
-"""A graph of cell states for the graph solver (math.md section 7): nodes from the cells and between time points.
+"""A graph of cell states (Mathematics page, section 7): nodes from the cells and between time points.
 
 Nodes are of two kinds:
 

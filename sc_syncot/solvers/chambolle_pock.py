@@ -1,4 +1,4 @@
-"""Chambolle-Pock primal-dual iterations for ``min_x F(K x) + G(x)`` (math.md section 3).
+"""Chambolle-Pock primal-dual iterations for ``min_x F(K x) + G(x)`` (Mathematics page, section 3).
 
 The iteration (primal step first, then the dual step at the extrapolated point) is
 

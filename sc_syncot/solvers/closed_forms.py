@@ -1,4 +1,4 @@
-"""Closed-form values that the solvers are checked against (math.md section 6)."""
+"""Closed-form values that the solvers are checked against (Mathematics page, section 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A graph of states in R^d (any d), the second geometry beside :class:`~sc_syncot.solvers.Grid` (math.md section 7).
+"""A graph of states in R^d (any d), the geometry beside :class:`~sc_syncot.solvers.Grid` (Mathematics page, section 7).
 
 Nodes are points ``x_i`` (cells, cluster centres, or points between samples); edges are symmetric pairs ``(i, j)``
 with length ``l_e = |x_j - x_i|``. Densities are node masses on the time faces, momenta live on edges at time centres

@@ -1,4 +1,4 @@
-"""Operators of the dynamic problem on a :class:`~sc_syncot.solvers.Graph` (math.md section 7).
+"""Operators of the dynamic problem on a :class:`~sc_syncot.solvers.Graph` (Mathematics page, section 7).
 
 Primal unknowns (``B`` problems, ``Nt`` steps, ``n`` nodes, ``E`` edges), as on the staggered grid:
 

@@ -1,4 +1,4 @@
-"""Regular space-time grid on a box (math.md section 3)."""
+"""Regular space-time grid on a box (Mathematics page, section 3)."""
 
 from __future__ import annotations
 

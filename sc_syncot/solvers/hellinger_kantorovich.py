@@ -1,4 +1,4 @@
-"""Static Hellinger-Kantorovich distance between measures on a point cloud (math.md section 2).
+"""Static Hellinger-Kantorovich distance between measures on a point cloud (Mathematics page, section 2).
 
     HK_delta^2(mu, nu) = 4 delta^2 min_{gamma >= 0} <c, gamma> + KL(gamma_1 | mu) + KL(gamma_2 | nu),
     c(x, y) = -log cos^2(min(|x - y| / (2 delta), pi / 2)),

@@ -1,4 +1,4 @@
-"""Kantorovich-type secondary spaces: a Markov kernel from grid cells to secondary points (math.md section 2).
+"""Kantorovich-type secondary spaces: a Markov kernel from grid cells to secondary points (Mathematics page, section 2).
 
 The induced curve is ``rho_Y(t) = K^T rho(t)`` and its action is discretized on the time nodes ``t_k = k dt``:
 
@@ -53,7 +53,7 @@ def default_epsilon(support: np.ndarray, delta: float | None, scales: tuple[floa
     time step; what it must do is blur each point's mass over its neighbours, so that the small moves between
     time nodes (less than the spacing) cost what they would on a continuum, quadratically, rather than the
     first-order price of moving mass to a discrete neighbour. Larger values smooth the divergence itself (it
-    tends to a kernel distance), which under-estimates: on the exact path of math.md's oracle 5 (32^2 grid,
+    tends to a kernel distance), which under-estimates: on the exact path of the Mathematics page's oracle 5 (32^2 grid,
     support = grid points, ``2 c_nn = 2e-3``) the debiased action is 0.3-0.5% below the exact value, 1% at
     ``4 c_nn``, 2.5% at ``10 c_nn``, alike at ``Nt`` 4, 16 and 32. The ratio ``epsilon / c_med``
     (:func:`cost_scales`) says how far this goes.

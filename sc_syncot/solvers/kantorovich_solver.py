@@ -1,4 +1,4 @@
-"""Kantorovich secondaries inside the primal-dual iteration (math.md sections 2-3).
+"""Kantorovich secondaries inside the primal-dual iteration (Mathematics page, sections 2-3).
 
 In the solver's units (densities scaled to unit mean, objective divided by ``scale dt |cell|``, see
 :mod:`.solve`) the problem with Kantorovich secondaries is
@@ -12,9 +12,9 @@ the debiased divergence of the entropic ``HK^2`` (or ``W2^2``) problem ``J`` of 
     D(a, b) = J(a, b) - J(a, a) / 2 - J(b, b) / 2.
 
 Why debiased: ``J(a, a) > 0`` is a bias of about ``eps`` per unit mass, paid at each of the ``Nt`` steps and
-divided by ``dt``, so the plain ``J`` adds ``Nt^2 eps`` to the action (60% of it on math.md's oracle 5 at 32^2 x 16)
-unless ``eps`` falls like ``dt^2``, where Sinkhorn slows down. ``D`` vanishes at ``a = b``, is nonnegative, and is
-exact for translations under the quadratic cost at any ``eps``; with ``eps`` fixed at twice the support's
+divided by ``dt``, so the plain ``J`` adds ``Nt^2 eps`` to the action (60% of it on the Mathematics page's oracle 5 at
+32^2 x 16) unless ``eps`` falls like ``dt^2``, where Sinkhorn slows down. ``D`` vanishes at ``a = b``, is nonnegative,
+and is exact for translations under the quadratic cost at any ``eps``; with ``eps`` fixed at twice the support's
 nearest-neighbour cost the oracle is within 0.3% at ``Nt`` 4 to 32 on 60 cells, and within 1.2% on a 32^2 grid.
 With the fixed reference ``R = r (x) r`` the total mass needs no extra term: ``|R|`` is the same in all three.
 ``D`` is convex minus convex; the iteration linearizes the self-terms at the current path's node masses (the
@@ -100,8 +100,8 @@ def block_norm(k_norm: float) -> float:
     (``||K||`` 3.6 and 4.5) the iterations grow (760 -> 1140, 360 -> 620) but stop closer to the optimum (median
     velocity error against a tol-1e-9 solve 0.64% -> 0.35% for scGEM, measured at a norm of 2; 4.4% -> 2.6% for
     the demo).
-    A kernel onto as many points as cells (``||K|| = 1``, math.md's oracle 5) keeps the norm 1: twice it, the 1-D
-    oracle at 8 steps no longer converged in 5000 iterations.
+    A kernel onto as many points as cells (``||K|| = 1``, the Mathematics page's oracle 5) keeps the norm 1: twice it,
+    the 1-D oracle at 8 steps no longer converged in 5000 iterations.
     """
     return math.sqrt(k_norm)
 

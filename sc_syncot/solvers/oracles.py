@@ -1,4 +1,4 @@
-"""Ready-made problems with known answers: the oracles of math.md section 6.
+"""Ready-made problems with known answers: the oracles of the Mathematics page section 6.
 
 Each builder returns ``(problem, exact)`` where ``exact`` is the closed-form value of the continuous problem; the
 discrete optimum approaches it as the grid is refined. Tests, benchmarks and the demo share them.
@@ -143,8 +143,8 @@ def gaussians_on_a_graph(
 ) -> tuple[SyncOTProblem, float | np.ndarray]:
     """Balanced transport between two Gaussians in ``dim`` dimensions, on a kNN graph of ``n`` sampled nodes.
 
-    The nodes cover the path between the two, not only its ends (math.md section 7): each is drawn from the McCann
-    interpolant at a time uniform in ``[-0.1, 1.1]``. The masses are importance weights, ``p_t(x_i) / q(x_i)``
+    The nodes cover the path between the two, not only its ends (Mathematics page, section 7): each is drawn from the
+    McCann interpolant at a time uniform in ``[-0.1, 1.1]``. The masses are importance weights, ``p_t(x_i) / q(x_i)``
     normalized, with ``q`` the nodes' sampling density (the interpolants averaged over 97 times), so that each
     node measure tends to its Gaussian as ``n`` grows. ``times``: the interpolants whose consecutive pairs are the
     problems of a batch (``(0, 1)``: one problem between the two Gaussians); ``exact`` is ``(t_{k+1} - t_k)^2 W2^2``

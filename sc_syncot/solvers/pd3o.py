@@ -1,4 +1,4 @@
-"""Yan's PD3O and Condat-Vu for ``min_x f(x) + g(x) + h(A x)`` with ``f`` smooth (math.md section 3).
+"""Yan's PD3O and Condat-Vu for ``min_x f(x) + g(x) + h(A x)`` with ``f`` smooth (Mathematics page, section 3).
 
     x   = prox_{gamma g}(z)
     s+  = prox_{delta h*}((I - gamma delta A A^T) s + delta A (2 x - z - gamma grad f(x)))

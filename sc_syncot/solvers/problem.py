@@ -1,4 +1,4 @@
-"""Problem definitions: what to solve (math.md sections 1-2).
+"""Problem definitions: what to solve (Mathematics page, sections 1-2).
 
 ``SyncOTProblem`` holds pure arrays: the grid, the endpoint densities (optionally a batch of them, one per
 interval of a time course), the growth scale ``delta`` and the secondary spaces. It knows nothing of how the
@@ -59,7 +59,7 @@ def jacobian_of_map(t_map: MapLike, grid: Grid, rel_step: float = 1e-6) -> np.nd
 
 @dataclass(frozen=True)
 class MongeSecondary:
-    """A secondary space linked to the primary one by a smooth map ``T`` (Monge type, math.md section 2).
+    """A secondary space linked to the primary one by a smooth map ``T`` (Monge type, Mathematics page, section 2).
 
     The induced dynamics ``rho_Y = T#rho``, ``v_Y = J v``, ``g_Y = g`` cost ``weight`` times their action, which
     folds into the primary action as the metric ``G = I + weight J^T J`` and ``alpha = delta_X^2 +
@@ -71,7 +71,7 @@ class MongeSecondary:
         On a :class:`Grid`: the Jacobian ``J`` of ``T`` at the grid's cell centres, ``(*shape, dY, d)`` or ``(B,
         *shape, dY, d)`` (one per problem of a batch). On a :class:`Graph`: the nodes' secondary coordinates ``T(x_i)``,
         ``(n, dY)`` or ``(B, n, dY)``; each edge then costs ``(1 + weight |y_j - y_i|^2 / l_e^2) m_e^2 / rho_e``
-        (math.md section 7). On both: the map ``T`` itself, a callable ``(n, d) -> (n, dY)``, differentiated
+        (Mathematics page, section 7). On both: the map ``T`` itself, a callable ``(n, d) -> (n, dY)``, differentiated
         numerically on the grid or evaluated at the nodes.
     weight
         ``lambda >= 0``.
@@ -140,8 +140,8 @@ class SyncOTProblem:
     where ``M`` is the primary metric (identity unless given). ``delta=None`` is balanced transport
     (``zeta = 0``, squared W2 when ``G = I``); a float is the Wasserstein-Fisher-Rao action ``WFR_delta^2``.
 
-    On a :class:`Graph` the same problem lives on nodes and edges (math.md section 7): node masses, edge momenta,
-    node sources, the action ``sum_k dt [sum_e omega_e g_e m_e^2 / rho_e + sum_i alpha zeta_i^2 / rho_i]``.
+    On a :class:`Graph` the same problem lives on nodes and edges (Mathematics page, section 7): node masses, edge
+    momenta, node sources, the action ``sum_k dt [sum_e omega_e g_e m_e^2 / rho_e + sum_i alpha zeta_i^2 / rho_i]``.
 
     Parameters
     ----------
@@ -156,7 +156,7 @@ class SyncOTProblem:
     secondaries
         :class:`MongeSecondary` and :class:`~sc_syncot.solvers.kantorovich.KantorovichSecondary` terms, mixed
         freely; several add up. Monge terms fold into ``G`` and ``alpha``; each Kantorovich term adds
-        ``lambda sum_k HK^2(K^T rho_k, K^T rho_{k+1}) / dt`` (math.md section 2). A Kantorovich secondary with
+        ``lambda sum_k HK^2(K^T rho_k, K^T rho_{k+1}) / dt`` (Mathematics page, section 2). A Kantorovich secondary with
         ``delta=None`` on an unbalanced problem takes the problem's ``delta`` (Hellinger-Kantorovich, as
         :class:`MongeSecondary` does): the balanced W2 secondary needs equal masses at consecutive time nodes, which
         growth breaks. On a balanced problem it is the balanced W2 secondary.

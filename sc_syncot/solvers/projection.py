@@ -1,4 +1,4 @@
-"""Projection onto the discrete balance equation (math.md section 3).
+"""Projection onto the discrete balance equation (Mathematics page, section 3).
 
 The constraint set is
 

@@ -1,4 +1,4 @@
-"""Proximal map of the transport-reaction action (math.md section 3).
+"""Proximal map of the transport-reaction action (Mathematics page, section 3).
 
 Per centred cell, with ``G = Q diag(g) Q^T`` and the source stored scaled (``z = sqrt(alpha) zeta``),
 

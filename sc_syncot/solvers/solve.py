@@ -3,7 +3,7 @@
 It resolves the device and dtype, measures lengths in units of the box's largest extent and scales each problem
 of the batch to unit mean density (both exact: the action is quadratic in lengths and 1-homogeneous in the
 unknowns), folds the secondaries into the metric ``G(x)`` and ``alpha``, and runs
-Chambolle-Pock on ``min_U F(I U) + i_C(U)`` (math.md section 3): ``F`` the action summed over centred cells,
+Chambolle-Pock on ``min_U F(I U) + i_C(U)`` (Mathematics page, section 3): ``F`` the action summed over centred cells,
 ``I`` the interpolation, ``C`` the balance equation.
 """
 
@@ -211,8 +211,8 @@ def default_step_ratio(problem: SyncOTProblem) -> float:
     """Initial ``tau / sigma``: ``3 L^2``, ``L`` the largest extent of the box (3 in the unit box :func:`solve` uses).
 
     With densities scaled to unit mean, the dual potentials scale like squared distances in the box. The factor
-    3 was chosen on the oracles of math.md (benchmarks/solver.py); residual balancing then adapts the ratio.
-    Problems dominated by growth rather than transport converge faster from ``3 alpha`` (``alpha = delta^2``
+    3 was chosen on the oracles of the Mathematics page (benchmarks/solver.py); residual balancing then adapts the
+    ratio. Problems dominated by growth rather than transport converge faster from ``3 alpha`` (``alpha = delta^2``
     without secondaries): about 200 instead of 500 iterations on the pure-growth oracle, while problems that
     transport mass need the larger ratio (two bumps: 1,000 iterations from ``3 L^2``, 2,100 from ``3 alpha``).
     """
@@ -270,10 +270,10 @@ def solve(
         \min_{\rho, m, \zeta} \int_0^1 \int_\Omega \frac{m^\top G(x) m + \alpha \zeta^2}{\rho} \, dx\, dt
         \quad \text{s.t.} \quad \partial_t \rho + \nabla\cdot m = \zeta,\ \rho(0) = \rho_0,\ \rho(1) = \rho_1,
 
-    on the staggered grid of Papadakis, Peyre & Oudet (math.md section 3), or on a graph of states in any dimension
-    (math.md section 7: node masses, edge momenta, node sources; the same iteration, stopping rule and unit box).
-    Kantorovich secondaries add :math:`\lambda \sum_k HK^2(K^\top\rho_k, K^\top\rho_{k+1}) / \Delta t` (math.md
-    section 2) as debiased Sinkhorn divergences; see
+    on the staggered grid of Papadakis, Peyre & Oudet (Mathematics page, section 3), or on a graph of states in any
+    dimension (Mathematics page, section 7: node masses, edge momenta, node sources; the same iteration, stopping rule
+    and unit box). Kantorovich secondaries add :math:`\lambda \sum_k HK^2(K^\top\rho_k, K^\top\rho_{k+1}) / \Delta t`
+    (Mathematics page, section 2) as debiased Sinkhorn divergences; see
     :mod:`~sc_syncot.solvers.kantorovich_solver` for how they enter the iteration.
 
     Parameters

@@ -1,4 +1,4 @@
-"""Staggered space-time variables and the operators between them (math.md section 3).
+"""Staggered space-time variables and the operators between them (Mathematics page, section 3).
 
 Layout (``B`` problems in a batch, ``Nt`` time steps, ``S = (N_1, ..., N_d)`` space cells):
 

@@ -87,9 +87,9 @@ def auto_delta(x: np.ndarray, time: np.ndarray, time_points: np.ndarray, seed: i
 
     Half the cells' largest extent is the grid's rule; the W2 distance between consecutive time points is exact
     (POT ``emd2``) on at most ``n_max`` cells of each. A move of length ``d`` is explained by transport rather than
-    by death here and birth there when ``d`` is well below ``delta`` (math.md oracle 4: moving a unit bump costs
-    ``4 delta^2 (1 - cos(d / 2 delta))``, which is ``d^2`` for ``d << delta`` and far less for ``d ~ 2 delta``). In
-    many columns the cells of consecutive time points are often further apart than half the extent along one axis
+    by death here and birth there when ``d`` is well below ``delta`` (Mathematics page, oracle 4: moving a unit bump
+    costs ``4 delta^2 (1 - cos(d / 2 delta))``, which is ``d^2`` for ``d << delta`` and far less for ``d ~ 2 delta``).
+    In many columns the cells of consecutive time points are often further apart than half the extent along one axis
     (the simulated course in 10 PCs: W2 22.9 between its first two time points, half extent 15.8); with delta that
     small the fit destroys mass at one time point and recreates it at the next, and predictions between them mix
     the two (held-out W1 15.7 at delta 15.8 against 14.5 at 33.8 and 14.2 balanced, static OT 14.9, 600 cells).

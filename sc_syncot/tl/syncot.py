@@ -211,8 +211,8 @@ def syncot(
     r"""Reconstruct growth-aware dynamics in the primary basis, synchronized with a secondary one.
 
     Every interval ``[t_k, t_{k+1}]`` of the time course is an unbalanced dynamic transport problem between the
-    cells observed at its ends (math.md sections 1-4 and 7); all intervals are solved in one batched call, on one
-    of two geometries:
+    cells observed at its ends (Mathematics page, sections 1-4 and 7); all intervals are solved in one batched call, on
+    one of two geometries:
 
     - ``"graph"``: a graph of cell states in every column of the primary basis (:func:`sc_syncot.pp.cell_graph`):
       cluster centres of each time point's cells in the joint primary + secondary space, so that cells sharing a
@@ -362,7 +362,7 @@ class Fitted:
     flow: Flow
 
 
-# Warned above (epsilon over the median support cost). On math.md's oracle 5 (2-D, 1024 support points) the
+# Warned above (epsilon over the median support cost). On the Mathematics page's oracle 5 (2-D, 1024 support points) the
 # debiased secondary fell below HK^2 by 1% at a ratio of 0.015, 7% at 0.11 and 19% at 0.37, as the smoothing
 # approaches the support's spread and the divergence tends to a kernel distance. k-means supports of a few hundred
 # points in 10 or more dimensions have ratios of 0.2-0.35 at the default epsilon (sim. course 0.23, scGEM 0.35),
