@@ -145,7 +145,7 @@ class Graph:
 
     @property
     def shape(self) -> tuple[int]:
-        """``(n,)``: the layout of one time slice of node masses (the grid's ``shape``)."""
+        """Layout of one time slice of node masses, ``(n,)`` (the grid's ``shape``)."""
         return (self.n_nodes,)
 
     @property
@@ -155,7 +155,7 @@ class Graph:
 
     @property
     def cell_volume(self) -> float:
-        """1: densities on a graph are node masses."""
+        """Always 1: densities on a graph are node masses."""
         return 1.0
 
     @property
@@ -194,7 +194,7 @@ class Graph:
         return (b.T @ sp.diags(1.0 / self.lengths**2) @ b).tocsr()
 
     def components(self) -> np.ndarray:
-        """Connected component of each node, labels ``0 .. n_components - 1``."""
+        """Connected component of each node, labelled from 0 to ``n_components - 1``."""
         adj = sp.coo_matrix((np.ones(self.n_edges), (self.edges[:, 0], self.edges[:, 1])), shape=(self.n_nodes,) * 2)
         return connected_components(adj, directed=False)[1]
 
