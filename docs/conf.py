@@ -5,6 +5,7 @@ The tutorials in ``../tutorials`` (jupytext percent scripts) are copied into ``t
 build time by myst-nb in their fast setting (``SC_SYNCOT_TUTORIAL_FAST=1``).
 """
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -23,6 +24,8 @@ if not os.environ.get("SC_SYNCOT_DATA") and (ROOT.parent / "shared" / "data").is
     os.environ["SC_SYNCOT_DATA"] = str(ROOT.parent / "shared" / "data")
 # The build shares small (2-core) CI machines with other work: no more threads than that per kernel.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# tqdm.auto warns on import in a kernel without ipywidgets; a static page could not show its widgets anyway.
+os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"]))
 
 TUTORIALS = ["simulated_multiome", "gaussian_uot", "scicar_a549", "unpaired_scnmt"]
 (HERE / "tutorials").mkdir(exist_ok=True)
@@ -41,7 +44,7 @@ release = version = sc_syncot.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.napoleon",
+    "numpydoc",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "myst_nb",
@@ -53,15 +56,13 @@ autosummary_generate = True
 autosummary_imported_members = True
 autodoc_default_options = {"members": True, "show-inheritance": False}
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
-autodoc_typehints_description_target = "documented"
+autodoc_typehints = "signature"  # numpydoc renders the Parameters sections; the types stay in the signature
 autoclass_content = "class"
 
-napoleon_google_docstring = False
-napoleon_numpy_docstring = True
-napoleon_use_rtype = False
-napoleon_use_param = True
-napoleon_custom_sections = [("Oracle", "notes_style")]
+numpydoc_show_class_members = False  # the class template lists methods and attributes
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+numpydoc_validation_checks = set()  # ruff's pydocstyle (numpy convention) checks the docstrings
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -82,4 +83,35 @@ html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+
+
+def _mathjax_files() -> Path | None:
+    """MathJax 3 as files (the ``django-static-mathjax`` wheel of the docs extra), so pages render math offline."""
+    spec = importlib.util.find_spec("mathjax")
+    for folder in spec.submodule_search_locations if spec and spec.submodule_search_locations else []:
+        es5 = Path(folder) / "static" / "mathjax" / "es5"
+        if (es5 / "tex-chtml.js").is_file():
+            return es5
+    return None
+
+
+MATHJAX = _mathjax_files()
+if MATHJAX is not None:  # else Sphinx's default: MathJax from a CDN, which needs a connection when the page is read
+    mathjax_path = "mathjax/tex-chtml.js"
+
+
+def _copy_mathjax(app, exception):
+    if exception is None and MATHJAX is not None and app.builder.format == "html":
+        target = Path(app.outdir) / "_static" / "mathjax"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(MATHJAX / "tex-chtml.js", target)
+        # the fonts, the TeX extensions loaded on demand, and the menu's parts; not the speech engine (sre, 4 MB)
+        for sub in ("output/chtml/fonts", "input/tex/extensions", "ui", "a11y"):
+            shutil.copytree(MATHJAX / sub, target / sub, dirs_exist_ok=True)
+
+
+def setup(app):
+    """Copy the bundled MathJax into the built site."""
+    app.connect("build-finished", _copy_mathjax)

@@ -10,7 +10,6 @@
 #     language: python
 #     name: python3
 # ---
-# ruff: noqa: D100
 
 # %% [markdown]
 # # Gaussian unbalanced transport and unbalanced density control
@@ -52,6 +51,8 @@ FAST = os.environ.get("SC_SYNCOT_TUTORIAL_FAST", "") not in ("", "0")
 OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")
 
 
+# %% tags=["hide-input"]
+# Helpers: show a figure in a notebook, save it when SC_SYNCOT_TUTORIAL_OUT is set.
 def show(fig):
     """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
     try:

@@ -39,6 +39,8 @@ COUPLING = "kantorovich"
 MASSES = "equal"
 
 
+# %% tags=["hide-input"]
+# Helpers: show a figure in a notebook, save it when SC_SYNCOT_TUTORIAL_OUT is set.
 def show(fig):
     """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
     try:

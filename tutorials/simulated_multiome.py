@@ -29,6 +29,8 @@ OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")
 settings = {"n_nodes": 300, "n_time": 4} if FAST else {}  # the graph's defaults: 2,000 nodes, 8 steps per interval
 
 
+# %% tags=["hide-input"]
+# Helpers: show a figure in a notebook, save it when SC_SYNCOT_TUTORIAL_OUT is set.
 def show(fig):
     """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
     try:
@@ -72,7 +74,7 @@ print(adata.obs.groupby(["time", "branch"], observed=True).size().unstack(fill_v
 # size). One call solves all three intervals.
 
 # %%
-so.tl.syncot(adata, "time", "X_pca", "X_lsi", coupling="monge", masses="counts", weight=1.0, **settings)
+so.tl.syncot(adata, "time", "X_pca", "X_lsi", coupling="monge", masses="counts", weight=1.0, progress=False, **settings)
 res = adata.uns["syncot"]
 print({k: np.round(v, 3) for k, v in res["costs"].items()}, res["convergence"]["n_iter"], "iterations")
 

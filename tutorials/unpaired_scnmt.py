@@ -45,6 +45,8 @@ COUPLING = "monge"
 MASSES = "equal"  # cell numbers per stage reflect sampling, not embryo size
 
 
+# %% tags=["hide-input"]
+# Helpers: show a figure in a notebook, save it when SC_SYNCOT_TUTORIAL_OUT is set.
 def show(fig):
     """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
     try:
