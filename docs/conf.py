@@ -83,6 +83,8 @@ html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
+# one search field: the theme's header already has one, so the sidebar lists the pages only
+html_sidebars = {"**": ["navbar-logo.html", "sbt-sidebar-nav.html"]}
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 
