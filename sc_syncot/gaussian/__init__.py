@@ -8,11 +8,9 @@
 - :func:`group_growth`: per-group transported mass and birth, death and growth rates between two time points, from
   Gaussian summaries of the groups.
 
-References
-----------
-Globally solving unbalanced optimal transport and density control for Gaussian distributions (the Gaussian UOT/UDC
-paper); H. Janati et al., "Entropic optimal transport between unbalanced Gaussian measures has a closed form",
-NeurIPS 2020.
+References: "Globally solving unbalanced optimal transport and density control for Gaussian distributions"
+(the Gaussian UOT/UDC paper); H. Janati et al., "Entropic optimal transport between unbalanced Gaussian measures
+has a closed form", NeurIPS 2020.
 """
 
 from .control import UDCResult, maxent_udc, udc
