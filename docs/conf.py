@@ -114,6 +114,18 @@ def _copy_mathjax(app, exception):
             shutil.copytree(MATHJAX / sub, target / sub, dirs_exist_ok=True)
 
 
+def _factory_defaults(app, what, name, obj, options, signature, return_annotation):
+    """Show a dataclass field's ``default_factory`` default as ``...``.
+
+    Sphinx cannot parse the ``<factory>`` that :func:`inspect.signature` gives, and then prints the whole signature
+    as raw text, with its ``~module.`` prefixes (SyncOTResult's page).
+    """
+    if signature and "<factory>" in signature:
+        return signature.replace("<factory>", "..."), return_annotation
+    return None
+
+
 def setup(app):
-    """Copy the bundled MathJax into the built site."""
+    """Copy the bundled MathJax into the built site; make dataclass signatures parseable."""
     app.connect("build-finished", _copy_mathjax)
+    app.connect("autodoc-process-signature", _factory_defaults)
