@@ -532,9 +532,14 @@ def _build_grid(cells, rel_mass, coupling, weight, delta, secondary_delta, n_sup
     cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, epsilon, seed)
     logger.info(
         "sc_syncot: grid of %s cells over the first %d columns, %d time steps per interval, delta %s",
-        " x ".join(map(str, grid.shape)), grid.ndim, grid.n_time, delta,
+        " x ".join(map(str, grid.shape)), grid.ndim, grid.n_time, _shown(delta),
     )  # fmt: skip
     return _problem(grid, dens, delta, cpl, weight, prior), cpl, None
+
+
+def _shown(delta) -> str:
+    """``delta`` in a log line: four significant digits, or "None (balanced)"."""
+    return "None (balanced)" if delta is None else f"{delta:.4g}"
 
 
 def _grid_prior(cells, grid, rel_mass: np.ndarray, rates: np.ndarray, bandwidth) -> np.ndarray:
@@ -585,7 +590,7 @@ def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_su
     info.update(n_nodes=cg.n_nodes, n_edges=cg.graph.n_edges, dimension=cg.graph.dimension)
     logger.info(
         "sc_syncot: graph of %d nodes (%d edges, intrinsic dimension %d), %d time steps per interval, delta %s",
-        cg.n_nodes, cg.graph.n_edges, cg.graph.dimension, n_time, delta,
+        cg.n_nodes, cg.graph.n_edges, cg.graph.dimension, n_time, _shown(delta),
     )  # fmt: skip
     return _problem(cg.graph, rho, delta, cpl, weight, prior), cpl, cg
 
