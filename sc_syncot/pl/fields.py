@@ -8,6 +8,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from scipy import ndimage
 
+from .._options import changed
 from ._figure import finish, label_axes, panels, point_size, scatter_obs, scatter_values
 from ._graph import growth_at, velocity_field
 from ._result import Stored, at_centres, extent, stored, weighted_projection
@@ -188,7 +189,7 @@ def growth(
     -------
     The Figure when ``return_fig``; else the axes when not shown; else ``None``.
     """
-    if per_cell and min_density != 0.01:
+    if per_cell and changed(growth, min_density=min_density):
         raise ValueError(f"min_density={min_density!r}: masks the growth map, and per_cell=True draws the cells")
     if not per_cell and size is not None:
         raise ValueError(f"size={size!r}: sizes the cells of per_cell=True, and per_cell=False draws the map")

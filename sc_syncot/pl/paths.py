@@ -10,6 +10,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from .._options import changed
 from ..tl.flow import result_cells
 from ._figure import finish, label_axes, panels, point_size
 from ._graph import draw_density as graph_density
@@ -169,10 +170,10 @@ def secondary_path(
     """
     st = stored(adata, key)
     if f"{key}_velocity_secondary" in st.obsm:
-        _refuse_unused({"n_panels": (n_panels, 6), "times": (times, None), "cells": (cells, True), "ncols": (ncols, 3)})
+        _refuse_unused(changed(secondary_path, n_panels=n_panels, times=times, cells=cells, ncols=ncols))
         fig, axes = _monge_path(adata, st, key, components, n_arrows, cmap, robust, ax)
     elif "secondary_density" in st.uns.get("coupling", {}):
-        _refuse_unused({"n_arrows": (n_arrows, 150)})
+        _refuse_unused(changed(secondary_path, n_arrows=n_arrows))
         ts = panel_times(st.flow, n_panels, times)
         fig, axes = _kantorovich_path(adata, st, ts, components, cells, ncols, cmap, robust, ax)
     else:
@@ -184,9 +185,8 @@ def secondary_path(
     return finish(fig, axes, show, return_fig)
 
 
-def _refuse_unused(options: dict) -> None:
-    """``{name: (value, default)}``: options the drawn path does not use must be at their defaults."""
-    given = [f"{k}={v!r}" for k, (v, default) in options.items() if v is not default and v != default]
+def _refuse_unused(given: list[str]) -> None:
+    """Options the drawn path does not use (``"name=value"``, set away from their defaults) are refused."""
     if given:
         raise ValueError(
             f"{', '.join(given)}: not used by this result's secondary path (a Monge path is one panel of velocities "

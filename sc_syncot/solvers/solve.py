@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from .._options import changed
 from .._settings import warn
 from . import fused
 from .chambolle_pock import PrimalDualState, chambolle_pock, primal_dual_step
@@ -410,45 +411,19 @@ def solve(
     return in_units(_result(problem, ops, state, scale, zeta_scale, support_threshold, dev), caller_grid, length)
 
 
-# Defaults of the options that act on Kantorovich secondaries only, and of Chambolle-Pock's own options.
-KANTOROVICH_DEFAULTS = {
-    "method": "chambolle_pock",
-    "sinkhorn_sweeps": 1,
-    "sinkhorn_tol": 1e-4,
-    "sinkhorn_max_iter": 5000,
-}
-CHAMBOLLE_POCK_DEFAULTS = {"adaptive": True, "relaxation": 1.8}
-
-
-def _differs(value, default) -> bool:
-    """Whether an option was set to something other than its default (``True`` is not the number 1 here)."""
-    if isinstance(value, (bool, np.bool_)) != isinstance(default, bool):
-        return True
-    try:
-        return bool(value != default)
-    except (TypeError, ValueError):
-        return True
-
-
 def _check_method_options(problem: SyncOTProblem, kantorovich_options: dict, adaptive, relaxation, compile) -> None:
     """Options that cannot act on this problem are refused (or, for ``compile``, said to do nothing)."""
     if not problem.kantorovich_secondaries:
-        given = [f"{k}={v!r}" for k, v in kantorovich_options.items() if _differs(v, KANTOROVICH_DEFAULTS[k])]
+        given = changed(solve, **kantorovich_options)
         if given:
             raise ValueError(f"{', '.join(given)}: options of Kantorovich secondaries, and this problem has none")
         return
-    if kantorovich_options["method"] != "chambolle_pock":
-        own = {
-            "adaptive": adaptive,
-            "relaxation": relaxation,
-            "sinkhorn_sweeps": kantorovich_options["sinkhorn_sweeps"],
-        }
-        defaults = CHAMBOLLE_POCK_DEFAULTS | {"sinkhorn_sweeps": 1}
-        given = [f"{k}={v!r}" for k, v in own.items() if _differs(v, defaults[k])]
+    method = kantorovich_options["method"]
+    if method != "chambolle_pock":
+        sweeps = kantorovich_options["sinkhorn_sweeps"]
+        given = changed(solve, adaptive=adaptive, relaxation=relaxation, sinkhorn_sweeps=sweeps)
         if given:
-            raise ValueError(
-                f"{', '.join(given)}: Chambolle-Pock's options, and method={kantorovich_options['method']!r}"
-            )
+            raise ValueError(f"{', '.join(given)}: Chambolle-Pock's options, and method={method!r}")
     if compile is True and not problem.on_graph:
         message = "compile=True: fits with Kantorovich secondaries run eagerly (res.compiled is False)"
         warn(message, UserWarning)

@@ -10,6 +10,7 @@ import anndata as ad
 import numpy as np
 
 from .. import pp
+from .._options import changed
 from .._settings import warn
 from ..pp.inputs import (
     CellData,
@@ -452,9 +453,10 @@ def fit(
         coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter,
         seed,
     )  # fmt: skip
+    chained = isinstance(masses, str) and masses == "growth_prior"  # sizes chained from the growth rates
     _check_unused(
         geometry, secondary, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes,
-        n_neighbors, growth_key, masses, growth_prior,
+        n_neighbors, growth_key, chained or _wants(growth_prior),
     )  # fmt: skip
     cells = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
     logger.info("sc_syncot: fitting on the %s (%s)", geometry, why)
@@ -465,9 +467,8 @@ def fit(
     counts = np.array([np.sum(cells.time == t) for t in tp])
     _check_growth_prior(growth_prior, delta)
     rates = None
-    if (isinstance(masses, str) and masses == "growth_prior") or _wants(growth_prior):
+    if chained or _wants(growth_prior):
         rates = _growth_rates(data, primary, growth_key or "growth_prior")
-    chained = isinstance(masses, str) and masses == "growth_prior"
     rel_mass = pp.time_point_masses(tp, counts, masses, *((rates, cells.time) if chained else ()))
     shifts = pp.prior_shifts(tp, rel_mass, rates, cells.time) if _wants(growth_prior) else None
     if delta is None and not np.allclose(rel_mass, rel_mass[0]):
@@ -642,36 +643,24 @@ def _is_length(value) -> bool:
     )
 
 
-# Defaults of the options that act only in some fits: a value other than these where it cannot act is refused.
-SECONDARY_DEFAULTS = {"coupling": "kantorovich", "weight": 1.0, "n_support": 200, "sinkhorn_sweeps": 1}
-GRAPH_DEFAULTS = {"n_nodes": 2000, "n_neighbors": 10}
-
-
 def _check_unused(
     geometry, secondary, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes, n_neighbors,
-    growth_key, masses, growth_prior,
+    growth_key, uses_rates: bool,
 ) -> None:  # fmt: skip
-    """Refuse options that this fit would not use (every argument acts or is refused)."""
-    given = {
-        "coupling": coupling, "weight": weight, "n_support": n_support, "sinkhorn_sweeps": sinkhorn_sweeps,
-        "n_nodes": n_nodes, "n_neighbors": n_neighbors,
-    }  # fmt: skip
-    given |= {"secondary_delta": secondary_delta, "epsilon": epsilon}
-    changed = [k for k in SECONDARY_DEFAULTS if not _same(given[k], SECONDARY_DEFAULTS[k])]
-    changed += [k for k in ("secondary_delta", "epsilon") if given[k] is not None]
-
-    def named(keys):
-        return ", ".join(f"{k}={given[k]!r}" for k in keys)
-
-    if secondary is None and changed:
-        raise ValueError(f"{named(changed)}: act on a secondary basis, and secondary=None; pass one or leave them out")
-    kantorovich_only = [k for k in changed if k in ("n_support", "sinkhorn_sweeps", "epsilon")]
+    """Refuse options this fit would not use that are set away from :func:`syncot`'s defaults (every argument acts)."""
+    sec = changed(
+        syncot, coupling=coupling, weight=weight, n_support=n_support, sinkhorn_sweeps=sinkhorn_sweeps,
+        secondary_delta=secondary_delta, epsilon=epsilon,
+    )  # fmt: skip
+    if secondary is None and sec:
+        raise ValueError(f"{', '.join(sec)}: act on a secondary basis, and secondary=None; pass one or leave them out")
+    kantorovich_only = changed(syncot, n_support=n_support, sinkhorn_sweeps=sinkhorn_sweeps, epsilon=epsilon)
     if secondary is not None and coupling == "monge" and kantorovich_only:
-        raise ValueError(f"{named(kantorovich_only)}: act on coupling='kantorovich' only, not on coupling='monge'")
-    graph_only = [k for k, v in GRAPH_DEFAULTS.items() if not _same(given[k], v)]
+        raise ValueError(f"{', '.join(kantorovich_only)}: act on coupling='kantorovich' only, not on coupling='monge'")
+    graph_only = changed(syncot, n_nodes=n_nodes, n_neighbors=n_neighbors)
     if geometry == "grid" and graph_only:
-        raise ValueError(f"{named(graph_only)}: graph options, and this fit is on a grid (geometry or grid options)")
-    uses_rates = _wants(growth_prior) or (isinstance(masses, str) and masses == "growth_prior")
+        where = "this fit is on a grid (geometry or grid options)"
+        raise ValueError(f"{', '.join(graph_only)}: graph options, and {where}")
     if growth_key is not None and not uses_rates:
         raise ValueError(
             f"growth_key={growth_key!r}: read with masses='growth_prior' or growth_prior=True only; pass one of "
@@ -682,14 +671,6 @@ def _check_unused(
 def _wants(flag) -> bool:
     """A boolean option that is on (``True`` or numpy's ``True_``; anything else is checked elsewhere)."""
     return isinstance(flag, (bool, np.bool_)) and bool(flag)
-
-
-def _same(value, default) -> bool:
-    """``value == default`` for numbers and strings alike (an array or another type is not the default)."""
-    try:
-        return bool(value == default) and type(value) is not bool
-    except (TypeError, ValueError):
-        return False
 
 
 def _check_bins_per_axis(n_bins, n_dims) -> None:
