@@ -12,10 +12,10 @@ import math
 import numpy as np
 import torch
 
-from .chambolle_pock import PrimalDualState, chambolle_pock
 from .graph_transport import GraphProjector, GraphTransportOperators
 from .problem import SyncOTProblem
 from .result import SyncOTResult
+from .solve import run_primal_dual, soft_operators, unwrap, with_penalties
 
 
 def solve_on_graph(
@@ -35,7 +35,7 @@ def solve_on_graph(
     rho1 = torch.as_tensor(problem.rho1 / scale[:, None], **opts)
     alpha = problem.alpha
     zeta_scale = None if alpha is None else math.sqrt(alpha)
-    projector = GraphProjector(graph, rho0, rho1, zeta_scale, method=projection)
+    projector = GraphProjector(graph, rho0, rho1, zeta_scale, method=projection, free=problem.soft_ends)
     stretch = np.ones((1, graph.n_edges))
     for (_, s), st in zip(problem.monge_secondaries, problem.edge_stretch(), strict=True):
         stretch = stretch + s.weight * st
@@ -55,12 +55,20 @@ def solve_on_graph(
             **kantorovich_options,
         )  # fmt: skip
         state.v = v
-    else:
-        ops = GraphTransportOperators(*primary_args)
-        tau = math.sqrt(0.99 * step_ratio)
-        y0 = torch.zeros_like(ops.apply(x0))
-        state = chambolle_pock(ops, PrimalDualState(x=x0, y=y0, tau=tau, sigma=0.99 / tau), **cp_options)
-    return graph_result(problem, ops, state, scale, zeta_scale, support_threshold, opts["device"], reports)
+        return graph_result(problem, ops, state, scale, zeta_scale, support_threshold, opts["device"], reports)
+    ops = GraphTransportOperators(*primary_args)
+    if any(problem.soft_ends):
+        n_edges = graph.n_edges
+
+        def place(r):  # an end's node masses in the node entries of the density channel
+            return torch.stack(
+                [torch.cat([r.new_zeros(r.shape[0], n_edges), r], -1), r.new_zeros(r.shape[0], n_edges + r.shape[1])]
+            )
+
+        ops = soft_operators(ops, problem, (rho0, rho1), place, lambda y: y[0][..., n_edges:], x0)
+    state = run_primal_dual(ops, x0, step_ratio, cp_options)
+    base, state.v, penalties = unwrap(ops, state.v)
+    return graph_result(problem, base, state, scale, zeta_scale, support_threshold, opts["device"], penalties=penalties)
 
 
 def initial_point(n_time: int, rho0, rho1, n_edges: int, zeta_scale) -> list[torch.Tensor]:
@@ -73,7 +81,9 @@ def initial_point(n_time: int, rho0, rho1, n_edges: int, zeta_scale) -> list[tor
     return x
 
 
-def graph_result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports=()) -> SyncOTResult:
+def graph_result(
+    problem, ops, state, scale, zeta_scale, support_threshold, dev, reports=(), penalties=(None, None)
+) -> SyncOTResult:
     """Read a finished iteration out in the problems' units (before :func:`.in_units` undoes the unit box)."""
     graph = problem.geometry
     single = problem.batch_size == 1
@@ -107,7 +117,7 @@ def graph_result(problem, ops, state, scale, zeta_scale, support_threshold, dev,
         "velocity": host(velocity), "growth": host(growth), "support": host(support),
         "secondary_velocity": [host(w) for w in secondary_velocity], "momentum_staggered": [host(m_edge)],
     }  # fmt: skip
-    costs = _costs(problem, ops, v, zeta_scale, reports)
+    costs = with_penalties(_costs(problem, ops, v, zeta_scale, reports), penalties)
     settings = {"support_threshold": support_threshold, "device": str(dev), "compiled": False}
     return SyncOTResult.from_solve(fields, costs, state, reports, host, **settings)
 

@@ -34,7 +34,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from .dct import apply_along, dct_matrix, neumann_eigenvalues
+from .dct import apply_along
+from .endpoints import time_operator
 from .graph import Graph
 from .prox import action_density, prox_action
 from .scaling import to_csr
@@ -82,9 +83,19 @@ class GraphProjector:
     method
         ``"eigh"`` (dense eigenbasis of ``L``), ``"sparse"`` (SciPy's SuperLU of ``L + c_k I`` per time frequency,
         on the host) or ``"auto"`` (``"eigh"`` up to ``EIGH_MAX_NODES`` nodes).
+    free
+        Whether the start and end masses are free (soft endpoints, :mod:`.endpoints`) instead of fixed.
     """
 
-    def __init__(self, graph: Graph, rho0: torch.Tensor, rho1: torch.Tensor, zeta_scale, method: str = "auto"):
+    def __init__(
+        self,
+        graph: Graph,
+        rho0: torch.Tensor,
+        rho1: torch.Tensor,
+        zeta_scale,
+        method: str = "auto",
+        free: tuple[bool, bool] = (False, False),
+    ):
         if method not in PROJECTIONS:
             raise ValueError(f"projection: expected one of {PROJECTIONS}, got {method!r}")
         if method == "auto":
@@ -98,19 +109,20 @@ class GraphProjector:
         self.gradient_op = sparse_operator(grad, opts)
         self.divergence_op = sparse_operator(grad.T, opts)  # (n, E): outflow positive
         self.n = graph.n_nodes
-        self.time_basis = dct_matrix(graph.n_time, **opts)
-        time_eig = neumann_eigenvalues(graph.n_time, self.dt, **opts)
+        self.free = tuple(bool(f) for f in free)
+        self.time_basis, time_eig = time_operator(graph.n_time, self.dt, self.free, **opts)
+        grounded = zeta_scale is None and not any(self.free)  # balanced: a zero mode in time frequency 0
         shift = 0.0 if zeta_scale is None else 1.0 / zeta_scale**2
         lap = graph.laplacian()
         if method == "eigh":
             evals, self.space_basis = torch.linalg.eigh(torch.as_tensor(lap.toarray(), **opts))
             eig = time_eig[:, None] + evals.clamp(min=0.0)[None] + shift
-            if zeta_scale is None:  # the constant mode of each component, in time frequency 0
+            if grounded:  # the constant mode of each component, in time frequency 0
                 null = evals.abs() <= 1e-10 * evals.abs().max()
                 eig[0, null] = math.inf
             self.inverse_eigenvalues = 1.0 / eig  # (Nt, n)
         else:
-            self._factor(lap, time_eig.cpu().numpy() + shift, graph, zeta_scale is None)
+            self._factor(lap, time_eig.cpu().numpy() + shift, graph, grounded)
 
     def _factor(self, lap: sp.csr_matrix, shifts: np.ndarray, graph: Graph, balanced: bool) -> None:
         """One SuperLU factorization per time frequency.
@@ -173,10 +185,16 @@ class GraphProjector:
     def project_(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
         """Project ``x = [rho, m(, zeta)]`` onto the balance equation in place and return it."""
         rho = x[0]
-        rho[:, 0].copy_(self.rho0)
-        rho[:, -1].copy_(self.rho1)
+        if not self.free[0]:
+            rho[:, 0].copy_(self.rho0)
+        if not self.free[1]:
+            rho[:, -1].copy_(self.rho1)
         phi = self.solve(self.residual(x))
         rho[:, 1:-1].add_(phi[:, 1:] - phi[:, :-1], alpha=1.0 / self.dt)
+        if self.free[0]:  # -A^T phi on a free end (see .projection)
+            rho[:, 0].add_(phi[:, 0], alpha=1.0 / self.dt)
+        if self.free[1]:
+            rho[:, -1].sub_(phi[:, -1], alpha=1.0 / self.dt)
         x[1].sub_(self.gradient(phi))
         if len(x) > 2:
             x[2].add_(phi, alpha=1.0 / self.zeta_scale)

@@ -169,6 +169,14 @@ class SyncOTProblem:
         Monge secondaries' growth terms, whose rate is the primary one): growth costs by its departure from the
         prior (rates from proliferation and apoptosis genes, as Waddington-OT uses them), so that where the data
         allow either, the fit keeps the prior's rates instead of the most uniform ones. ``None``: ``g_0 = 0``.
+    tau
+        Soft endpoints (:mod:`.endpoints`): ``None`` (the default) fixes ``rho(0) = rho0`` and ``rho(1) = rho1``; a
+        positive ``tau`` replaces each by the penalty ``tau KL(rho(e) | rho_e)`` (``KL(p|q) = sum p log(p/q) - p +
+        q``, integrated over the cells), so the path need not reproduce noise and sampling in the observed densities.
+        ``(tau_start, tau_end)`` sets the ends apart (``None`` for a hard one); each may also be an array of ``B``
+        values, one per problem of a batch. Large ``tau`` tends to the hard constraint. The objective is the
+        action plus these penalties; with ``delta=None`` the masses need not agree (the path's mass is chosen).
+        Not available with Kantorovich secondaries.
 
     References
     ----------
@@ -184,6 +192,7 @@ class SyncOTProblem:
     secondaries: Sequence[MongeSecondary | KantorovichSecondary] = ()
     metric: np.ndarray | None = None
     growth_prior: np.ndarray | None = None
+    tau: tuple = (None, None)
     _jacobians: tuple = field(init=False, repr=False, compare=False)
 
     def __init__(
@@ -197,6 +206,7 @@ class SyncOTProblem:
         *,
         grid: Grid | None = None,
         growth_prior: np.ndarray | None = None,
+        tau=None,
     ):
         # ``grid=`` is the keyword from when grids were the only geometry; it still works
         if grid is not None and geometry is not None:
@@ -205,7 +215,9 @@ class SyncOTProblem:
         for name, value in values.items():
             if value is None:
                 raise ValueError(f"{name}: required")
-        others = {"delta": delta, "secondaries": secondaries, "metric": metric, "growth_prior": growth_prior}
+        others = {
+            "delta": delta, "secondaries": secondaries, "metric": metric, "growth_prior": growth_prior, "tau": tau
+        }  # fmt: skip
         for name, value in (values | others).items():
             object.__setattr__(self, name, value)
         self.__post_init__()
@@ -219,17 +231,24 @@ class SyncOTProblem:
         if rho0.shape != rho1.shape:
             raise ValueError(f"rho0, rho1: expected the same batch size, got {rho0.shape[0]} and {rho1.shape[0]}")
         delta = _check_delta(self.delta, "delta")
+        tau = _check_tau(self.tau, rho0.shape[0])
         m0, m1 = grid.mass(rho0), grid.mass(rho1)
         if np.any(m0 <= 0) or np.any(m1 <= 0):
             raise ValueError("rho0, rho1: expected a positive mass in every problem")
-        if delta is None and not np.allclose(m0, m1, rtol=1e-6, atol=0):
+        soft = any(t is not None for t in tau)  # a soft end chooses the path's mass: balanced needs no equal masses
+        if delta is None and not soft and not np.allclose(m0, m1, rtol=1e-6, atol=0):
             raise ValueError(
                 f"rho0, rho1: balanced transport (delta=None) needs equal masses, got {m0} and {m1}; "
                 "normalize the densities or pass delta for unbalanced transport"
             )
-        if delta is None and isinstance(grid, Graph):
+        if delta is None and not soft and isinstance(grid, Graph):
             _check_component_masses(grid, rho0, rho1)
         secondaries = tuple(self._secondary(s, delta) for s in self.secondaries)
+        if soft and any(isinstance(s, KantorovichSecondary) for s in secondaries):
+            raise ValueError(
+                "tau: soft endpoints are not available with Kantorovich secondaries; use tau=None (hard endpoints) "
+                "or a Monge secondary"
+            )
         jacobians = tuple(s.on(grid, rho0.shape[0]) for s in secondaries if isinstance(s, MongeSecondary))
         metric = self.metric
         if metric is not None and isinstance(grid, Graph):
@@ -248,6 +267,7 @@ class SyncOTProblem:
         object.__setattr__(self, "delta", delta)
         object.__setattr__(self, "secondaries", secondaries)
         object.__setattr__(self, "metric", metric)
+        object.__setattr__(self, "tau", tau)
         object.__setattr__(self, "_jacobians", jacobians)
 
     def _growth_prior(self, delta: float | None, batch: int) -> np.ndarray | None:
@@ -315,6 +335,11 @@ class SyncOTProblem:
         return self.rho0.shape[0]
 
     @property
+    def soft_ends(self) -> tuple[bool, bool]:
+        """Whether the start and the end are soft (``tau`` set for them)."""
+        return self.tau[0] is not None, self.tau[1] is not None
+
+    @property
     def balanced(self) -> bool:
         """Whether the source is fixed at zero."""
         return self.delta is None
@@ -361,6 +386,29 @@ class SyncOTProblem:
     def masses(self) -> tuple[np.ndarray, np.ndarray]:
         """Masses of ``rho0`` and ``rho1`` per problem."""
         return self.grid.mass(self.rho0), self.grid.mass(self.rho1)
+
+
+def _check_tau(tau, batch: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``tau`` as ``(start, end)``, each ``None`` or positive finite weights ``(B | 1,)``."""
+    if tau is None:
+        return None, None
+    pair = tuple(tau) if isinstance(tau, (tuple, list)) else (tau, tau)
+    if len(pair) != 2:
+        raise ValueError(f"tau: expected None, a positive float or a pair (tau_start, tau_end), got {tau!r}")
+    out = []
+    for value in pair:
+        if value is None:
+            out.append(None)
+            continue
+        if isinstance(value, (bool, str)) or np.asarray(value).dtype.kind not in "iuf":
+            raise ValueError(f"tau: expected positive finite numbers or None (a hard end), got {value!r}")
+        arr = np.atleast_1d(np.asarray(value, dtype=float)).copy()
+        if arr.ndim != 1 or arr.shape[0] not in (1, batch):
+            raise ValueError(f"tau: expected a number or {batch} values (one per problem), got shape {arr.shape}")
+        if not np.all(np.isfinite(arr) & (arr > 0)):
+            raise ValueError(f"tau: expected positive finite numbers or None (a hard end), got {value!r}")
+        out.append(arr)
+    return out[0], out[1]
 
 
 def _check_component_masses(graph: Graph, rho0: np.ndarray, rho1: np.ndarray) -> None:

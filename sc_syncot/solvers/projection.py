@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from .dct import apply_along, dct_matrix, neumann_eigenvalues
+from .endpoints import time_operator
 from .staggered import Staggered, difference, divergence
 
 
@@ -40,6 +41,9 @@ class BalanceProjector:
         Endpoint densities ``(B, *shape)``, already on the solver's device and dtype.
     zeta_scale
         ``s = sqrt(alpha)`` for unbalanced transport, ``None`` for balanced transport.
+    free
+        Whether the start and end faces are free (soft endpoints, :mod:`.endpoints`) instead of fixed to
+        ``rho0`` / ``rho1``.
     """
 
     def __init__(
@@ -50,17 +54,19 @@ class BalanceProjector:
         rho0: torch.Tensor,
         rho1: torch.Tensor,
         zeta_scale: float | None,
+        free: tuple[bool, bool] = (False, False),
     ):
         opts = {"dtype": rho0.dtype, "device": rho0.device}
         self.dt = 1.0 / n_time
         self.spacing = tuple(spacing)
         self.zeta_scale = zeta_scale
         self.rho0, self.rho1 = rho0, rho1
+        self.free = tuple(bool(f) for f in free)
         sizes = (n_time, *shape)
-        steps = (self.dt, *self.spacing)
-        self.bases = [dct_matrix(n, **opts) for n in sizes]
-        eig = torch.zeros(sizes, **opts)
-        for axis, (n, h) in enumerate(zip(sizes, steps, strict=True)):
+        time_basis, time_eig = time_operator(n_time, self.dt, self.free, **opts)
+        self.bases = [time_basis] + [dct_matrix(n, **opts) for n in shape]
+        eig = time_eig.reshape(-1, *([1] * len(shape))).expand(sizes)
+        for axis, (n, h) in enumerate(zip(shape, self.spacing, strict=True), start=1):
             view = [1] * len(sizes)
             view[axis] = n
             eig = eig + neumann_eigenvalues(n, h, **opts).reshape(view)
@@ -84,7 +90,7 @@ class BalanceProjector:
 
     def project_(self, u: Staggered) -> Staggered:
         """Project ``u`` onto ``C`` in place and return it."""
-        return project_balance_(u, *self.parts(), self.dt, self.spacing, self.zeta_scale)
+        return project_balance_(u, *self.parts(), self.dt, self.spacing, self.zeta_scale, self.free)
 
 
 def solve_poisson(r: torch.Tensor, bases: list[torch.Tensor], inverse_eigenvalues: torch.Tensor) -> torch.Tensor:
@@ -107,10 +113,13 @@ def project_balance_(
     dt: float,
     spacing: tuple[float, ...],
     zeta_scale: float | None,
+    free: tuple[bool, bool] = (False, False),
 ) -> Staggered:
     """:meth:`BalanceProjector.project_` on explicit tensors (what a compiled graph takes as inputs)."""
-    u.rho[:, 0].copy_(rho0)
-    u.rho[:, -1].copy_(rho1)
+    if not free[0]:
+        u.rho[:, 0].copy_(rho0)
+    if not free[1]:
+        u.rho[:, -1].copy_(rho1)
     for i, mi in enumerate(u.m):
         mi.select(2 + i, 0).zero_()
         mi.select(2 + i, -1).zero_()
@@ -118,6 +127,10 @@ def project_balance_(
     phi = solve_poisson(residual, bases, inverse_eigenvalues)
     nt = phi.shape[1]
     u.rho.narrow(1, 1, nt - 1).add_(difference(phi, 1), alpha=1.0 / dt)
+    if free[0]:  # -A^T phi on a free end face: the face enters one cell's balance, with -1/dt at the start
+        u.rho[:, 0].add_(phi[:, 0], alpha=1.0 / dt)
+    if free[1]:
+        u.rho[:, -1].sub_(phi[:, -1], alpha=1.0 / dt)
     for i, (mi, h) in enumerate(zip(u.m, spacing, strict=True)):
         n = phi.shape[2 + i]
         mi.narrow(2 + i, 1, n - 1).add_(difference(phi, 2 + i), alpha=1.0 / h)

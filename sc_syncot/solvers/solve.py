@@ -19,6 +19,7 @@ from .._options import changed
 from .._settings import warn
 from . import fused
 from .chambolle_pock import PrimalDualState, chambolle_pock, primal_dual_step
+from .endpoints import SoftEndpointOperators, operator_norm
 from .grid import Grid
 from .problem import MongeSecondary, SyncOTProblem
 from .projection import BalanceProjector
@@ -385,12 +386,13 @@ def solve(
     alpha = problem.alpha
     zeta_scale = None if alpha is None else math.sqrt(alpha)
     weights, rotation = _metric_factors(problem, opts)
-    projector = BalanceProjector(grid.n_time, grid.spacing, grid.shape, rho0, rho1, zeta_scale)
+    free = problem.soft_ends
+    projector = BalanceProjector(grid.n_time, grid.spacing, grid.shape, rho0, rho1, zeta_scale, free=free)
     cell_weight = torch.as_tensor(scale * grid.dt * grid.cell_volume, **opts)
     prior = None if problem.growth_prior is None else torch.as_tensor(problem.growth_prior, **opts)
 
     x0 = _initial_point(grid, rho0, rho1, zeta_scale)
-    compiled = _use_compile(compile, x0)
+    compiled = _use_compile(compile, x0) and not any(free)  # soft ends run eagerly (see _check_geometry_options)
     projector.project_(x0)
     if problem.kantorovich_secondaries:
         from .kantorovich_solver import run_kantorovich  # noqa: PLC0415 (it builds on this module)
@@ -405,10 +407,42 @@ def solve(
         result = _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports)
         return in_units(result, caller_grid, length)
     ops = TransportOperators(projector, d, weights, rotation, cell_weight, prior, compiled=compiled)
-    y0 = torch.zeros_like(interpolate(x0))
+    if any(free):
+        channels = d + 1 + (zeta_scale is not None)
+
+        def place(r):  # an end density in the density channel of a centred slice
+            return torch.cat([r.unsqueeze(0), r.new_zeros(channels - 1, *r.shape)])
+
+        ops = soft_operators(ops, problem, (rho0, rho1), place, lambda y: y[0], x0.tensors())
+    state = run_primal_dual(ops, x0.tensors(), step_ratio, cp_options)
+    base, state.v, penalties = unwrap(ops, state.v)
+    result = _result(problem, base, state, scale, zeta_scale, support_threshold, dev, penalties=penalties)
+    return in_units(result, caller_grid, length)
+
+
+def run_primal_dual(ops, x0: list[torch.Tensor], step_ratio: float, cp_options: dict) -> PrimalDualState:
+    """Chambolle-Pock from ``x0`` and a zero dual point: ``tau / sigma = step_ratio``, ``tau sigma ||K||^2 = 0.99``."""
+    y0 = torch.zeros_like(ops.apply(x0))
     tau = math.sqrt(0.99 * step_ratio)
-    state = chambolle_pock(ops, PrimalDualState(x=x0.tensors(), y=y0, tau=tau, sigma=0.99 / tau), **cp_options)
-    return in_units(_result(problem, ops, state, scale, zeta_scale, support_threshold, dev), caller_grid, length)
+    sigma = 0.99 / tau / getattr(ops, "norm", 1.0) ** 2
+    return chambolle_pock(ops, PrimalDualState(x=x0, y=y0, tau=tau, sigma=sigma), **cp_options)
+
+
+def soft_operators(base, problem: SyncOTProblem, observed, place, read, x0) -> SoftEndpointOperators:
+    """``base`` with the problem's soft ends: KL weights ``tau / dt`` per problem (the action weighs 1 per cell)."""
+    opts = {"dtype": observed[0].dtype, "device": observed[0].device}
+    penalty = [None if t is None else torch.as_tensor(t / problem.geometry.dt, **opts) for t in problem.tau]
+    ops = SoftEndpointOperators(base, observed, penalty, place, read)
+    ops.norm = operator_norm(ops, x0)
+    return ops
+
+
+def unwrap(ops, v) -> tuple:
+    """The base operators, the base's part of the prox point ``v`` and the ends' penalties (``(B,)`` or ``None``)."""
+    if not isinstance(ops, SoftEndpointOperators):
+        return ops, v, (None, None)
+    penalties = [None if p is None else p * ops.cell_weight for p in ops.penalties(v)]
+    return ops.base, ops.split(v)[0], penalties
 
 
 def _check_method_options(problem: SyncOTProblem, kantorovich_options: dict, adaptive, relaxation, compile) -> None:
@@ -440,6 +474,8 @@ def _check_geometry_options(problem: SyncOTProblem, compile, projection) -> None
     if problem.on_graph and compile is True:
         message = "compile=True: the graph geometry runs eagerly (res.compiled is False)"
         warn(message, UserWarning)
+    elif any(problem.soft_ends) and compile is True:
+        warn("compile=True: soft endpoints (tau) run eagerly (res.compiled is False)", UserWarning)
 
 
 def unit_box(problem: SyncOTProblem) -> tuple[SyncOTProblem, float]:
@@ -450,7 +486,8 @@ def unit_box(problem: SyncOTProblem) -> tuple[SyncOTProblem, float]:
     depend on the units of the embedding (on a 32^2 x 8 grid: 660 iterations in a unit box, none of 5000
     converged in a box of 1e3 or 1e-3). Exact: the primary and secondary actions are quadratic in lengths, so
     lengths ``/ L`` (bounds, ``delta``, Kantorovich supports and secondary ``delta``; the balanced W2 secondary's
-    epsilon ``/ L^2``; the HK cost is dimensionless) divide every cost by ``L^2`` and every velocity by ``L``,
+    epsilon and the soft endpoints' ``tau`` ``/ L^2``; the HK cost is dimensionless)
+    divide every cost by ``L^2`` and every velocity by ``L``,
     which :func:`in_units` undoes. Jacobians of Monge maps are unchanged (both spaces are rescaled), as are masses.
     """
     grid = problem.geometry
@@ -475,9 +512,10 @@ def unit_box(problem: SyncOTProblem) -> tuple[SyncOTProblem, float]:
         else:
             eps = s.effective_epsilon if s.delta is not None else s.effective_epsilon / length**2
             secondaries.append(replace(s, support=s.support / length, delta=shrink(s.delta), epsilon=eps))
+    tau = tuple(None if t is None else t / length**2 for t in problem.tau)  # a KL weight in units of the cost
     unit = SyncOTProblem(
         unit_grid, problem.rho0 * per_volume, problem.rho1 * per_volume, delta=shrink(problem.delta),
-        secondaries=secondaries, metric=problem.metric, growth_prior=problem.growth_prior,
+        secondaries=secondaries, metric=problem.metric, growth_prior=problem.growth_prior, tau=tau,
     )  # fmt: skip
     return unit, length
 
@@ -521,7 +559,9 @@ def _use_compile(request: bool | str, x0: Staggered) -> bool:
 COMPILE_MIN_UNKNOWNS = 2**20
 
 
-def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports=()) -> SyncOTResult:
+def _result(
+    problem, ops, state, scale, zeta_scale, support_threshold, dev, reports=(), penalties=(None, None)
+) -> SyncOTResult:
     grid = problem.grid
     d = grid.ndim
     x = Staggered.from_tensors(state.x, d)
@@ -537,7 +577,7 @@ def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, repo
     source = torch.zeros_like(x.rho[:, 1:]) if x.zeta is None else x.zeta * s / zeta_scale
     growth = torch.zeros_like(rho_v) if x.zeta is None else torch.where(support, v[d + 1] / safe / zeta_scale, 0.0)
 
-    costs = _costs(problem, ops, v, zeta_scale, reports)
+    costs = with_penalties(_costs(problem, ops, v, zeta_scale, reports), penalties)
     secondary_velocity = []
     for jac in problem.jacobians():
         jt = torch.as_tensor(jac, dtype=v.dtype, device=v.device).unsqueeze(1)  # (B|1, 1, *S, dY, d)
@@ -560,6 +600,18 @@ def _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, repo
         "support_threshold": support_threshold, "device": str(dev), "compiled": bool(getattr(ops, "compiled", False))
     }  # fmt: skip
     return SyncOTResult.from_solve(fields, costs, state, reports, host, **settings)
+
+
+def with_penalties(costs: dict[str, np.ndarray], penalties) -> dict[str, np.ndarray]:
+    """``costs`` with the soft ends' ``tau KL`` terms (``start_penalty``, ``end_penalty``) added to the total."""
+    if all(pen is None for pen in penalties):
+        return costs
+    out = {k: v for k, v in costs.items() if k != "total"}
+    for name, pen in zip(("start_penalty", "end_penalty"), penalties, strict=True):
+        if pen is not None:
+            out[name] = pen.detach().cpu().numpy()
+    out["total"] = sum(out.values())
+    return out
 
 
 def _costs(problem, ops, v, zeta_scale, reports=()) -> dict[str, np.ndarray]:
