@@ -36,6 +36,15 @@ def _sweeps(text: str):
         raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
 
 
+def _tau(text: str):
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none' (a hard end), got {text!r}") from None
+
+
 def _add_run(sub) -> None:
     run = sub.add_parser(
         "run",
@@ -87,6 +96,13 @@ def _add_run(sub) -> None:
     run.add_argument("--n-support", type=int, default=200, help="kantorovich support points (default: %(default)s)")
     run.add_argument(
         "--epsilon", type=float, help="kantorovich entropic smoothing, in units of its cost (default: automatic)"
+    )
+    run.add_argument(
+        "--tau",
+        type=_tau,
+        nargs="+",
+        metavar="TAU",
+        help="soft endpoints: KL weight of both ends, or of the start and the end ('none': hard); default: hard",
     )
     run.add_argument("--tol", type=float, default=1e-6, help="solver tolerance (default: %(default)s)")
     run.add_argument("--max-iter", type=int, default=5000, help="solver iteration cap (default: %(default)s)")
@@ -212,6 +228,15 @@ def _run(args) -> int:
         return _fit_and_write(tl, args, src, out)
 
 
+def _tau_pair(values):
+    """``--tau``: absent (hard ends), one value for both ends, or two (start, end)."""
+    if values is None:
+        return None
+    if len(values) > 2:
+        raise ValueError(f"--tau: expected one value or two (start, end), got {len(values)}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _fit_and_write(tl, args, src: Path, out: Path) -> int:
     tmp = _temporary(out)
     try:
@@ -233,6 +258,7 @@ def _fit_and_write(tl, args, src: Path, out: Path) -> int:
             masses=args.masses,
             n_support=args.n_support,
             epsilon=args.epsilon,
+            tau=_tau_pair(args.tau),
             tol=args.tol,
             max_iter=args.max_iter,
             sinkhorn_sweeps=args.sinkhorn_sweeps,

@@ -127,3 +127,34 @@ def test_tau_with_a_kantorovich_secondary_is_refused():
     sec = KantorovichSecondary(kernel, np.arange(4.0)[:, None])
     with pytest.raises(ValueError, match="tau: soft endpoints are not available with Kantorovich"):
         SyncOTProblem(grid, rho0, rho1, delta=1.0, secondaries=[sec], tau=1.0)
+
+
+def test_tl_syncot_soft_ends_on_both_geometries(tmp_path):
+    import anndata as ad
+
+    import sc_syncot as scs
+    from sc_syncot.cli import _tau_pair
+
+    a = scs.datasets.simulate_multiome(240, 3, seed=1)
+    fast = {"tol": 1e-5, "progress": False, "masses": "counts"}
+    scs.tl.syncot(a, "time", "X_pca", "X_lsi", coupling="monge", n_nodes=160, n_time=4, tau=2e3, **fast)
+    costs = a.uns["syncot"]["costs"]
+    assert np.all(np.asarray(costs["start_penalty"]) > 0) and np.all(np.asarray(costs["end_penalty"]) > 0)
+    np.testing.assert_array_equal(a.uns["syncot"]["params"]["tau"], [2e3, 2e3])
+    a.write_h5ad(tmp_path / "soft.h5ad")  # the stored parameters are h5ad-writable (NaN marks a hard end)
+    scs.tl.syncot(a, "time", "X_pca", n_dims=2, n_bins=16, n_time=4, tau=(None, 500.0), key_added="grid", **fast)
+    assert "start_penalty" not in a.uns["grid"]["costs"] and "end_penalty" in a.uns["grid"]["costs"]
+    assert np.isnan(a.uns["grid"]["params"]["tau"][0])
+    ad.read_h5ad(tmp_path / "soft.h5ad")
+    before = a.copy()
+    for kwargs, message in [
+        ({"secondary": "X_lsi", "tau": 1.0}, "tau: soft endpoints are not available with coupling='kantorovich'"),
+        ({"tau": -1.0}, "tau"),
+        ({"tau": (1.0, 2.0, 3.0)}, "tau"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            scs.tl.syncot(a, "time", "X_pca", n_nodes=160, key_added="bad", **fast, **kwargs)
+    assert set(a.uns) == set(before.uns) and set(a.obsm) == set(before.obsm)
+    with pytest.warns(RuntimeWarning, match="tau=1.0: the soft ends kept only"):  # everything dropped
+        scs.tl.syncot(a, "time", "X_pca", n_dims=2, n_bins=16, n_time=4, tau=1.0, key_added="tiny", **fast)
+    assert _tau_pair(None) is None and _tau_pair([1.0]) == 1.0 and _tau_pair([None, 2.0]) == (None, 2.0)

@@ -231,7 +231,7 @@ class SyncOTProblem:
         if rho0.shape != rho1.shape:
             raise ValueError(f"rho0, rho1: expected the same batch size, got {rho0.shape[0]} and {rho1.shape[0]}")
         delta = _check_delta(self.delta, "delta")
-        tau = _check_tau(self.tau, rho0.shape[0])
+        tau = check_tau(self.tau, rho0.shape[0])
         m0, m1 = grid.mass(rho0), grid.mass(rho1)
         if np.any(m0 <= 0) or np.any(m1 <= 0):
             raise ValueError("rho0, rho1: expected a positive mass in every problem")
@@ -388,7 +388,7 @@ class SyncOTProblem:
         return self.grid.mass(self.rho0), self.grid.mass(self.rho1)
 
 
-def _check_tau(tau, batch: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def check_tau(tau, batch: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``tau`` as ``(start, end)``, each ``None`` or positive finite weights ``(B | 1,)``."""
     if tau is None:
         return None, None

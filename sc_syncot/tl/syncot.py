@@ -25,6 +25,7 @@ from ..pp.inputs import (
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
 from ..solvers.grid import is_integer
 from ..solvers.kantorovich import KantorovichSecondary, cost_scales, default_epsilon
+from ..solvers.problem import check_tau
 from ..solvers.solve import resolve_device
 from . import graph_fit
 from .flow import Flow
@@ -196,6 +197,7 @@ def syncot(
     masses="equal",
     growth_key: str | None = None,
     growth_prior: bool = False,
+    tau: float | tuple | None = None,
     bandwidth: float | None = None,
     n_support: int = 200,
     epsilon: float | None = None,
@@ -287,6 +289,17 @@ def syncot(
         per unit of the time key, are in ``.uns[key_added]["growth_prior_shift"]``; zero with
         ``masses="growth_prior"``). Without a prior the fit prefers the most uniform growth that meets the masses,
         so a dying branch that receives cells can come out growing.
+    tau
+        Soft endpoints: ``None`` (default) makes each interval's path start and end exactly at the observed
+        (smoothed) densities; a positive number replaces both by the penalty ``tau KL(fitted | observed)``, and
+        ``(tau_start, tau_end)`` sets them apart (``None`` for a hard end), as moscot's ``tau_a`` / ``tau_b``: a
+        time point of few or noisy cells then need not be reproduced. ``tau`` is in units of the transport cost of
+        an interval, squared primary distances (``W2^2`` between its time points; Mathematics page, section 4),
+        independent of the time unit. Each interval relaxes its own ends, as moscot's consecutive pairs do, so the
+        fitted density at an inner time point may differ slightly between its two intervals. From moscot (whose
+        cost is scaled by its mean, ``scale_cost="mean"``): ``tau = epsilon tau_a / (1 - tau_a) x mean cost``.
+        The penalties are in ``.uns[key_added]["costs"]`` (``start_penalty``, ``end_penalty``). Not with
+        ``coupling="kantorovich"`` (use ``"monge"`` or ``weight=0``).
     bandwidth
         Grid only: kernel density bandwidth in primary units (default: Scott's rule, see
         :func:`sc_syncot.pp.interval_densities`).
@@ -425,6 +438,7 @@ def fit(
     masses,
     growth_key,
     growth_prior: bool,
+    tau,
     bandwidth,
     n_support: int,
     epsilon: float | None,
@@ -466,6 +480,7 @@ def fit(
         delta = _auto_delta(cells.x) if geometry == "grid" else graph_fit.auto_delta(cells.x, cells.time, tp, seed)
     counts = np.array([np.sum(cells.time == t) for t in tp])
     _check_growth_prior(growth_prior, delta)
+    tau = _check_tau(tau, secondary, coupling, weight)
     rates = None
     if chained or _wants(growth_prior):
         rates = _growth_rates(data, primary, growth_key or "growth_prior")
@@ -477,7 +492,7 @@ def fit(
     problem, cpl, extra = build(
         cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device,
         n_bins=n_bins, n_time=n_time, bandwidth=bandwidth, n_nodes=n_nodes, n_neighbors=n_neighbors,
-        prior_rates=None if shifts is None else _interval_priors(rates, shifts),
+        prior_rates=None if shifts is None else _interval_priors(rates, shifts), tau=tau,
     )  # fmt: skip
     with _threads_for(problem.geometry, len(tp) - 1, device):
         sinkhorn = {"sinkhorn_sweeps": sinkhorn_sweeps} if problem.kantorovich_secondaries else {}  # weight 0: none
@@ -488,6 +503,8 @@ def fit(
             "or tol, or coarsen the grid / graph",
             RuntimeWarning,
         )
+    if tau is not None:
+        _warn_lost_mass(problem, result, tau)
     params = locals_params(locals())
     summary = _summary(result, problem.geometry, tp, rel_mass, cpl, params)
     # the cells let "auto" choose how strongly to warp (a leave-one-out check over the time points)
@@ -535,7 +552,7 @@ def _build_grid(cells, rel_mass, coupling, weight, delta, secondary_delta, n_sup
         "sc_syncot: grid of %s cells over the first %d columns, %d time steps per interval, delta %s",
         " x ".join(map(str, grid.shape)), grid.ndim, grid.n_time, _shown(delta),
     )  # fmt: skip
-    return _problem(grid, dens, delta, cpl, weight, prior), cpl, None
+    return _problem(grid, dens, delta, cpl, weight, prior, kw["tau"]), cpl, None
 
 
 def _shown(delta) -> str:
@@ -593,7 +610,7 @@ def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_su
         "sc_syncot: graph of %d nodes (%d edges, intrinsic dimension %d), %d time steps per interval, delta %s",
         cg.n_nodes, cg.graph.n_edges, cg.graph.dimension, n_time, _shown(delta),
     )  # fmt: skip
-    return _problem(cg.graph, rho, delta, cpl, weight, prior), cpl, cg
+    return _problem(cg.graph, rho, delta, cpl, weight, prior, kw["tau"]), cpl, cg
 
 
 def _check_growth_prior(growth_prior, delta) -> None:
@@ -603,12 +620,47 @@ def _check_growth_prior(growth_prior, delta) -> None:
         raise ValueError("growth_prior=True: needs growth (delta=None fits balanced transport)")
 
 
-def _problem(geometry, dens, delta, cpl: Coupling, weight, growth_prior=None) -> SyncOTProblem:
+def _problem(geometry, dens, delta, cpl: Coupling, weight, growth_prior=None, tau=None) -> SyncOTProblem:
     # weight 0 keeps the fitted coupling (for the induced secondary path and evaluations) out of the problem
     secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
     if secondaries and isinstance(secondaries[0], KantorovichSecondary):
         secondaries = [_resolve_epsilon(secondaries[0], delta, cpl.info)]
-    return SyncOTProblem(geometry, dens[:-1], dens[1:], delta=delta, secondaries=secondaries, growth_prior=growth_prior)
+    return SyncOTProblem(
+        geometry, dens[:-1], dens[1:], delta=delta, secondaries=secondaries, growth_prior=growth_prior, tau=tau
+    )
+
+
+# Warned below: soft ends that keep less than half of an observed mass (tau small against the transport cost).
+LOST_MASS_WARNING = 0.5
+
+
+def _warn_lost_mass(problem: SyncOTProblem, result: SyncOTResult, tau) -> None:
+    """Warn when soft ends dropped most of an observed mass: ``tau`` is then small against the transport cost."""
+    rho = result.rho if problem.batch_size > 1 else result.rho[None]
+    geometry = problem.geometry
+    kept = [geometry.mass(rho[:, face]) / geometry.mass(obs) for face, obs in ((0, problem.rho0), (-1, problem.rho1))]
+    worst = float(np.min(kept))
+    if worst < LOST_MASS_WARNING:
+        shown = tau[0] if tau[0] == tau[1] else tau
+        warn(
+            f"tau={shown}: the soft ends kept only {worst:.0%} of an observed mass, so tau is small against the "
+            "transport cost and the fit drops cells rather than move them. Raise tau to about the costs of a fit "
+            "with hard ends (tau=None; .uns[key_added]['costs']['total'], squared primary units) or above",
+            RuntimeWarning,
+        )
+
+
+def _check_tau(tau, secondary, coupling: str, weight) -> tuple | None:
+    """``tau`` checked as the solver reads it (``(start, end)``), refused with a Kantorovich secondary."""
+    if tau is None:
+        return None
+    start, end = check_tau(tau, 1)
+    if secondary is not None and coupling == "kantorovich" and weight != 0:
+        raise ValueError(
+            "tau: soft endpoints are not available with coupling='kantorovich'; use coupling='monge', weight=0 or "
+            "tau=None"
+        )
+    return tuple(None if t is None else float(t[0]) for t in (start, end))
 
 
 def default_graph_time(n_time) -> int:
@@ -742,6 +794,8 @@ def locals_params(env: dict) -> dict:
         "time_key primary secondary coupling weight delta secondary_delta geometry n_dims n_bins n_time n_nodes "
         "n_neighbors bandwidth n_support epsilon tol max_iter sinkhorn_sweeps seed growth_key growth_prior"
     ).split()
+    tau = env["tau"]  # (start, end) with NaN at a hard end: h5ad stores no None inside an array
+    out_tau = "none" if tau is None else np.array([np.nan if t is None else t for t in tau])
     out = {}
     for k in keys:
         v = env[k]
@@ -751,6 +805,7 @@ def locals_params(env: dict) -> dict:
     out["masses"] = m if isinstance(m, str) else "given"
     w = env["time_warp"]
     out["time_warp"] = "none" if w is None else (w if isinstance(w, str) else "callable")
+    out["tau"] = out_tau
     return out
 
 
