@@ -277,6 +277,9 @@ def solve(
     and unit box). Kantorovich secondaries add :math:`\lambda \sum_k HK^2(K^\top\rho_k, K^\top\rho_{k+1}) / \Delta t`
     (Mathematics page, section 2) as debiased Sinkhorn divergences; see
     :mod:`~sc_syncot.solvers.kantorovich_solver` for how they enter the iteration.
+    With ``problem.tau`` set, an end is soft: ``rho(e)`` is an unknown paying ``tau KL(rho(e) | rho_e)`` (Mathematics
+    page, section 4; :mod:`~sc_syncot.solvers.endpoints`), reported as ``costs["start_penalty"]`` /
+    ``costs["end_penalty"]`` and included in the total; the fitted ends are ``res.rho`` at the first and last face.
 
     Parameters
     ----------
