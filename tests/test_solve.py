@@ -249,3 +249,13 @@ def test_compiled_iteration_matches_eager(make):
 def test_compile_argument_is_checked(balanced):
     with pytest.raises(ValueError, match="compile"):
         solve(balanced[0], compile="yes")
+
+
+def test_solve_warns_when_it_stops_unconverged():
+    grid = Grid([(0, 1)], 16, 4)
+    x = grid.points().ravel()
+    rho0, rho1 = np.exp(-((x - 0.3) ** 2) / 0.01), np.exp(-((x - 0.7) ** 2) / 0.01)
+    with pytest.warns(RuntimeWarning, match="the solver stopped after 20 iterations without converging") as said:
+        res = solve(SyncOTProblem(grid, rho0, rho1 * rho0.sum() / rho1.sum()), max_iter=20)
+    assert not res.converged
+    assert {w.filename for w in said} == {__file__}  # points at the caller, not into the package

@@ -346,6 +346,7 @@ def solve(
     Returns
     -------
     SyncOTResult
+        ``converged`` is ``False`` (and a ``RuntimeWarning`` says so) when ``max_iter`` was reached first.
     """
     caller_grid = problem.geometry
     problem, length = unit_box(problem)  # solved in a unit box, answered in the caller's units (in_units)
@@ -377,7 +378,7 @@ def solve(
         result = solve_on_graph(
             problem, opts, cp_options, kantorovich_options, step_ratio, support_threshold, projection
         )
-        return in_units(result, caller_grid, length)
+        return finished(in_units(result, caller_grid, length), tol)
     grid = problem.grid
     d = grid.ndim
     box = float(np.prod([hi - lo for lo, hi in grid.bounds]))
@@ -408,7 +409,7 @@ def solve(
         )  # fmt: skip
         state.v = v
         result = _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports)
-        return in_units(result, caller_grid, length)
+        return finished(in_units(result, caller_grid, length), tol)
     ops = TransportOperators(projector, d, weights, rotation, cell_weight, prior, compiled=compiled)
     if any(free):
         channels = d + 1 + (zeta_scale is not None)
@@ -420,7 +421,18 @@ def solve(
     state = run_primal_dual(ops, x0.tensors(), step_ratio, cp_options)
     base, state.v, penalties = unwrap(ops, state.v)
     result = _result(problem, base, state, scale, zeta_scale, support_threshold, dev, penalties=penalties)
-    return in_units(result, caller_grid, length)
+    return finished(in_units(result, caller_grid, length), tol)
+
+
+def finished(result: SyncOTResult, tol: float) -> SyncOTResult:
+    """``result``, with a warning when the iteration stopped at ``max_iter`` before the stopping rule held."""
+    if not result.converged:
+        warn(
+            f"the solver stopped after {result.n_iter} iterations without converging (tol={tol:g}); raise max_iter "
+            "or tol, or coarsen the grid / graph",
+            RuntimeWarning,
+        )
+    return result
 
 
 def run_primal_dual(ops, x0: list[torch.Tensor], step_ratio: float, cp_options: dict) -> PrimalDualState:

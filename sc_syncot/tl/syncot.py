@@ -496,13 +496,7 @@ def fit(
     )  # fmt: skip
     with _threads_for(problem.geometry, len(tp) - 1, device):
         sinkhorn = {"sinkhorn_sweeps": sinkhorn_sweeps} if problem.kantorovich_secondaries else {}  # weight 0: none
-        result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress, **sinkhorn)
-    if not result.converged:
-        warn(
-            f"the solver stopped after {result.n_iter} iterations without converging (tol={tol:g}); raise max_iter "
-            "or tol, or coarsen the grid / graph",
-            RuntimeWarning,
-        )
+        result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress, **sinkhorn)  # warns
     if tau is not None:
         _warn_lost_mass(problem, result, tau)
     params = locals_params(locals())
