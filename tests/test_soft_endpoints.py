@@ -120,13 +120,29 @@ def test_bad_tau_is_refused(tau):
         SyncOTProblem(grid, rho0, rho1, delta=1.0, tau=tau)
 
 
-def test_tau_with_a_kantorovich_secondary_is_refused():
-    grid = Grid([(-4, 4)], 16, 4)
-    rho0, rho1 = gaussian_ends(grid.points().ravel())
-    kernel = np.full((16, 4), 0.25)
-    sec = KantorovichSecondary(kernel, np.arange(4.0)[:, None])
-    with pytest.raises(ValueError, match="tau: soft endpoints are not available with Kantorovich"):
-        SyncOTProblem(grid, rho0, rho1, delta=1.0, secondaries=[sec], tau=1.0)
+def test_soft_ends_with_a_kantorovich_secondary_match_the_monge_solve():
+    # oracle 5 with soft ends: K = identity and delta_Y = delta_X make the Kantorovich secondary the Monge one with
+    # J = I (objective (1 + lambda) WFR^2 between the fitted ends); the soft ends enter both solves the same way
+    from sc_syncot.solvers import MongeSecondary
+    from sc_syncot.solvers.closed_forms import gaussian_density
+
+    g = Grid([(0, 1)], (60,), 4)
+    rho0 = gaussian_density(g, [0.35], [[0.05**2]])
+    rho1 = gaussian_density(g, [0.6], [[0.05**2]], mass=1.5)
+    monge = MongeSecondary(np.ones((60, 1, 1)), 1.0)
+    kant = KantorovichSecondary(np.eye(60), g.points().reshape(-1, 1), delta=0.5)
+    tau = 0.2
+    ref = solve(SyncOTProblem(g, rho0, rho1, delta=0.5, secondaries=[monge], tau=tau))
+    res = solve(SyncOTProblem(g, rho0, rho1, delta=0.5, secondaries=[kant], tau=tau))
+    assert res.converged and ref.converged
+    assert res.cost == pytest.approx(ref.cost, rel=0.02)
+    assert res.costs["end_penalty"] == pytest.approx(ref.costs["end_penalty"], rel=0.05)
+    for face in (0, -1):
+        assert res.rho[face].sum() == pytest.approx(ref.rho[face].sum(), rel=0.02)
+    hard = solve(SyncOTProblem(g, rho0, rho1, delta=0.5, secondaries=[monge]))  # the hard ends' value (oracle 5)
+    assert res.cost < 0.9 * hard.cost  # the ends gave way where moving cost more than the penalty
+    with pytest.raises(ValueError, match="tau: soft endpoints need method='chambolle_pock'"):
+        solve(SyncOTProblem(g, rho0, rho1, delta=0.5, secondaries=[kant], tau=tau), method="pd3o")
 
 
 def test_tl_syncot_soft_ends_on_both_geometries(tmp_path):
@@ -143,12 +159,14 @@ def test_tl_syncot_soft_ends_on_both_geometries(tmp_path):
     np.testing.assert_array_equal(a.uns["syncot"]["params"]["tau"], [2e3, 2e3])
     a.write_h5ad(tmp_path / "soft.h5ad")  # the stored parameters are h5ad-writable (NaN marks a hard end)
     scs.tl.syncot(a, "time", "X_pca", n_dims=2, n_bins=16, n_time=4, tau=(None, 500.0), key_added="grid", **fast)
+    # with the default (Kantorovich) coupling of a secondary
+    scs.tl.syncot(a, "time", "X_pca", "X_lsi", n_nodes=160, n_time=4, n_support=30, tau=2e3, key_added="kant", **fast)
+    assert np.all(np.asarray(a.uns["kant"]["costs"]["end_penalty"]) > 0)
     assert "start_penalty" not in a.uns["grid"]["costs"] and "end_penalty" in a.uns["grid"]["costs"]
     assert np.isnan(a.uns["grid"]["params"]["tau"][0])
     ad.read_h5ad(tmp_path / "soft.h5ad")
     before = a.copy()
     for kwargs, message in [
-        ({"secondary": "X_lsi", "tau": 1.0}, "tau: soft endpoints are not available with coupling='kantorovich'"),
         ({"tau": -1.0}, "tau"),
         ({"tau": (1.0, 2.0, 3.0)}, "tau"),
     ]:

@@ -10,12 +10,13 @@ With ``tau`` set for an end, the end density ``rho_e`` becomes an unknown and th
 & Vialard (2018) and Sejourne et al. (2019) at the ends of a dynamic problem. ``tau -> inf`` is the hard
 constraint; a small ``tau`` lets the path ignore noise and sampling in the observed densities.
 
-How it enters the iteration (both geometries): the operator of Chambolle-Pock becomes ``K U = (I U, c E U)``,
-``E`` reading the free end faces and ``c = 1/sqrt(2)`` (which keeps ``||K|| <= 1`` on the grid, where an end face
-enters ``I`` with weight 1/2; on a graph the step sizes take the measured norm), and ``F`` gains the KL of the
-ends, whose proximal map is :func:`kl_prox`. The projection onto the balance equation then leaves the free end faces
-free, which changes only its time axis: the Neumann second difference (DCT-II) becomes a tridiagonal matrix with
-2 instead of 1 in the free end's corner, diagonalized once by ``eigh`` (:func:`time_operator`).
+How it enters the iteration (both geometries, with or without Kantorovich secondaries): the operator of
+Chambolle-Pock gains the block ``c E U`` (:class:`EndBlock`), ``E`` reading the free end faces and ``c = 1/sqrt(2)``
+(which keeps ``||K|| <= 1`` on the grid, where an end face enters ``I`` with weight 1/2; the step sizes take the
+measured norm or a bound), and ``F`` gains the KL of the ends, whose proximal map is :func:`kl_prox`. The
+projection onto the balance equation then leaves the free end faces free, which changes only its time axis: the
+Neumann second difference (DCT-II) becomes a tridiagonal matrix with 2 instead of 1 in the free end's corner,
+diagonalized once by ``eigh`` (:func:`time_operator`).
 
 References
 ----------
@@ -31,6 +32,7 @@ import math
 import numpy as np
 import torch
 
+from .chambolle_pock import primal_dual_step
 from .dct import dct_matrix, neumann_eigenvalues
 
 END_SCALE = 1.0 / math.sqrt(2.0)  # c in K U = (I U, c E U)
@@ -105,54 +107,95 @@ def operator_norm(ops, x_like: list[torch.Tensor], n_iter: int = 50) -> float:
     return 1.01 * math.sqrt(val)
 
 
-class SoftEndpointOperators:
-    """Chambolle-Pock operators with free, KL-penalized end faces around those of a hard-ended problem.
+class EndBlock:
+    """The soft ends as a block of Chambolle-Pock's operator: ``E rho = c (rho_0, rho_Nt)`` on the free ends.
 
     Parameters
     ----------
-    base
-        :class:`.TransportOperators` or :class:`.GraphTransportOperators`, whose projector leaves the free end
-        faces free.
     observed
         ``(q_start, q_end)`` observed end densities ``(B, *S)`` in the solver's units.
     penalty
         ``(lambda_start, lambda_end)``: per problem ``(B,)`` weights of each end's KL relative to the unit-weight
         action (``tau / dt`` in the solver's units), ``None`` for a hard end.
-    place
-        ``place(rho_end) -> centred slice`` and its adjoint ``read(slice) -> rho_end``: where an end density sits
-        in a centred (dual) tensor of the base (channel 0 on a grid; the node entries of channel 0 on a graph).
-    norm
-        ``||K||``, for the step sizes (1 on a grid).
     """
 
-    def __init__(self, base, observed, penalty, place, read, norm: float = 1.0):
-        self.base = base
+    def __init__(self, observed, penalty):
         self.observed = observed
         self.penalty = penalty
-        self.free = tuple(p is not None for p in penalty)
-        self.place, self.read = place, read
+        self.faces = [face for e, face in enumerate((0, -1)) if penalty[e] is not None]
+        self.ends = [e for e in range(2) if penalty[e] is not None]
+
+    def apply(self, rho: torch.Tensor) -> torch.Tensor:
+        """``c rho`` at the free end faces, ``(B, n_free, *S)``."""
+        return END_SCALE * torch.stack([rho[:, face] for face in self.faces], 1)
+
+    def adjoint(self, y: torch.Tensor, shape) -> torch.Tensor:
+        """``E* y``: a density-shaped ``(B, Nt + 1, *S)`` tensor, nonzero on the free end faces."""
+        out = y.new_zeros(shape)
+        for j, face in enumerate(self.faces):
+            out[:, face] = END_SCALE * y[:, j]
+        return out
+
+    def _weight(self, e: int, like: torch.Tensor) -> torch.Tensor:
+        return self.penalty[e].reshape(-1, *([1] * (like.ndim - 1)))
+
+    def dual_prox(self, z: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``prox_{sigma h*}(z) = z - sigma prox_{h/sigma}(z/sigma)`` and the primal point ``prox_{h/sigma}(z/sigma)``.
+
+        ``h(p) = lambda KL(p / c | q)`` in ``p = c rho``, so
+        ``prox_{h/sigma}(w) = c prox_{lambda KL / (sigma c^2)}(w / c)``.
+        """
+        points = []
+        for j, e in enumerate(self.ends):
+            q = self.observed[e]
+            rho = kl_prox(z[:, j] / (sigma * END_SCALE), q, self._weight(e, q) / (sigma * END_SCALE**2))
+            points.append(END_SCALE * rho)
+        p = torch.stack(points, 1)
+        return z - sigma * p, p
+
+    def penalties(self, v: torch.Tensor) -> list[torch.Tensor | None]:
+        """Each end's ``lambda KL(rho_e | q_e)`` per problem at the block's prox point ``v`` (``None`` if hard)."""
+        out = [None, None]
+        for j, e in enumerate(self.ends):
+            q = self.observed[e]
+            out[e] = self.penalty[e] * kl((v[:, j] / END_SCALE).clamp(min=0.0), q).flatten(1).sum(1)
+        return out
+
+
+class SoftEndpointOperators:
+    """Chambolle-Pock operators with an :class:`EndBlock` stacked under those of a hard-ended problem.
+
+    The dual point is one flat vector: the base's (reshaped to its own shape for the base's maps) and the end
+    block's. ``base`` is :class:`.TransportOperators`, :class:`.GraphTransportOperators` or their synchronized
+    (Kantorovich) versions; its projector must leave the free end faces free. Other attributes are the base's.
+    """
+
+    def __init__(self, base, block: EndBlock, norm: float = 1.0):
+        self.base = base
+        self.block = block
         self.norm = norm
         self.compiled = False
-        self.cell_weight = base.cell_weight
+        self._shapes = None
 
-    def _ends(self, rho: torch.Tensor) -> list[torch.Tensor]:
-        faces = (rho[:, 0], rho[:, -1])
-        return [faces[e] for e in range(2) if self.free[e]]
+    def __getattr__(self, name):
+        return getattr(self.__dict__["base"], name)
+
+    def _split(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        base_shape, end_shape = self._shapes
+        n = math.prod(base_shape)
+        return y[:n].reshape(base_shape), y[n:].reshape(end_shape)
 
     def apply(self, x):
-        """``(I x, c E x)`` stacked along the time axis of the centred tensor."""
-        ends = [self.place(END_SCALE * r).unsqueeze(2) for r in self._ends(x[0])]
-        return torch.cat([self.base.apply(x), *ends], dim=2)
+        """``(K_base x, E x[0])`` as one flat vector."""
+        base, ends = self.base.apply(x), self.block.apply(x[0])
+        self._shapes = (base.shape, ends.shape)
+        return torch.cat([base.reshape(-1), ends.reshape(-1)])
 
     def adjoint(self, y):
-        """``I* y_I + c E* y_E``."""
-        n_time = y.shape[2] - sum(self.free)
-        out = self.base.adjoint(y[:, :, :n_time])
-        k = n_time
-        for e, face in ((0, 0), (1, -1)):
-            if self.free[e]:
-                out[0][:, face] += END_SCALE * self.read(y[:, :, k])
-                k += 1
+        """``K_base* y_base + E* y_ends``."""
+        y_base, y_ends = self._split(y)
+        out = self.base.adjoint(y_base)
+        out[0] = out[0] + self.block.adjoint(y_ends, out[0].shape)
         return out
 
     def primal_prox_(self, x):
@@ -160,50 +203,32 @@ class SoftEndpointOperators:
         self.base.primal_prox_(x)
 
     def dual_prox(self, z, sigma):
-        """The base's on the action's slices; on the ends ``prox_{sigma h*}(z) = z - sigma prox_{h/sigma}(z/sigma)``."""
-        n_time = z.shape[2] - sum(self.free)
-        y_base, v_base = self.base.dual_prox(z[:, :, :n_time], sigma)
-        ys, vs = [y_base], [v_base]
-        k = n_time
-        for e in range(2):
-            if not self.free[e]:
-                continue
-            zk = z[:, :, k : k + 1]
-            # h(p) = lambda KL(p / c | q) in p = c rho: prox_{h/sigma}(w) = c prox_{lambda KL / (sigma c^2)}(w / c)
-            lam = self.penalty[e].reshape(-1, *([1] * (self.observed[e].ndim - 1)))
-            rho = kl_prox(self.read(zk[:, :, 0]) / (sigma * END_SCALE), self.observed[e], lam / (sigma * END_SCALE**2))
-            p = self.place(END_SCALE * rho).unsqueeze(2)
-            ys.append(zk - sigma * p)
-            vs.append(p)
-            k += 1
-        return torch.cat(ys, dim=2), torch.cat(vs, dim=2)
+        """The base's proximal step and the end block's."""
+        z_base, z_ends = self._split(z)
+        y_base, v_base = self.base.dual_prox(z_base, sigma)
+        y_ends, v_ends = self.block.dual_prox(z_ends, sigma)
+        return torch.cat([y_base.reshape(-1), y_ends.reshape(-1)]), torch.cat([v_base.reshape(-1), v_ends.reshape(-1)])
+
+    def step(self, x, y, tau, sigma):
+        """One Chambolle-Pock step, after the base's preparation (a synchronized base relinearizes its blocks)."""
+        prepare = getattr(self.base, "prepare_step", None)
+        if prepare is not None:
+            prepare(x)
+        return primal_dual_step(self, x, y, tau, sigma)
 
     def split(self, v) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-        """The base's part of a prox point and the end densities ``(B, *S)`` (``None`` at hard ends)."""
-        n_time = v.shape[2] - sum(self.free)
-        ends, k = [None, None], n_time
-        for e in range(2):
-            if self.free[e]:
-                ends[e] = self.read(v[:, :, k]) / END_SCALE
-                k += 1
-        return v[:, :, :n_time], ends
-
-    def penalties(self, v) -> list[torch.Tensor | None]:
-        """Each end's ``lambda KL(rho_e | q_e)`` per problem in the unit-weight action's units (``None`` if hard)."""
-        _, ends = self.split(v)
-        return [
-            None if rho is None else self.penalty[e] * kl(rho.clamp(min=0.0), self.observed[e]).flatten(1).sum(1)
-            for e, rho in enumerate(ends)
-        ]
+        """The base's part of a prox point and each end's penalty per problem (unit-weight action's units)."""
+        v_base, v_ends = self._split(v)
+        return v_base, self.block.penalties(v_ends)
 
     def objective_per_problem(self, v) -> torch.Tensor:
         """Action plus the ends' KL, per problem, in the problems' units."""
-        value = self.base.objective_per_problem(self.split(v)[0])
-        for pen in self.penalties(v):
-            if pen is not None:
-                value = value + pen * self.cell_weight
-        return value
+        v_base, pens = self.split(v)
+        value = self.base.objective_per_problem(v_base)
+        return value + sum(p for p in pens if p is not None) * self.base.cell_weight
 
     def objective(self, v) -> float:
-        """Total over the batch."""
-        return float(self.objective_per_problem(v).sum())
+        """The base's objective (for the stopping rule) plus the ends' penalties."""
+        v_base, pens = self.split(v)
+        extra = sum(float((p * self.base.cell_weight).sum()) for p in pens if p is not None)
+        return self.base.objective(v_base) + extra

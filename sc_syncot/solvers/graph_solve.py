@@ -55,17 +55,13 @@ def solve_on_graph(
             **kantorovich_options,
         )  # fmt: skip
         state.v = v
-        return graph_result(problem, ops, state, scale, zeta_scale, support_threshold, opts["device"], reports)
+        penalties = getattr(ops, "final_penalties", (None, None))
+        return graph_result(
+            problem, ops, state, scale, zeta_scale, support_threshold, opts["device"], reports, penalties
+        )
     ops = GraphTransportOperators(*primary_args)
     if any(problem.soft_ends):
-        n_edges = graph.n_edges
-
-        def place(r):  # an end's node masses in the node entries of the density channel
-            return torch.stack(
-                [torch.cat([r.new_zeros(r.shape[0], n_edges), r], -1), r.new_zeros(r.shape[0], n_edges + r.shape[1])]
-            )
-
-        ops = soft_operators(ops, problem, (rho0, rho1), place, lambda y: y[0][..., n_edges:], x0)
+        ops = soft_operators(ops, problem, (rho0, rho1), x0)
     state = run_primal_dual(ops, x0, step_ratio, cp_options)
     base, state.v, penalties = unwrap(ops, state.v)
     return graph_result(problem, base, state, scale, zeta_scale, support_threshold, opts["device"], penalties=penalties)

@@ -55,11 +55,12 @@ import torch
 
 from .._settings import warn
 from .chambolle_pock import PrimalDualState, _norm, chambolle_pock, primal_dual_step
+from .endpoints import END_SCALE, SoftEndpointOperators
 from .graph_transport import GraphTransportOperators
 from .kantorovich import KantorovichSecondary
 from .pd3o import condat_vu, pd3o
 from .scaling import MASS_FLOOR, EntropicSupport, ScalingState, to_csr
-from .solve import TransportOperators
+from .solve import TransportOperators, end_block
 
 METHODS = ("chambolle_pock", "pd3o", "condat_vu")
 # Relative gap of the secondary's Sinkhorn state above which its sweeps per iteration double (see adapt_sweeps)
@@ -412,11 +413,15 @@ class Synchronized:
             vs.append(v.reshape(-1))
         return torch.cat(ys), torch.cat(vs)
 
-    def step(self, x, y, tau, sigma):
-        """One Chambolle-Pock step, the debiased blocks' self-terms linearized at the current path first."""
+    def prepare_step(self, x) -> None:
+        """Linearize the debiased blocks' self-terms at the current path (before each step)."""
         for block in self.blocks:
             if block.debias:
                 block.relinearize(x[0])
+
+    def step(self, x, y, tau, sigma):
+        """One Chambolle-Pock step, the debiased blocks' self-terms linearized at the current path first."""
+        self.prepare_step(x)
         return primal_dual_step(self, x, y, tau, sigma)
 
     def primary_point(self, v):
@@ -555,6 +560,8 @@ def run_kantorovich(
     """
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    if method != "chambolle_pock" and any(problem.soft_ends):
+        raise ValueError(f"tau: soft endpoints need method='chambolle_pock' (their proximal map), got {method!r}")
     if sinkhorn_sweeps != "auto" and not (isinstance(sinkhorn_sweeps, int) and sinkhorn_sweeps >= 1):
         raise ValueError(f"sinkhorn_sweeps: expected 'auto' or a positive integer, got {sinkhorn_sweeps!r}")
     m0, m1 = problem.masses()
@@ -567,12 +574,21 @@ def run_kantorovich(
     if method == "chambolle_pock":
         cls = GraphSynchronizedOperators if graph else SynchronizedOperators
         ops = cls(*primary_args, blocks=blocks)
+        norm2 = 1 + sum(b.norm**2 for b in blocks)  # ||[I; B_1; ...]||^2 bound (module docstring)
+        if any(problem.soft_ends):  # the soft ends' block adds c^2 = 1/2 to the bound
+            projector = primary_args[0]
+            ops = SoftEndpointOperators(ops, end_block(problem, (projector.rho0, projector.rho1)))
+            norm2 += END_SCALE**2
         tau = math.sqrt(0.99 * step_ratio)
         y0 = torch.zeros_like(ops.apply(x0))
-        state = PrimalDualState(x=x0, y=y0, tau=tau, sigma=0.99 / tau / (1 + sum(b.norm**2 for b in blocks)))
+        state = PrimalDualState(x=x0, y=y0, tau=tau, sigma=0.99 / tau / norm2)
         state = chambolle_pock(ops, state, **cp_options)
         state = _follow_lagging_sinkhorn(ops, state, cp_options)
-        v = ops.primary_point(state.v)
+        v = state.v
+        if isinstance(ops, SoftEndpointOperators):
+            v, pens = ops.split(v)
+            ops.final_penalties = [None if p is None else p * ops.base.cell_weight for p in pens]
+        v = ops.primary_point(v)
     else:
         stopping = {k: cp_options[k] for k in ("tol", "max_iter", "check_every", "progress")}
         cls = GraphSmoothSynchronizedOperators if graph else SmoothSynchronizedOperators

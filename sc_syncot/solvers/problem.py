@@ -176,7 +176,6 @@ class SyncOTProblem:
         ``(tau_start, tau_end)`` sets the ends apart (``None`` for a hard one); each may also be an array of ``B``
         values, one per problem of a batch. Large ``tau`` tends to the hard constraint. The objective is the
         action plus these penalties; with ``delta=None`` the masses need not agree (the path's mass is chosen).
-        Not available with Kantorovich secondaries.
 
     References
     ----------
@@ -244,11 +243,6 @@ class SyncOTProblem:
         if delta is None and not soft and isinstance(grid, Graph):
             _check_component_masses(grid, rho0, rho1)
         secondaries = tuple(self._secondary(s, delta) for s in self.secondaries)
-        if soft and any(isinstance(s, KantorovichSecondary) for s in secondaries):
-            raise ValueError(
-                "tau: soft endpoints are not available with Kantorovich secondaries; use tau=None (hard endpoints) "
-                "or a Monge secondary"
-            )
         jacobians = tuple(s.on(grid, rho0.shape[0]) for s in secondaries if isinstance(s, MongeSecondary))
         metric = self.metric
         if metric is not None and isinstance(grid, Graph):

@@ -19,7 +19,7 @@ from .._options import changed
 from .._settings import warn
 from . import fused
 from .chambolle_pock import PrimalDualState, chambolle_pock, primal_dual_step
-from .endpoints import SoftEndpointOperators, operator_norm
+from .endpoints import EndBlock, SoftEndpointOperators, operator_norm
 from .grid import Grid
 from .problem import MongeSecondary, SyncOTProblem
 from .projection import BalanceProjector
@@ -408,16 +408,12 @@ def solve(
             **kantorovich_options,
         )  # fmt: skip
         state.v = v
-        result = _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports)
+        penalties = getattr(ops, "final_penalties", (None, None))
+        result = _result(problem, ops, state, scale, zeta_scale, support_threshold, dev, reports, penalties)
         return finished(in_units(result, caller_grid, length), tol)
     ops = TransportOperators(projector, d, weights, rotation, cell_weight, prior, compiled=compiled)
     if any(free):
-        channels = d + 1 + (zeta_scale is not None)
-
-        def place(r):  # an end density in the density channel of a centred slice
-            return torch.cat([r.unsqueeze(0), r.new_zeros(channels - 1, *r.shape)])
-
-        ops = soft_operators(ops, problem, (rho0, rho1), place, lambda y: y[0], x0.tensors())
+        ops = soft_operators(ops, problem, (rho0, rho1), x0.tensors())
     state = run_primal_dual(ops, x0.tensors(), step_ratio, cp_options)
     base, state.v, penalties = unwrap(ops, state.v)
     result = _result(problem, base, state, scale, zeta_scale, support_threshold, dev, penalties=penalties)
@@ -443,11 +439,16 @@ def run_primal_dual(ops, x0: list[torch.Tensor], step_ratio: float, cp_options: 
     return chambolle_pock(ops, PrimalDualState(x=x0, y=y0, tau=tau, sigma=sigma), **cp_options)
 
 
-def soft_operators(base, problem: SyncOTProblem, observed, place, read, x0) -> SoftEndpointOperators:
-    """``base`` with the problem's soft ends: KL weights ``tau / dt`` per problem (the action weighs 1 per cell)."""
+def end_block(problem: SyncOTProblem, observed) -> EndBlock:
+    """The problem's soft ends: KL weights ``tau / dt`` per problem (the action weighs 1 per cell)."""
     opts = {"dtype": observed[0].dtype, "device": observed[0].device}
     penalty = [None if t is None else torch.as_tensor(t / problem.geometry.dt, **opts) for t in problem.tau]
-    ops = SoftEndpointOperators(base, observed, penalty, place, read)
+    return EndBlock(observed, penalty)
+
+
+def soft_operators(base, problem: SyncOTProblem, observed, x0) -> SoftEndpointOperators:
+    """``base`` with the problem's soft ends, and ``||K||`` measured for the step sizes."""
+    ops = SoftEndpointOperators(base, end_block(problem, observed))
     ops.norm = operator_norm(ops, x0)
     return ops
 
@@ -456,8 +457,9 @@ def unwrap(ops, v) -> tuple:
     """The base operators, the base's part of the prox point ``v`` and the ends' penalties (``(B,)`` or ``None``)."""
     if not isinstance(ops, SoftEndpointOperators):
         return ops, v, (None, None)
-    penalties = [None if p is None else p * ops.cell_weight for p in ops.penalties(v)]
-    return ops.base, ops.split(v)[0], penalties
+    v_base, pens = ops.split(v)
+    penalties = [None if p is None else p * ops.base.cell_weight for p in pens]
+    return ops.base, v_base, penalties
 
 
 def _check_method_options(problem: SyncOTProblem, kantorovich_options: dict, adaptive, relaxation, compile) -> None:

@@ -298,8 +298,7 @@ def syncot(
         independent of the time unit. Each interval relaxes its own ends, as moscot's consecutive pairs do, so the
         fitted density at an inner time point may differ slightly between its two intervals. From moscot (whose
         cost is scaled by its mean, ``scale_cost="mean"``): ``tau = epsilon tau_a / (1 - tau_a) x mean cost``.
-        The penalties are in ``.uns[key_added]["costs"]`` (``start_penalty``, ``end_penalty``). Not with
-        ``coupling="kantorovich"`` (use ``"monge"`` or ``weight=0``).
+        The penalties are in ``.uns[key_added]["costs"]`` (``start_penalty``, ``end_penalty``).
     bandwidth
         Grid only: kernel density bandwidth in primary units (default: Scott's rule, see
         :func:`sc_syncot.pp.interval_densities`).
@@ -480,7 +479,7 @@ def fit(
         delta = _auto_delta(cells.x) if geometry == "grid" else graph_fit.auto_delta(cells.x, cells.time, tp, seed)
     counts = np.array([np.sum(cells.time == t) for t in tp])
     _check_growth_prior(growth_prior, delta)
-    tau = _check_tau(tau, secondary, coupling, weight)
+    tau = _check_tau(tau)
     rates = None
     if chained or _wants(growth_prior):
         rates = _growth_rates(data, primary, growth_key or "growth_prior")
@@ -644,16 +643,11 @@ def _warn_lost_mass(problem: SyncOTProblem, result: SyncOTResult, tau) -> None:
         )
 
 
-def _check_tau(tau, secondary, coupling: str, weight) -> tuple | None:
-    """``tau`` checked as the solver reads it (``(start, end)``), refused with a Kantorovich secondary."""
+def _check_tau(tau) -> tuple | None:
+    """``tau`` checked as the solver reads it: ``(start, end)``, each a float or ``None``."""
     if tau is None:
         return None
     start, end = check_tau(tau, 1)
-    if secondary is not None and coupling == "kantorovich" and weight != 0:
-        raise ValueError(
-            "tau: soft endpoints are not available with coupling='kantorovich'; use coupling='monge', weight=0 or "
-            "tau=None"
-        )
     return tuple(None if t is None else float(t[0]) for t in (start, end))
 
 
