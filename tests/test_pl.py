@@ -155,9 +155,10 @@ def test_velocity_streamlines_over_cells(monge):
 
 def test_growth_map_and_per_cell(monge):
     fig = pl.growth(monge, time=1.0, return_fig=True)
-    (ax, _) = fig.axes
+    (ax, bar) = fig.axes
     vmin, vmax = ax.images[0].get_clim()
     assert vmin == -vmax  # centred at 0
+    assert "per unit of time" in bar.get_ylabel()  # the rate's unit: the time key's
     fig = pl.growth(monge, per_cell=True, return_fig=True)
     assert n_points(fig.axes[0]) == monge.n_obs
     fig = pl.growth(monge, per_cell=True, time=2.0, return_fig=True)
@@ -182,7 +183,8 @@ def test_trajectories_by_colour_or_width(monge):
 def test_fates_one_panel_per_key(monge):
     keys = ["syncot_push_up", "syncot_pull_down"]
     fig = pl.fates(monge, keys, return_fig=True)
-    panels = [a for a in fig.axes if a.get_title() in keys]
+    titles = ["share of up's descendants (push)", "share of down's ancestors (pull)"]
+    panels = [a for a in fig.axes if a.get_title() in titles]
     assert len(panels) == 2
     assert [n_points(a) for a in panels] == [monge.n_obs] * 2
     nan = monge.obs[keys[0]].isna().to_numpy()

@@ -12,6 +12,15 @@ from ._figure import finish, label_axes, panels, point_size, scatter_values
 from ._result import stored
 
 
+def _title(column: str, key: str) -> str:
+    """A readable title for a push / pull column: whose share it is, and in which direction."""
+    for kind, what in (("pull", "ancestors"), ("push", "descendants")):
+        prefix = f"{key}_{kind}_"
+        if column.startswith(prefix):
+            return f"share of {column[len(prefix):]}'s {what} ({kind})"
+    return column
+
+
 def fates(
     adata,
     keys: str | Sequence[str],
@@ -77,5 +86,5 @@ def fates(
     for a, k in zip(axes, keys, strict=True):
         values = st.obs[k].to_numpy(dtype=float)[shown]
         scatter_values(a, xy, values, size or point_size(len(xy)), cmap=cmap, label="share", vmin=0, vmax=1)
-        label_axes(a, st.labels(), k + suffix)
+        label_axes(a, st.labels(), _title(k, key) + suffix)
     return finish(fig, axes, show, return_fig)

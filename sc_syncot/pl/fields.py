@@ -202,6 +202,11 @@ def growth(
     return finish(fig, axes, show, return_fig)
 
 
+def _rate_label(st: Stored) -> str:
+    """The colorbar's label: net growth with its unit, the time key's (red: growing, blue: shrinking)."""
+    return f"net growth rate, per unit of {st.params['time_key']}\n(> 0 proliferation, < 0 death)"
+
+
 def _centred(values: np.ndarray) -> Normalize:
     top = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
     return Normalize(-(top or 1.0), top or 1.0)
@@ -212,7 +217,7 @@ def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap) -> Non
         g, nodes = growth_at(st, t, min_density)
         ax.scatter(*st.xy.T, c="lightgrey", s=point_size(len(st.xy)) / 2, linewidths=0)
         sc = ax.scatter(*st.node_xy[nodes].T, c=g[nodes], cmap=cmap, norm=_centred(g[nodes]), s=12, linewidths=0)
-        ax.figure.colorbar(sc, ax=ax, label="growth rate", shrink=0.8)
+        ax.figure.colorbar(sc, ax=ax, label=_rate_label(st), shrink=0.8)
         label_axes(ax, st.labels(), f"growth at t = {t:.3g}")
         return
     g, shown = _plane(st, at_centres(st.flow, st.flow.growth, t), t, min_density)
@@ -221,11 +226,11 @@ def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap) -> Non
     if st.ndim == 1:
         ax.plot(st.flow.grid.axes()[0], g)
         ax.axhline(0, color="grey", lw=0.8)
-        label_axes(ax, [f"{st.params['primary']} 1", "growth rate"], f"growth at t = {t:.3g}")
+        label_axes(ax, [f"{st.params['primary']} 1", _rate_label(st)], f"growth at t = {t:.3g}")
         return
     im = ax.imshow(np.ma.masked_invalid(g).T, origin="lower", extent=extent(st.flow), aspect="auto", cmap=cmap)
     im.set_norm(norm)
-    ax.figure.colorbar(im, ax=ax, label="growth rate", shrink=0.8)
+    ax.figure.colorbar(im, ax=ax, label=_rate_label(st), shrink=0.8)
     label_axes(ax, st.labels(), f"growth at t = {t:.3g}")
 
 
@@ -238,6 +243,7 @@ def _growth_cells(ax: Axes, st: Stored, key: str, time: float | None, size, cmap
         raise ValueError(f"time: expected an observed time point {list(st.flow.time_points)}, got {time}")
     values = st.obs[col].to_numpy(dtype=float)[sel]
     xy = st.cell_xy()[sel]
-    scatter_values(ax, xy, values, size or point_size(len(xy)), cmap=cmap, label="growth rate", norm=_centred(values))
+    label = _rate_label(st)
+    scatter_values(ax, xy, values, size or point_size(len(xy)), cmap=cmap, label=label, norm=_centred(values))
     title = "growth per cell" + ("" if time is None else f" at t = {float(time):.3g}")
     label_axes(ax, st.labels(), title)
