@@ -659,8 +659,13 @@ def _zero_counts(a):
         pytest.param(None, lambda a: pp.embed_atac(a, obsm="peaks"), r"obsm: key 'peaks' not in adata\.obsm", id="o"),
         pytest.param(None, lambda a: pp.embed_atac(a, n_comps=0), r"n_comps: expected a positive integer", id="lsi-0"),
         pytest.param(_zero_counts, lambda a: pp.embed_atac(a), r"X: expected counts, found only zeros", id="lsi-0s"),
-        pytest.param(None, lambda a: pp.growth_prior(a), r"proliferation_genes: only 0 of \d+ genes", id="genes"),
-        pytest.param(None, lambda a: pp.growth_prior(a, organism="fly"), r"organism: expected 'human'", id="organism"),
+        pytest.param(
+            None, lambda a: pp.growth_prior(a, time_unit="day"), r"proliferation_genes: only 0 of \d+ genes", id="genes"
+        ),
+        pytest.param(
+            None, lambda a: pp.growth_prior(a, organism="fly", time_unit="day"), r"organism: expected 'h", id="organism"
+        ),
+        pytest.param(None, lambda a: pp.growth_prior(a), r"time_unit: required", id="time-unit"),
     ],
 )
 def test_pp_tools_refuse_bad_input(mutate, call, match):

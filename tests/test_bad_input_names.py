@@ -536,9 +536,9 @@ def test_pp_refuses_arguments_that_would_not_act():
     with unchanged(adata), pytest.raises(ValueError, match=r"layer='counts', obsm='peaks': the counts come from one"):
         pp.embed_atac(adata, layer="counts", obsm="peaks", n_comps=2)
     with unchanged(adata), pytest.raises(ValueError, match=r"organism='mouse': picks bundled gene sets"):
-        pp.growth_prior(adata, "mouse", proliferation_genes=["gene0"], apoptosis_genes=["gene1"])
+        pp.growth_prior(adata, "mouse", proliferation_genes=["gene0"], apoptosis_genes=["gene1"], time_unit="day")
     with unchanged(adata), pytest.raises(ValueError, match=r"proliferation_genes: only 0 of 0 genes"):
-        pp.growth_prior(adata, proliferation_genes=[])  # an empty set is the user's, not the bundled one
+        pp.growth_prior(adata, proliferation_genes=[], time_unit="day")  # an empty set is the user's, not the bundled
 
 
 def test_more_components_than_the_matrix_has_is_said():

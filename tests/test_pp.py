@@ -244,14 +244,14 @@ def test_growth_prior_follows_proliferation_genes():
     x[:100, :30] += 2.0  # the first half of the cells express the proliferation genes
     adata = ad.AnnData(x, var={"gene": names})
     adata.var_names = names
-    pp.growth_prior(adata)
+    pp.growth_prior(adata, time_unit="day")
     g = adata.obs["growth_prior"].to_numpy()
     assert g[:100].mean() > g[100:].mean() + 0.5
     assert np.all((g > -1.4) & (g < 1.4))
     mouse = ad.AnnData(x, var={"gene": names})
     mouse.var_names = names
-    with pytest.raises(ValueError, match="proliferation_genes"):
-        pp.growth_prior(mouse, organism="mouse")
+    with pytest.raises(ValueError, match="organism='mouse': the symbols in adata.var_names look human"):
+        pp.growth_prior(mouse, organism="mouse", time_unit="day")  # human symbols, written as human ones
     assert "growth_prior" not in mouse.obs
 
 

@@ -205,9 +205,11 @@ def test_a_growth_prior_gives_every_branch_its_sign(geometry):
     the progenitors share the first two PCs with the branches' starts."""
     a = scs.datasets.simulate_multiome(900, 4, seed=0)
     program = a.var["program"].astype(str)
+    # the simulation's time has no physical unit, and its birth / death rates are on the scale of the default
+    # ranges per unit of it: one unit of its time is taken as the calibration's day
     scs.pp.growth_prior(
         a, proliferation_genes=list(a.var_names[program == "proliferation"]),
-        apoptosis_genes=list(a.var_names[program == "apoptosis"]),
+        apoptosis_genes=list(a.var_names[program == "apoptosis"]), time_unit=1,
     )  # fmt: skip
     fast = {k: v for k, v in FAST.items() if k != "n_nodes"}  # a graph option
     scs.tl.syncot(a, "time", "X_pca", masses="counts", growth_prior=True, **(fast | geometry))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -277,7 +278,9 @@ def syncot(
         see :func:`sc_syncot.pp.growth_prior`), or sizes (a sequence, or a mapping time -> size).
     growth_key
         ``.obs`` column of per-cell growth rates (per unit of the time key) for ``masses="growth_prior"`` and
-        ``growth_prior=True`` (default ``"growth_prior"``, as :func:`sc_syncot.pp.growth_prior` writes it).
+        ``growth_prior=True`` (default ``"growth_prior"``, as :func:`sc_syncot.pp.growth_prior` writes it, in the
+        unit its ``time_unit`` names; the unit it stored in ``.uns[growth_key]`` is logged, and a warning says when
+        it was given another ``time_key`` than this fit's).
     growth_prior
         Unbalanced fits: growth pays by its departure from the cells' prior rates in ``.obs[growth_key]``,
         ``delta^2 int (g - g_0)^2 rho`` instead of ``delta^2 int g^2 rho``. On the graph a node's prior is the mean
@@ -482,7 +485,7 @@ def fit(
     tau = _check_tau(tau)
     rates = None
     if chained or _wants(growth_prior):
-        rates = _growth_rates(data, primary, growth_key or "growth_prior")
+        rates = _growth_rates(data, primary, growth_key or "growth_prior", time_key)
     rel_mass = pp.time_point_masses(tp, counts, masses, *((rates, cells.time) if chained else ()))
     shifts = pp.prior_shifts(tp, rel_mass, rates, cells.time) if _wants(growth_prior) else None
     if delta is None and not np.allclose(rel_mass, rel_mass[0]):
@@ -797,14 +800,35 @@ def locals_params(env: dict) -> dict:
     return out
 
 
-def _growth_rates(data, primary: str, key: str) -> np.ndarray:
-    obs = primary_table(data, primary).obs
-    if key not in obs:
+def _growth_rates(data, primary: str, key: str, time_key: str) -> np.ndarray:
+    table = primary_table(data, primary)
+    if key not in table.obs:
         raise ValueError(f"growth_key={key!r}: not in .obs; run sc_syncot.pp.growth_prior first or pass masses")
-    rates = obs[key].to_numpy(dtype=float)
+    rates = table.obs[key].to_numpy(dtype=float)
     if not np.all(np.isfinite(rates)):
         raise ValueError(f"growth_key={key!r}: expected finite growth rates")
+    _check_rate_unit(table.uns.get(key), key, time_key)
     return rates
+
+
+def _check_rate_unit(written, key: str, time_key: str) -> None:
+    """Log the unit :func:`sc_syncot.pp.growth_prior` wrote the rates in; warn if that was for another time column.
+
+    The fit uses the rates per unit of its own time key; ``.uns[key]`` says what pp.growth_prior wrote them for.
+    """
+    if not isinstance(written, Mapping) or "days_per_unit" not in written:
+        return  # rates of another origin (tl.gaussian_growth, the user's): per unit of the time key as made
+    unit = written.get("time_unit")
+    unit = unit if isinstance(unit, str) else f"{float(written['days_per_unit']):.6g} days"
+    logger.info("sc_syncot: growth rates .obs[%r] are per %s (pp.growth_prior's time_unit)", key, unit)
+    other = written.get("time_key")
+    if isinstance(other, str) and other != time_key:
+        warn(
+            f"growth_key={key!r}: pp.growth_prior wrote these rates per {unit}, the unit of time_key={other!r}, "
+            f"and the fit reads its times from time_key={time_key!r}: the rates are used per unit of "
+            f"{time_key!r}; if its unit differs, rerun pp.growth_prior with time_key={time_key!r} or its time_unit",
+            UserWarning,
+        )
 
 
 def _physical(result: SyncOTResult, durations: np.ndarray, grid):
