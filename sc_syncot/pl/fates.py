@@ -17,7 +17,7 @@ def _title(column: str, key: str) -> str:
     for kind, what in (("pull", "ancestors"), ("push", "descendants")):
         prefix = f"{key}_{kind}_"
         if column.startswith(prefix):
-            return f"share of {column[len(prefix):]}'s {what} ({kind})"
+            return f"share of {column[len(prefix) :]}'s {what} ({kind})"
     return column
 
 
