@@ -244,6 +244,13 @@ def test_tradeoff_from_table_and_results(monge, kantorovich):
         pl.tradeoff(table.drop(columns="secondary"))
     one = pl.cost_table(monge)  # one AnnData is one result, not one row per cell
     assert len(one) == 1 and one.equals(pl.cost_table([monge.uns["syncot"]]))
+    # a Monge fit at weight 0 measures its secondary action: the trade-off keeps its point, and a weight buys a
+    # cheaper secondary path
+    zero = tl.syncot(monge, "time", "X_pca", "X_sec", coupling="monge", n_bins=16, n_time=4, weight=0.0, copy=True)
+    table = pl.cost_table([zero, monge])
+    assert np.isfinite(table["secondary"]).all()
+    assert table["secondary"][0] > table["secondary"][1] and table["primary"][0] < table["primary"][1]
+    assert len(pl.tradeoff([zero, monge], return_fig=True).axes[0].lines[0].get_xdata()) == 2
 
 
 def test_animate_writes_a_gif(monge, tmp_path):

@@ -259,3 +259,19 @@ def test_solve_warns_when_it_stops_unconverged():
         res = solve(SyncOTProblem(grid, rho0, rho1 * rho0.sum() / rho1.sum()), max_iter=20)
     assert not res.converged
     assert {w.filename for w in said} == {__file__}  # points at the caller, not into the package
+
+
+def test_weight_zero_monge_secondary_measures_the_induced_action():
+    # a translation by d of a Gaussian: the primary path is the translation (v = d everywhere), which a weight-0
+    # secondary does not change, and the induced secondary action with J = M is |M d|^2 per unit mass
+    grid = Grid([(0, 1), (0, 1)], (32, 32), 8)
+    d = np.array([0.2, 0.1])
+    rho0 = gaussian_density(grid, [0.4, 0.45], 0.06**2 * np.eye(2))
+    rho1 = gaussian_density(grid, [0.4 + d[0], 0.45 + d[1]], 0.06**2 * np.eye(2))
+    m = np.array([[1.0, 0.5], [0.0, 2.0]])
+    sec = MongeSecondary(np.broadcast_to(m, (32, 32, 2, 2)), weight=0.0)
+    res = solve(SyncOTProblem(grid, rho0, rho1, secondaries=[sec]), tol=1e-7)
+    plain = solve(SyncOTProblem(grid, rho0, rho1), tol=1e-7)
+    assert res.cost == pytest.approx(plain.cost, rel=1e-6)  # weight 0 changes nothing
+    assert res.costs["secondary_0"] == 0.0
+    assert res.secondary_actions["secondary_0"] == pytest.approx(np.sum((m @ d) ** 2), rel=0.02)

@@ -24,8 +24,9 @@ def cost_table(results, key: str = "syncot") -> pd.DataFrame:
         results of :func:`sc_syncot.tl.syncot`, each an ``.uns[key]`` dict or an AnnData holding one (or just one
         of those). From a
         result, ``primary`` is the primary action (transport + growth) and ``secondary`` the secondary action
-        without its weight (the stored secondary cost divided by ``lambda``), both summed over the intervals; a
-        run with ``lambda = 0`` stores no secondary cost, so its ``secondary`` is NaN.
+        without its weight (``.uns[key]["secondary_action"]``, or the stored secondary cost divided by ``lambda``),
+        both summed over the intervals. A Monge fit stores its secondary action at every weight, 0 included; a
+        Kantorovich fit at ``lambda = 0`` has no secondary term, so its ``secondary`` is NaN.
     key
         ``.uns`` key of the results given as AnnData.
     """
@@ -53,8 +54,12 @@ def _costs_of(result, key: str) -> dict[str, float]:
         raise ValueError(f"results: expected .uns[{key!r}] results of sc_syncot.tl.syncot, got {type(result).__name__}")
     costs, weight = uns["costs"], float(uns["params"]["weight"])
     primary = float(np.sum(costs["primary_transport"]) + np.sum(costs["primary_growth"]))
+    action = uns.get("secondary_action")  # the secondary's action without the weight, at any weight (Monge)
     stored = costs.get("secondary")
-    secondary = float(np.sum(stored)) / weight if stored is not None and weight > 0 else np.nan
+    if action is not None:
+        secondary = float(np.sum(action))
+    else:
+        secondary = float(np.sum(stored)) / weight if stored is not None and weight > 0 else np.nan
     return {"weight": weight, "primary": primary, "secondary": secondary}
 
 

@@ -113,9 +113,10 @@ def graph_result(
         "velocity": host(velocity), "growth": host(growth), "support": host(support),
         "secondary_velocity": [host(w) for w in secondary_velocity], "momentum_staggered": [host(m_edge)],
     }  # fmt: skip
-    costs = with_penalties(_costs(problem, ops, v, zeta_scale, reports), penalties)
+    costs, actions = _costs(problem, ops, v, zeta_scale, reports)
+    costs = with_penalties(costs, penalties)
     settings = {"support_threshold": support_threshold, "device": str(dev), "compiled": False}
-    return SyncOTResult.from_solve(fields, costs, state, reports, host, **settings)
+    return SyncOTResult.from_solve(fields, costs, state, reports, host, actions=actions, **settings)
 
 
 def _costs(problem, ops, v, zeta_scale, reports) -> dict[str, np.ndarray]:
@@ -135,9 +136,13 @@ def _costs(problem, ops, v, zeta_scale, reports) -> dict[str, np.ndarray]:
         if growth is not None:
             delta_y = problem.delta if sec.delta is None else sec.delta
             term = term + delta_y**2 * growth
-        terms[k] = (sec.name or f"secondary_{k}", sec.weight * term)
+        terms[k] = (sec.name or f"secondary_{k}", sec.weight * term, term)
     for k, name, rep in reports:
-        terms[k] = (name, rep["cost"])
-    out.update(dict(terms[k] for k in sorted(terms)))
+        weight = problem.secondaries[k].weight
+        terms[k] = (name, rep["cost"], rep["cost"] / weight if weight > 0 else None)
+    out.update({terms[k][0]: terms[k][1] for k in sorted(terms)})
     out["total"] = sum(out.values())
-    return {k: val.detach().cpu().numpy() for k, val in out.items()}
+    actions = {name: action for name, _, action in terms.values() if action is not None}
+    return {k: val.detach().cpu().numpy() for k, val in out.items()}, {
+        k: val.detach().cpu().numpy() for k, val in actions.items()
+    }

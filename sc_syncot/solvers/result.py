@@ -54,6 +54,9 @@ class SyncOTResult:
         For each Kantorovich secondary (by name), the smoothed cost that the solver minimizes,
         ``lambda sum_k HK_eps^2 / dt`` with the entropy term; it decreases as the secondary's weight grows, while the
         entry in ``costs`` (the same plans without their entropy) need not.
+    secondary_actions
+        Each secondary's action without its weight ``lambda`` (by name): what the path costs in that space, also
+        for a secondary of weight 0 (a Monge secondary at ``lambda = 0`` only measures, it changes nothing).
     momentum_staggered
         The raw staggered momenta (one array per axis on a grid; the edge momenta on a graph), which satisfy the
         discrete balance equation with ``rho`` and ``source`` to rounding.
@@ -78,6 +81,7 @@ class SyncOTResult:
     secondary_velocity: list[np.ndarray] = field(default_factory=list)
     secondary_density: list[np.ndarray] = field(default_factory=list)
     entropic_costs: dict[str, float | np.ndarray] = field(default_factory=dict)
+    secondary_actions: dict[str, float | np.ndarray] = field(default_factory=dict)
     momentum_staggered: list[np.ndarray] = field(default_factory=list, repr=False)
     support_threshold: float = 1e-4
     device: str = "cpu"
@@ -111,20 +115,23 @@ class SyncOTResult:
         )
 
     @classmethod
-    def from_solve(cls, fields: dict, costs: dict, state, reports, host, **settings) -> SyncOTResult:
+    def from_solve(cls, fields: dict, costs: dict, state, reports, host, actions=None, **settings) -> SyncOTResult:
         """Assemble a result from a finished iteration (shared by both geometries).
 
         ``fields``: the geometry and the host arrays (``rho``, ``momentum``, ...); ``costs``: per-problem arrays
         (floats for a single problem); ``state``: the primal-dual state; ``reports``: the Kantorovich secondaries'
         ``(index, name, report)``; ``host``: tensor -> host array (batch axis dropped for a single problem);
-        ``settings``: ``support_threshold``, ``device``, ``compiled``.
+        ``settings``: ``support_threshold``, ``device``, ``compiled``; ``actions``: each secondary's action without
+        its weight, per problem.
         """
         single = np.ndim(costs["total"]) == 1 and len(costs["total"]) == 1
         costs = {k: (float(val[0]) if single else val) for k, val in costs.items()}
+        actions = {k: (float(val[0]) if single else val) for k, val in (actions or {}).items()}
         return cls(
             **fields,
             cost=costs["total"],
             costs=costs,
+            secondary_actions=actions,
             converged=state.converged,
             n_iter=state.n_iter,
             history=state.history,

@@ -557,6 +557,7 @@ def in_units(result: SyncOTResult, grid: Grid, length: float) -> SyncOTResult:
         result, geometry=grid, rho=result.rho / volume, momentum=result.momentum / per_momentum,
         source=result.source / volume, velocity=result.velocity * length, cost=result.cost * cost,
         costs=costs(result.costs), entropic_costs=costs(result.entropic_costs), history=history,
+        secondary_actions=costs(result.secondary_actions),
         secondary_velocity=[w * length for w in result.secondary_velocity],
         momentum_staggered=[m / per_momentum for m in result.momentum_staggered],
     )  # fmt: skip
@@ -594,7 +595,8 @@ def _result(
     source = torch.zeros_like(x.rho[:, 1:]) if x.zeta is None else x.zeta * s / zeta_scale
     growth = torch.zeros_like(rho_v) if x.zeta is None else torch.where(support, v[d + 1] / safe / zeta_scale, 0.0)
 
-    costs = with_penalties(_costs(problem, ops, v, zeta_scale, reports), penalties)
+    costs, actions = _costs(problem, ops, v, zeta_scale, reports)
+    costs = with_penalties(costs, penalties)
     secondary_velocity = []
     for jac in problem.jacobians():
         jt = torch.as_tensor(jac, dtype=v.dtype, device=v.device).unsqueeze(1)  # (B|1, 1, *S, dY, d)
@@ -616,7 +618,7 @@ def _result(
     settings = {
         "support_threshold": support_threshold, "device": str(dev), "compiled": bool(getattr(ops, "compiled", False))
     }  # fmt: skip
-    return SyncOTResult.from_solve(fields, costs, state, reports, host, **settings)
+    return SyncOTResult.from_solve(fields, costs, state, reports, host, actions=actions, **settings)
 
 
 def with_penalties(costs: dict[str, np.ndarray], penalties) -> dict[str, np.ndarray]:
@@ -667,9 +669,13 @@ def _costs(problem, ops, v, zeta_scale, reports=()) -> dict[str, np.ndarray]:
         if zeta2 is not None:
             delta_y = problem.delta if sec.delta is None else sec.delta
             term = term + delta_y**2 * zeta2
-        terms[k] = (sec.name or f"secondary_{k}", sec.weight * total(term))
+        terms[k] = (sec.name or f"secondary_{k}", sec.weight * total(term), total(term))
     for k, name, rep in reports:
-        terms[k] = (name, rep["cost"])
-    out.update(dict(terms[k] for k in sorted(terms)))
+        weight = problem.secondaries[k].weight
+        terms[k] = (name, rep["cost"], rep["cost"] / weight if weight > 0 else None)
+    out.update({terms[k][0]: terms[k][1] for k in sorted(terms)})
     out["total"] = sum(out.values())
-    return {k: val.detach().cpu().numpy() for k, val in out.items()}
+    actions = {name: action for name, _, action in terms.values() if action is not None}
+    return {k: val.detach().cpu().numpy() for k, val in out.items()}, {
+        k: val.detach().cpu().numpy() for k, val in actions.items()
+    }

@@ -617,8 +617,11 @@ def _check_growth_prior(growth_prior, delta) -> None:
 
 
 def _problem(geometry, dens, delta, cpl: Coupling, weight, growth_prior=None, tau=None) -> SyncOTProblem:
-    # weight 0 keeps the fitted coupling (for the induced secondary path and evaluations) out of the problem
-    secondaries = [cpl.secondary] if cpl.secondary is not None and weight > 0 else []
+    # weight 0 keeps a Kantorovich coupling (for the induced secondary path and evaluations) out of the problem; a
+    # Monge secondary at weight 0 changes nothing in the solve (its metric term vanishes) and measures what the path
+    # costs in the secondary (the trade-off's weight-0 point), so it stays
+    monge = isinstance(cpl.secondary, MongeSecondary)
+    secondaries = [cpl.secondary] if cpl.secondary is not None and (weight > 0 or monge) else []
     if secondaries and isinstance(secondaries[0], KantorovichSecondary):
         secondaries = [_resolve_epsilon(secondaries[0], delta, cpl.info)]
     return SyncOTProblem(
@@ -863,6 +866,8 @@ def _summary(result: SyncOTResult, grid, tp, rel_mass, cpl: Coupling, params: di
         out["coupling"]["secondary_density"] = induced if induced.ndim == 3 else induced[None]
         smoothed = np.asarray(result.entropic_costs["secondary"], float) / durations
         out["coupling"]["entropic_cost"] = smoothed
+    if "secondary" in result.secondary_actions:  # what the path costs in the secondary, without the weight
+        out["secondary_action"] = np.asarray(result.secondary_actions["secondary"], float) / durations
     return out
 
 
