@@ -275,3 +275,26 @@ def test_weight_zero_monge_secondary_measures_the_induced_action():
     assert res.cost == pytest.approx(plain.cost, rel=1e-6)  # weight 0 changes nothing
     assert res.costs["secondary_0"] == 0.0
     assert res.secondary_actions["secondary_0"] == pytest.approx(np.sum((m @ d) ** 2), rel=0.02)
+
+
+def test_compile_says_when_torch_runs_a_new_shape_eagerly(monkeypatch):
+    """Past torch's recompile limit a compiled function runs new shapes eagerly; the solve must not report it compiled.
+
+    The limit is lowered to what this process has compiled so far, so the next new shape exceeds it (the package
+    raises it to ``fused.RECOMPILE_LIMIT`` only when it is below that, which the patched constant prevents).
+    """
+    import torch._dynamo
+
+    from sc_syncot.solvers import fused
+
+    problem = balanced_gaussians(8, 4)[0]
+    first = solve(problem, tol=0.0, max_iter=4, compile=True)  # compiles (or reuses) this shape's graphs
+    assert first.compiled
+    monkeypatch.setattr(fused, "RECOMPILE_LIMIT", 1)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    other = balanced_gaussians(10, 4)[0]  # new shapes: past the limit of 1
+    with pytest.warns(RuntimeWarning, match="torch.compile ran this problem's shapes eagerly"):
+        res = solve(other, tol=0.0, max_iter=20, compile=True)
+    assert not res.compiled
+    eager = solve(other, tol=0.0, max_iter=20, compile=False)
+    np.testing.assert_allclose(res.rho, eager.rho, rtol=0, atol=1e-10 * eager.rho.max())

@@ -128,6 +128,15 @@ class TransportOperators:
         if self.compiled:
             try:
                 return self._compiled_step(x, y, tau, sigma)
+            except fused.FellBackToEager:
+                # the step's graphs ran eagerly; redo it eagerly, where the dual step's Newton count is not fixed
+                warn(
+                    "torch.compile ran this problem's shapes eagerly (torch._dynamo.config.recompile_limit "
+                    f"reached, {torch._dynamo.config.recompile_limit}); continuing eagerly, res.compiled is False. "
+                    "Raise the limit, or solve(compile=False)",
+                    RuntimeWarning,
+                )
+                self.compiled = False
             except Exception as err:  # noqa: BLE001 (only a graph's first call, where it compiles, falls back)
                 if self._failed_key in self._ran:
                     raise
@@ -172,7 +181,11 @@ class TransportOperators:
         kind, static = key
         name = (kind, *sorted(static.items()))
         self._failed_key = name
-        out = fused.graph(kind, **static)(*args)
+        try:
+            out = fused.call(key, *args)
+        except fused.FellBackToEager:
+            self._ran.add(name)  # it ran (eagerly): a later failure is not a first compile's
+            raise
         self._ran.add(name)
         return out
 
@@ -335,8 +348,10 @@ def solve(
     compile
         Run each iteration as ``torch.compile`` graphs (fused element-wise loops; needs a C++ compiler on CPU,
         Triton on CUDA): ``True``, ``False``, or ``"auto"`` (from ``2^20`` density unknowns, where the saving
-        exceeds the compile time). Results agree with the eager iteration to rounding; when compilation fails
-        the solve warns and continues eagerly. Problems with Kantorovich secondaries run eagerly; so do graphs
+        exceeds the compile time). Results agree with the eager iteration to rounding; when compilation fails, or
+        torch runs new shapes eagerly past its recompile limit (raised to 64 here, see :mod:`.fused`), the solve
+        warns and continues eagerly, and ``res.compiled`` is ``True`` only when every iteration ran compiled.
+        Problems with Kantorovich secondaries run eagerly; so do graphs
         (where ``compile=True`` warns).
     projection
         On a :class:`~sc_syncot.solvers.Graph`, how the balance projection solves its graph Laplacian: ``"eigh"`` (the
