@@ -45,6 +45,8 @@ class GraphFlow(TimeAxis):
         """From the ``.uns`` summary being written (``warp``: ``None`` for constant speed)."""
         g = u["graph"]
         secondary = g.get("secondary")
+        if "secondaries" in g:  # several, side by side in the order given (as the cells' secondary coordinates)
+            secondary = np.hstack([np.asarray(g["secondaries"][k], float) for k in u["params"]["secondary"]])
         return cls(
             np.asarray(g["points"], float),
             np.asarray(g["edges"], np.int64),
