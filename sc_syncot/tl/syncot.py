@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -274,11 +274,11 @@ def syncot(
     data,
     time_key: str,
     primary: str,
-    secondary: str | None = None,
-    coupling: str = "kantorovich",
-    weight: float = 1.0,
+    secondary: str | Sequence[str] | None = None,
+    coupling: str | Sequence[str] = "kantorovich",
+    weight: float | Sequence[float] = 1.0,
     delta: float | str | None = "auto",
-    secondary_delta: float | None = None,
+    secondary_delta: float | Sequence[float | None] | None = None,
     geometry: str = "auto",
     n_dims: int | None = None,
     n_bins: int | tuple[int, ...] | None = None,
@@ -290,8 +290,8 @@ def syncot(
     growth_prior: bool = False,
     tau: float | tuple | None = None,
     bandwidth: float | None = None,
-    n_support: int = 200,
-    epsilon: float | None = None,
+    n_support: int | Sequence[int] = 200,
+    epsilon: float | Sequence[float | None] | None = None,
     tol: float = 1e-6,
     max_iter: int = 5000,
     sinkhorn_sweeps: int | str = 1,
@@ -334,12 +334,15 @@ def syncot(
         needs at least 3 cells.
     primary, secondary
         ``.obsm`` keys of the primary basis (all columns on the graph, the first ``n_dims`` on a grid) and of the
-        secondary basis (all columns; ``None``: primary space only). The secondary is scaled by one factor so that
-        its total variance equals that of the primary columns used (recorded in ``.uns``).
+        secondary basis (all columns; ``None``: primary space only), or a list of several secondary bases, each
+        paying its own action (see ``key_added`` for where each one's results go). Each secondary is scaled by one
+        factor so that its total variance equals that of the primary columns used (recorded in ``.uns``). On the
+        graph, the nodes are clustered in the joint space of the primary and every secondary.
     coupling
-        ``"kantorovich"`` or ``"monge"``.
+        ``"kantorovich"`` or ``"monge"``; with several secondaries one for all or a list of one per secondary, as
+        for ``weight``, ``secondary_delta``, ``n_support`` and ``epsilon``.
     weight
-        ``lambda``, the weight of the secondary action.
+        ``lambda``, the weight of the secondary action (one per secondary, or one for all).
     delta
         Growth length scale in primary units; ``"auto"`` is half the cells' largest extent on a grid, and on the
         graph the larger of that and twice the largest W2 distance between consecutive time points
@@ -429,7 +432,14 @@ def syncot(
         coupling only). On the graph, ``.uns[key_added]["graph"]`` holds the nodes (``points``, ``secondary``,
         ``edges``, ``omega``, ``node_time``), ``.uns[key_added]["edge_flow"]`` the mass flow along each edge per
         interval and time step, the densities, velocities and growth rates are per node, and
-        ``.obs[f"{key_added}_node"]`` is each cell's node.
+        ``.obs[f"{key_added}_node"]`` is each cell's node. With several secondaries, each one's outputs are named
+        by its basis key ``b`` instead of ``"secondary"``: ``.obsm[f"{key_added}_velocity_{b}"]`` (on a grid for
+        Monge couplings only), ``.uns[key_added]["couplings"][b]`` (scale, diagnostics, Kantorovich support and
+        induced masses, in place of ``"coupling"``), ``.uns[key_added]["costs"][b]``,
+        ``.uns[key_added]["secondary_actions"][b]`` (in place of ``"secondary_action"``) and on the graph
+        ``.uns[key_added]["graph"]["secondaries"][b]``; ``params`` holds ``secondary``, ``coupling``, ``weight``,
+        ``secondary_delta``, ``n_support`` and ``epsilon`` as arrays in the order of ``secondary`` (NaN for
+        ``None``). One secondary, also given as a list of one, keeps the names above.
     copy
         Return a new object with the results instead of writing into ``data``.
 
