@@ -30,7 +30,7 @@ class GraphFlow(TimeAxis):
     velocity: np.ndarray  # (K-1, n_time, n, d), primary units per unit of time
     growth: np.ndarray  # (K-1, n_time, n), per unit of time
     edge_flow: np.ndarray  # (K-1, n_time, E), mass per unit of time from edges[:, 0] to edges[:, 1]
-    secondary: np.ndarray | None = None  # (n, dY) nodes' secondary coordinates, the basis' own units
+    secondary: np.ndarray | None = None  # (n, dY) nodes' secondary coordinates (several side by side), own units
     warp: TimeWarp | None = None
 
     @classmethod
