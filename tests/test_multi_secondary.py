@@ -159,6 +159,7 @@ def test_plots_pick_one_secondary(on_graph):
         ({"secondary": BASES, "weight": [1.0, -1.0]}, "weight"),
         ({"secondary": ["X_lsi", "X_lsi"]}, "secondary"),
         ({"secondary": ["X_lsi", "X_pca"]}, "secondary"),
+        ({"secondary": "X_pca"}, "secondary"),
         ({"secondary": ["X_lsi", "X_protein"]}, "secondary"),
         ({"secondary": ["X_lsi", 3]}, "secondary"),
         ({"secondary": []}, "secondary"),
