@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   sc-syncot demo --out results --coupling monge   a smooth map instead of a kernel, another folder
   sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi -o cells_syncot.h5ad
   sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi --coupling monge --weight 2
+  sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi X_adt --coupling kantorovich monge
 """
 
 
@@ -56,15 +57,26 @@ def _add_run(sub) -> None:
     run.add_argument("-o", "--output", help="where to write the result (default: INPUT with a _syncot suffix)")
     run.add_argument("--time-key", required=True, help=".obs column of times")
     run.add_argument("--primary", required=True, help=".obsm key of the primary basis (e.g. X_pca)")
-    run.add_argument("--secondary", help=".obsm key of the secondary basis (e.g. X_lsi); none: primary only")
+    run.add_argument(
+        "--secondary",
+        nargs="+",
+        help=".obsm key(s) of the secondary basis or bases (e.g. X_lsi, or X_lsi X_adt); none: primary only",
+    )
     run.add_argument(
         "--coupling",
+        nargs="+",
         default="kantorovich",
         choices=["kantorovich", "monge"],
-        help="how the spaces are linked: a kernel to k-means points of the secondary, or a smooth map "
-        "(default: %(default)s)",
+        help="how the spaces are linked: a kernel to k-means points of the secondary, or a smooth map; one for all "
+        "secondaries or one each (default: %(default)s)",
     )
-    run.add_argument("--weight", type=float, default=1.0, help="secondary weight lambda (default: %(default)s)")
+    run.add_argument(
+        "--weight",
+        type=float,
+        nargs="+",
+        default=1.0,
+        help="secondary weight lambda, one for all secondaries or one each (default: %(default)s)",
+    )
     run.add_argument(
         "--delta",
         type=_delta,
@@ -237,6 +249,11 @@ def _tau_pair(values):
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def _one_or_each(values):
+    """An option given once as its value (one secondary keeps the one-secondary outputs), several as a list."""
+    return values[0] if isinstance(values, list) and len(values) == 1 else values
+
+
 def _fit_and_write(tl, args, src: Path, out: Path) -> int:
     tmp = _temporary(out)
     try:
@@ -245,9 +262,9 @@ def _fit_and_write(tl, args, src: Path, out: Path) -> int:
             data,
             args.time_key,
             args.primary,
-            args.secondary,
-            coupling=args.coupling,
-            weight=args.weight,
+            _one_or_each(args.secondary),
+            coupling=_one_or_each(args.coupling),
+            weight=_one_or_each(args.weight),
             delta=args.delta,
             geometry=args.geometry,
             n_dims=args.n_dims,

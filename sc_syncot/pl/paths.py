@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -127,6 +127,7 @@ def secondary_path(
     ncols: int = 3,
     cmap: str = "viridis",
     robust: bool = True,
+    secondary: str | None = None,
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
@@ -159,6 +160,9 @@ def secondary_path(
         Fit the axes (and the arrow lengths) to the bulk of the cells, their 1st to 99th percentiles widened by
         15% on each side, so that a few outlying cells (common in LSI components) do not squeeze the rest into a
         corner; ``False`` shows every point.
+    secondary
+        A result of several secondaries: the basis drawn (its ``.obsm[f"{key}_velocity_{secondary}"]`` or
+        ``.uns[key]["couplings"][secondary]``); results of one secondary take ``None`` (or that basis' key).
     ax
         Axes to draw into: one for a Monge coupling, one per panel for a Kantorovich coupling.
     show, return_fig
@@ -169,20 +173,38 @@ def secondary_path(
     The Figure when ``return_fig``; else the axes when not shown; else ``None``.
     """
     st = stored(adata, key)
-    if f"{key}_velocity_secondary" in st.obsm:
+    basis, name, info = _chosen_secondary(st, secondary)
+    velocity = f"{key}_velocity_{name}"
+    if velocity in st.obsm:
         _refuse_unused(changed(secondary_path, n_panels=n_panels, times=times, cells=cells, ncols=ncols))
-        fig, axes = _monge_path(adata, st, key, components, n_arrows, cmap, robust, ax)
-    elif "secondary_density" in st.uns.get("coupling", {}):
+        fig, axes = _monge_path(adata, st, velocity, basis, components, n_arrows, cmap, robust, ax)
+    elif "secondary_density" in info:
         _refuse_unused(changed(secondary_path, n_arrows=n_arrows))
         ts = panel_times(st.flow, n_panels, times)
-        fig, axes = _kantorovich_path(adata, st, ts, components, cells, ncols, cmap, robust, ax)
+        fig, axes = _kantorovich_path(adata, st, info, basis, ts, components, cells, ncols, cmap, robust, ax)
     else:
         raise ValueError(
-            f"key={key!r}: the result has no secondary path (neither .obsm[{key + '_velocity_secondary'!r}] from a "
+            f"key={key!r}: the result has no secondary path (neither .obsm[{velocity!r}] from a "
             f"Monge coupling nor .uns[{key!r}]['coupling']['secondary_density'] from a Kantorovich one); run "
             "sc_syncot.tl.syncot with a secondary"
         )
     return finish(fig, axes, show, return_fig)
+
+
+def _chosen_secondary(st: Stored, secondary: str | None) -> tuple[str, str, Mapping]:
+    """The basis drawn, the name its outputs carry and its coupling's ``.uns`` entry.
+
+    One secondary's outputs are named ``"secondary"``; several ones' by their basis keys, and ``secondary`` picks.
+    """
+    given = st.params.get("secondary", "none")
+    if "couplings" not in st.uns:
+        if secondary is not None and secondary != given:
+            raise ValueError(f"secondary={secondary!r}: the result was fitted with secondary={given!r} only")
+        return given, "secondary", st.uns.get("coupling", {})
+    keys = [str(k) for k in np.atleast_1d(given)]
+    if secondary not in keys:
+        raise ValueError(f"secondary={secondary!r}: the result has several secondaries {keys}; pass one of them")
+    return secondary, secondary, st.uns["couplings"][secondary]
 
 
 def _refuse_unused(given: list[str]) -> None:
@@ -194,11 +216,9 @@ def _refuse_unused(given: list[str]) -> None:
         )
 
 
-def _secondary_cells(adata, st: Stored, components) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Secondary coordinates of the paired cells (in the basis' own units), their mask and axis labels."""
-    p = st.params
-    sec = p.get("secondary", "none")
-    cells = result_cells(adata, p, sec)
+def _secondary_cells(adata, st: Stored, sec: str, components) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Secondary coordinates of the paired cells in basis ``sec`` (its own units), their mask and axis labels."""
+    cells = result_cells(adata, st.params, sec)
     comps = list(components)
     if len(comps) != 2 or max(comps) >= cells.y.shape[1]:
         raise ValueError(f"components: expected two indices below {cells.y.shape[1]} (secondary={sec!r}), got {comps}")
@@ -220,10 +240,10 @@ def _set_limits(ax: Axes, limits: np.ndarray) -> None:
     ax.set_ylim(*limits[1])
 
 
-def _monge_path(adata, st: Stored, key: str, components, n_arrows: int, cmap, robust: bool, ax):
-    y, paired, labels = _secondary_cells(adata, st, components)
+def _monge_path(adata, st: Stored, velocity: str, sec: str, components, n_arrows: int, cmap, robust: bool, ax):
+    y, paired, labels = _secondary_cells(adata, st, sec, components)
     limits = _limits(y[paired], robust)
-    vel = np.asarray(st.obsm[f"{key}_velocity_secondary"])[:, list(components)]
+    vel = np.asarray(st.obsm[velocity])[:, list(components)]
     fig, axes = panels(1, ax)
     a = axes[0]
     sc = a.scatter(*y[paired].T, c=st.time[paired], cmap=cmap, s=point_size(paired.sum()), linewidths=0)
@@ -235,14 +255,14 @@ def _monge_path(adata, st: Stored, key: str, components, n_arrows: int, cmap, ro
     scale = top / (0.1 * float(np.ptp(limits, axis=1).max() / (1 + 2 * LIMIT_PAD) or 1.0))  # the cells' range
     a.quiver(*y[idx].T, *vel[idx].T, angles="xy", scale_units="xy", scale=scale, width=0.003, color="k", alpha=0.7)
     _set_limits(a, limits)
-    label_axes(a, labels, f"secondary path ({st.params.get('coupling', 'monge')})")
+    several = "couplings" in st.uns  # name the basis among several
+    label_axes(a, labels, f"secondary path ({f'{sec}, ' if several else ''}monge)")
     return fig, axes
 
 
-def _kantorovich_path(adata, st: Stored, ts, components, cells: bool, ncols: int, cmap, robust: bool, ax):
-    y, paired, labels = _secondary_cells(adata, st, components)
+def _kantorovich_path(adata, st: Stored, cpl, sec: str, ts, components, cells: bool, ncols: int, cmap, robust, ax):
+    y, paired, labels = _secondary_cells(adata, st, sec, components)
     limits = _limits(y[paired], robust)
-    cpl = st.uns["coupling"]
     support = np.asarray(cpl["support"], float)[:, list(components)]
     masses = [at_nodes(st.flow, np.asarray(cpl["secondary_density"], float), t) for t in ts]
     norm = Normalize(0, max(float(m.max()) for m in masses) or 1.0)

@@ -237,6 +237,22 @@ class CellData:
     y: np.ndarray | None  # (n, dY) secondary coordinates, NaN for unpaired cells
     paired: np.ndarray  # (n,) bool
     time_points: np.ndarray  # (K,) sorted distinct times
+    # several secondaries: each basis key and its columns of ``y`` (side by side); empty for one or none
+    blocks: tuple[tuple[str, slice], ...] = ()
+
+
+def secondary_keys(secondary) -> list[str]:
+    """The secondary bases as a list of keys: ``[]`` for ``None``, ``[key]`` for one, the keys of a sequence."""
+    if secondary is None:
+        return []
+    if isinstance(secondary, str):
+        return [secondary]
+    if isinstance(secondary, (list, tuple, np.ndarray, pd.Index)):
+        keys = list(secondary)
+        if not keys or not all(isinstance(k, str) for k in keys):
+            raise ValueError(f"secondary: expected an .obsm key or a non-empty list of keys, got {secondary!r}")
+        return keys
+    raise ValueError(f"secondary: expected an .obsm key, a list of keys or None, got {secondary!r}")
 
 
 def _check_unique_names(names: pd.Index, key: str) -> None:
@@ -272,19 +288,28 @@ def read_cells(
         raise ValueError(
             f"time_key={time_key!r}: time point(s) {few.tolist()} have fewer than {min_cells} cells; drop or merge them"
         )
-    y, paired = None, np.ones(len(x), bool)
-    if secondary is not None:
-        sec = basis(data, secondary, "secondary")
-        _check_unique_names(sec.index, secondary)
-        paired = x.index.isin(sec.index)
-        if not paired.all():
-            raise ValueError(
-                f"secondary={secondary!r}: {int((~paired).sum())} of the {len(x)} cells of primary={primary!r} "
-                "have no secondary coordinates (cells are matched by name); subset the data to the paired cells, "
-                "or for unpaired views use sc_syncot.pp.couple_views first"
-            )
-        y = sec.reindex(x.index).to_numpy()
-    return CellData(x.index, t, x.to_numpy(), y, paired, points)
+    keys = secondary_keys(secondary)
+    ys = [_paired_secondary(data, key, x.index, primary) for key in keys]
+    y = np.hstack(ys) if ys else None
+    blocks = ()
+    if len(keys) > 1:  # each basis' columns of y, for the write-back and the scores per space
+        ends = np.cumsum([0] + [b.shape[1] for b in ys])
+        blocks = tuple((k, slice(int(a), int(b))) for k, a, b in zip(keys, ends[:-1], ends[1:], strict=True))
+    return CellData(x.index, t, x.to_numpy(), y, np.ones(len(x), bool), points, blocks)
+
+
+def _paired_secondary(data, key: str, names: pd.Index, primary: str) -> np.ndarray:
+    """A secondary basis over the primary table's cells, refusing cells it does not have."""
+    sec = basis(data, key, "secondary")
+    _check_unique_names(sec.index, key)
+    paired = names.isin(sec.index)
+    if not paired.all():
+        raise ValueError(
+            f"secondary={key!r}: {int((~paired).sum())} of the {len(names)} cells of primary={primary!r} "
+            "have no secondary coordinates (cells are matched by name); subset the data to the paired cells, "
+            "or for unpaired views use sc_syncot.pp.couple_views first"
+        )
+    return sec.reindex(names).to_numpy()
 
 
 def check_key_added(key, what: str = "key_added") -> str:

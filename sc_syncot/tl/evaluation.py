@@ -85,15 +85,19 @@ def _grid_sample(rng, fitted: Fitted, density: np.ndarray, size: int):
 
 
 def _secondary_of(rng, fitted: Fitted, points: np.ndarray, cells_idx: np.ndarray, size: int) -> np.ndarray:
-    """Secondary coordinates (original units) of primary samples, through the fitted coupling."""
-    cpl = fitted.coupling
+    """Secondary coordinates (original units) of primary samples, through the fitted couplings (side by side)."""
+    return np.hstack([_through(rng, fitted, cpl, points, cells_idx) for cpl in fitted.couplings])
+
+
+def _through(rng, fitted: Fitted, cpl, points: np.ndarray, cells_idx: np.ndarray) -> np.ndarray:
+    """One secondary's coordinates (original units) of primary samples, through its coupling."""
     scale = cpl.info["scale"]
+    cells = fitted.cells
     if cpl.monge_map is not None:
         # A map sends a density to its image only; the cells scatter around it in the directions the map does
         # not explain. Each sample takes the residual y_c - T(x_c) of its nearest paired cell, so the predicted
         # population has the spread of the observed ones.
-        cells = fitted.cells
-        x, y = cells.x[cells.paired], cells.y[cells.paired]
+        x, y = cells.x[cells.paired], cells.y[cells.paired][:, cpl.columns]
         residual = y - cpl.monge_map(x) / scale
         nearest = cKDTree(x).query(points)[1]
         return cpl.monge_map(points) / scale + residual[nearest]
@@ -101,7 +105,7 @@ def _secondary_of(rng, fitted: Fitted, points: np.ndarray, cells_idx: np.ndarray
     # j stands for: the prediction keeps the spread of the cells within each support point's cluster.
     rows = cpl.secondary.kernel[cells_idx]
     picks = np.array([rng.choice(r.indices, p=r.data / r.data.sum()) for r in rows])
-    y = fitted.cells.y[fitted.cells.paired]
+    y = cells.y[cells.paired][:, cpl.columns]
     members = [np.flatnonzero(cpl.labels == j) for j in range(len(cpl.secondary.support))]
     return np.stack([y[rng.choice(members[j])] for j in picks])
 
@@ -189,6 +193,13 @@ def _readout(rng, fitted: Fitted, hx: np.ndarray, size: int) -> np.ndarray:
     return _secondary_of(rng, fitted, pts, idx, size)
 
 
+def secondary_spaces(cells) -> list[tuple[str, slice]]:
+    """The secondary spaces scored, each with its columns of ``cells.y``: ``"secondary"`` for one, else by key."""
+    if cells.y is None:
+        return []
+    return list(cells.blocks) or [("secondary", slice(None))]
+
+
 def _static(rng, cells, t: float, masses: np.ndarray, size: int, unbalanced: bool, reg_m: float, warp=None):
     """Displacement interpolation of the OT plan between the neighbouring time points.
 
@@ -267,7 +278,7 @@ def evaluate_heldout(
     data
         AnnData (or MuData with ``"modality:key"`` bases).
     time_key, primary, secondary
-        As for :func:`sc_syncot.tl.syncot`.
+        As for :func:`sc_syncot.tl.syncot` (``secondary``: one basis or several, each scored in its own space).
     heldout
         An observed time point with observed time points on both sides.
     n_sample
@@ -286,7 +297,8 @@ def evaluate_heldout(
 
     Returns
     -------
-    A DataFrame with columns ``method``, ``space`` (``primary``, ``secondary``), ``w1`` and ``mass_error``
+    A DataFrame with columns ``method``, ``space`` (``primary``, ``secondary``; with several secondaries one
+    space per basis, named by its key), ``w1`` and ``mass_error``
     (relative error of the predicted mass; the true one follows ``masses`` on all time points), the means over
     ``n_repeats`` rounds, and ``w1_std``.
     """
@@ -315,17 +327,18 @@ def evaluate_heldout(
     params["masses"] = _held_in_masses(params["masses"], tp, heldout)
     fits = {"syncot": fit(sub, **params)}
     # without a secondary the two fits are the same problem: solve it once
-    same = secondary is None or params["weight"] == 0
+    same = secondary is None or bool(np.all(np.asarray(params["weight"], dtype=float) == 0))
     fits["primary_only"] = fits["syncot"] if same else fit(sub, **(params | {"weight": 0.0}))
     truth_mass = _true_mass(data, every, heldout, fits["syncot"])
     warps = _warps(fits, params["time_warp"], n_sample, seed, params["seed"])
     held = every.time == heldout
     hx = every.x[held]
     hy = None if every.y is None else every.y[held & every.paired]
+    spaces = secondary_spaces(every)
     rows = []
     for r in range(n_repeats):  # fresh subsamples each round: W1 on a few hundred cells is a noisy estimate
         rng = np.random.default_rng([seed, r])
-        rows += _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, secondary is not None)
+        rows += _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, spaces)
     raw = pd.DataFrame(rows, columns=["method", "space", "w1", "mass_error"])
     table = (
         raw.groupby(["method", "space"], sort=False)
@@ -392,41 +405,47 @@ def _fractions(tp: np.ndarray, heldout: float, warps: dict) -> dict:
     return out
 
 
-def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, with_sec) -> list:
-    """One round of predictions and W1s for every method.
+def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, spaces) -> list:
+    """One round of predictions and W1s for every method, in the primary and in each of the secondary ``spaces``.
 
     A warped prediction draws from a copy of the random state its unwarped twin starts from (the same held-out
     subsample, the same static plan, the same uniforms for sampling the density): the two differ by the warp
     alone, not by sampling noise, and a warp of strength 0 scores exactly as constant speed.
     """
     rows, warped = [], []
+    with_sec = bool(spaces)
+
+    def scored(rng, method, x, y, m):
+        return _rows(rng, method, hx, hy, x, y, m, truth_mass, n_sample, spaces)
+
     for name, fitted in fits.items():
         twin = copy.deepcopy(rng)
         x, y, m = _predict(rng, fitted, replace(fitted.flow, warp=None), heldout, n_sample, with_sec)
-        rows += _rows(rng, name, hx, hy, x, y, m, truth_mass, n_sample)
+        rows += scored(rng, name, x, y, m)
         if warps:
             flow = replace(fitted.flow, warp=None if warps[name].is_identity else warps[name])
             x, y, m = _predict(twin, fitted, flow, heldout, n_sample, with_sec)
-            warped += _rows(twin, f"{name}_warped", hx, hy, x, y, m, truth_mass, n_sample)
+            warped += scored(twin, f"{name}_warped", x, y, m)
     cells = fits["syncot"].cells
     masses = fits["syncot"].summary["masses"]
     for name, unbalanced in (("static_ot", False), ("static_uot", True)):
         twin = copy.deepcopy(rng)
         x, y, m = _static(rng, cells, heldout, masses, n_sample, unbalanced, reg_m)
-        rows += _rows(rng, name, hx, hy, x, y, m, truth_mass, n_sample)
+        rows += scored(rng, name, x, y, m)
         if warps and name == "static_ot":
             x, y, m = _static(twin, cells, heldout, masses, n_sample, False, reg_m, warps["static_ot"])
-            warped += _rows(twin, "static_ot_warped", hx, hy, x, y, m, truth_mass, n_sample)
+            warped += scored(twin, "static_ot_warped", x, y, m)
     rows += warped
     x, y, m = _nearest(rng, cells, heldout, masses, n_sample)
-    rows += _rows(rng, "nearest", hx, hy, x, y, m, truth_mass, n_sample)
+    rows += scored(rng, "nearest", x, y, m)
     graph = isinstance(fits["syncot"].flow, GraphFlow)
     x, y = (_graph_floor if graph else _grid_floor)(rng, fits["syncot"], hx, n_sample, with_sec)
-    rows += _rows(rng, "graph_floor" if graph else "grid_floor", hx, hy, x, y, float("nan"), truth_mass, n_sample)
+    rows += scored(rng, "graph_floor" if graph else "grid_floor", x, y, float("nan"))
     if with_sec and hy is not None:  # secondary only: its primary positions are the held-out cells themselves
         y = _readout(rng, fits["syncot"], hx, n_sample)
-        rows.append(("readout", "secondary", _w1(y, hy[_subsample(rng, len(hy), n_sample)]), float("nan")))
-    return rows + _noise_floor(rng, hx, hy, n_sample)
+        hy_s = hy[_subsample(rng, len(hy), n_sample)]
+        rows += [("readout", space, _w1(y[:, cols], hy_s[:, cols]), float("nan")) for space, cols in spaces]
+    return rows + _noise_floor(rng, hx, hy, n_sample, spaces)
 
 
 def _held_in_masses(masses, time_points: np.ndarray, heldout: float):
@@ -486,7 +505,7 @@ def _true_mass(data, every, heldout: float, fitted: Fitted) -> float:
     return float(full[k] * ratio)
 
 
-def _rows(rng, method, hx, hy, x, y, mass, truth_mass, size) -> list:
+def _rows(rng, method, hx, hy, x, y, mass, truth_mass, size, spaces) -> list:
     err = abs(mass / truth_mass - 1)
     if y is not None:  # unpaired cells of a MuData have no secondary coordinates
         y = y[np.isfinite(y).all(1)]
@@ -494,15 +513,15 @@ def _rows(rng, method, hx, hy, x, y, mass, truth_mass, size) -> list:
     rows = [(method, "primary", _w1(x[:size], hx_s), err)]
     if hy is not None and y is not None:
         hy_s = hy[_subsample(rng, len(hy), size)]
-        rows.append((method, "secondary", _w1(y[:size], hy_s), err))
+        rows += [(method, space, _w1(y[:size][:, cols], hy_s[:, cols]), err) for space, cols in spaces]
     return rows
 
 
-def _noise_floor(rng, hx, hy, size) -> list:
+def _noise_floor(rng, hx, hy, size, spaces) -> list:
     perm = rng.permutation(len(hx))
     half = len(hx) // 2
     a, b = perm[:half][:size], perm[half:][:size]
     rows = [("noise_floor", "primary", _w1(hx[a], hx[b]), 0.0)]
     if hy is not None:
-        rows.append(("noise_floor", "secondary", _w1(hy[a], hy[b]), 0.0))
+        rows += [("noise_floor", space, _w1(hy[a][:, cols], hy[b][:, cols]), 0.0) for space, cols in spaces]
     return rows

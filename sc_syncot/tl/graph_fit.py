@@ -135,32 +135,41 @@ def node_rates(cg: CellGraph, cell_rates: np.ndarray) -> np.ndarray:
     return out
 
 
-def monge_secondary(cg: CellGraph, weight: float, secondary_delta) -> MongeSecondary:
-    """The nodes' own secondary coordinates as the Monge link (``|y_j - y_i|`` is paid along each edge)."""
-    return MongeSecondary(cg.secondary, weight, delta=secondary_delta, name="secondary")
+def monge_secondary(
+    cg: CellGraph, weight: float, secondary_delta, name: str = "secondary", columns: slice = slice(None)
+) -> MongeSecondary:
+    """The nodes' own secondary coordinates as the Monge link (``|y_j - y_i|`` is paid along each edge).
+
+    ``columns``: the secondary's columns of the nodes' coordinates (several secondaries sit side by side).
+    """
+    return MongeSecondary(cg.secondary[:, columns], weight, delta=secondary_delta, name=name)
 
 
-def node_kernel(cg: CellGraph, labels: np.ndarray, y_scaled: np.ndarray, n_support: int, k: int) -> sp.csr_matrix:
+def node_kernel(
+    cg: CellGraph, labels: np.ndarray, y_scaled: np.ndarray, n_support: int, k: int, columns: slice = slice(None)
+) -> sp.csr_matrix:
     """Row-stochastic ``(n_nodes, n_support)`` kernel: the support labels of each node's cells.
 
     A node without cells (a path node, or a state node merged away) takes the labels of the ``k`` cells nearest
-    to its secondary coordinates.
+    to its secondary coordinates (``columns`` of them: those of ``y_scaled``'s basis).
     """
     n = cg.n_nodes
     counts = sp.csr_matrix((np.ones(len(labels)), (cg.cell_nodes, labels)), shape=(n, n_support)).toarray()
     empty = np.flatnonzero(counts.sum(axis=1) == 0)
     if len(empty):
         k = min(k, len(y_scaled))
-        near = cKDTree(y_scaled).query(cg.secondary[empty], k)[1].reshape(len(empty), -1)
+        near = cKDTree(y_scaled).query(cg.secondary[empty][:, columns], k)[1].reshape(len(empty), -1)
         for row, idx in zip(empty, near, strict=True):
             counts[row] = np.bincount(labels[idx], minlength=n_support)
     return sp.csr_matrix(counts / counts.sum(axis=1, keepdims=True))
 
 
-def summary(cg: CellGraph, scale: float | None) -> dict:
+def summary(cg: CellGraph, couplings) -> dict:
     """The graph's arrays for ``.uns``, besides what both geometries write.
 
-    ``scale``: the secondary's factor (its nodes are stored in the basis' own units), ``None`` without one.
+    ``couplings``: the secondaries' (:class:`~sc_syncot.tl.syncot.Coupling`), whose scales take the nodes'
+    secondary coordinates back to each basis' own units: ``"secondary"`` for one, ``"secondaries"`` (by basis
+    key) for several.
     """
     g = cg.graph
     out = {
@@ -173,8 +182,15 @@ def summary(cg: CellGraph, scale: float | None) -> dict:
         "node_time": cg.node_time.astype(np.float32),
         "path_ends": cg.path_ends.astype(np.int64),
     }
-    if cg.secondary is not None:
-        out["secondary"] = (cg.secondary / scale).astype(np.float32)
+    own = {
+        c.name: (cg.secondary[:, c.columns] / c.info["scale"]).astype(np.float32)
+        for c in couplings
+        if "scale" in c.info
+    }
+    if len(own) > 1:
+        out["secondaries"] = own
+    elif own:
+        out["secondary"] = own["secondary"]
     return out
 
 
@@ -183,8 +199,11 @@ def batched(arr: np.ndarray, result: SyncOTResult) -> np.ndarray:
     return arr if result.batched else arr[None]
 
 
-def per_cell(flow: GraphFlow, cells: CellData, cg: CellGraph) -> dict[str, np.ndarray]:
-    """Each cell's node, velocity (all columns), growth and, with a secondary, secondary velocity."""
+def per_cell(flow: GraphFlow, cells: CellData, cg: CellGraph, couplings=()) -> dict[str, np.ndarray]:
+    """Each cell's node, velocity (all columns), growth and, with secondaries, each one's velocity.
+
+    ``couplings`` name the secondaries and their columns of the nodes' secondary coordinates.
+    """
     n, d = cells.x.shape
     velocity, growth = np.zeros((n, d)), np.zeros(n)
     sec = None if flow.secondary is None else flow.induced_velocity(flow.secondary)
@@ -198,13 +217,18 @@ def per_cell(flow: GraphFlow, cells: CellData, cg: CellGraph) -> dict[str, np.nd
             vel_sec[sel] = flow.cell_values(sec, nodes, k)
     out = {"velocity": velocity, "growth": growth, "node": cg.cell_nodes.astype(np.int64)}
     if vel_sec is not None:
-        out["velocity_secondary"] = vel_sec
+        out.update({f"velocity_{c.name}": vel_sec[:, c.columns] for c in couplings if c.secondary is not None})
     return out
 
 
-def kantorovich_secondary(cg, y_scaled, weight, secondary_delta, n_support, epsilon, seed, n_neighbors):
-    """Support points of the secondary, the node kernel, and the secondary term; also each cell's label."""
+def kantorovich_secondary(
+    cg, y_scaled, weight, secondary_delta, n_support, epsilon, seed, n_neighbors, name="secondary", columns=slice(None)
+):
+    """Support points of the secondary, the node kernel, and the secondary term; also each cell's label.
+
+    ``y_scaled``: the cells' scaled coordinates in this secondary, ``columns`` its columns of the nodes' ones.
+    """
     support, labels = pp.secondary_support(y_scaled, n_support=min(n_support, len(y_scaled)), seed=seed)
-    kernel = node_kernel(cg, labels, y_scaled, len(support), n_neighbors)
-    sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, epsilon=epsilon, name="secondary")
+    kernel = node_kernel(cg, labels, y_scaled, len(support), n_neighbors, columns)
+    sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, epsilon=epsilon, name=name)
     return sec, support, labels

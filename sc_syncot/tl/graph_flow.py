@@ -30,7 +30,7 @@ class GraphFlow(TimeAxis):
     velocity: np.ndarray  # (K-1, n_time, n, d), primary units per unit of time
     growth: np.ndarray  # (K-1, n_time, n), per unit of time
     edge_flow: np.ndarray  # (K-1, n_time, E), mass per unit of time from edges[:, 0] to edges[:, 1]
-    secondary: np.ndarray | None = None  # (n, dY) nodes' secondary coordinates, the basis' own units
+    secondary: np.ndarray | None = None  # (n, dY) nodes' secondary coordinates (several side by side), own units
     warp: TimeWarp | None = None
 
     @classmethod
@@ -45,6 +45,8 @@ class GraphFlow(TimeAxis):
         """From the ``.uns`` summary being written (``warp``: ``None`` for constant speed)."""
         g = u["graph"]
         secondary = g.get("secondary")
+        if "secondaries" in g:  # several, side by side in the order given (as the cells' secondary coordinates)
+            secondary = np.hstack([np.asarray(g["secondaries"][k], float) for k in u["params"]["secondary"]])
         return cls(
             np.asarray(g["points"], float),
             np.asarray(g["edges"], np.int64),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import anndata as ad
 import numpy as np
@@ -18,10 +18,12 @@ from ..pp.inputs import (
     basis,
     check_key_added,
     check_writes,
+    is_fit,
     is_mudata,
     located,
     primary_table,
     read_cells,
+    secondary_keys,
 )
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
 from ..solvers.grid import is_integer
@@ -49,6 +51,73 @@ class Coupling:
     info: dict
     monge_map: pp.MongeMap | None = None
     labels: np.ndarray | None = None  # Kantorovich: the support point of each paired cell
+    name: str = "secondary"  # names its outputs: "secondary" for a single secondary, else its basis key
+    columns: slice = field(default_factory=lambda: slice(None))  # its columns of CellData.y
+
+
+@dataclass(frozen=True)
+class SecondarySpec:
+    """One secondary basis and its own settings, as :func:`syncot` takes them (one value or one per basis)."""
+
+    key: str
+    name: str
+    coupling: str
+    weight: float
+    delta: float | None
+    n_support: int
+    epsilon: float | None
+
+
+# Names the solver gives its own costs: a secondary named like one would mix its cost with them
+RESERVED_NAMES = ("primary_transport", "primary_growth", "total", "start_penalty", "end_penalty")
+PER_SECONDARY = ("coupling", "weight", "secondary_delta", "n_support", "epsilon")
+
+
+def _is_sequence(value) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _per_secondary(value, n: int, what: str) -> list:
+    """One value for all ``n`` secondaries, or one each (a sequence of length ``n``)."""
+    if not _is_sequence(value):
+        return [value] * n
+    values = list(np.asarray(value, dtype=object).ravel()) if isinstance(value, np.ndarray) else list(value)
+    if len(values) != n:
+        raise ValueError(f"{what}: expected one value or one per secondary ({n}), got {len(values)}: {value!r}")
+    return values
+
+
+def secondary_specs(primary, secondary, coupling, weight, secondary_delta, n_support, epsilon) -> list[SecondarySpec]:
+    """The secondaries of a fit, each with its settings; refuses duplicates, the primary and mismatched lengths.
+
+    One secondary (a key, or a list of one) is named ``"secondary"``, as its outputs are; several are named by
+    their basis keys.
+    """
+    keys = secondary_keys(secondary)
+    values = dict(zip(PER_SECONDARY, (coupling, weight, secondary_delta, n_support, epsilon), strict=True))
+    if not keys:
+        return []
+    if len(set(keys)) < len(keys):
+        raise ValueError(f"secondary: expected different bases, got duplicates in {list(keys)!r}")
+    if primary in keys:
+        raise ValueError(f"secondary={primary!r}: the primary basis itself; pass another basis or none")
+    reserved = [k for k in keys if k in RESERVED_NAMES] if len(keys) > 1 else []
+    if reserved:
+        raise ValueError(f"secondary={reserved[0]!r}: names a cost of the fit ({RESERVED_NAMES}); rename the basis")
+    per = {k: _per_secondary(v, len(keys), k) for k, v in values.items()}
+    for c in per["coupling"]:
+        if not isinstance(c, str) or c not in COUPLINGS:
+            raise ValueError(f"coupling: expected one of {COUPLINGS}, got {c!r}")
+    names = ["secondary"] if len(keys) == 1 else keys
+    return [
+        SecondarySpec(k, name, *(per[p][i] for p in PER_SECONDARY))
+        for i, (k, name) in enumerate(zip(keys, names, strict=True))
+    ]
+
+
+def _single(value):
+    """A list of one value as that value (one secondary given as a list keeps the one-secondary outputs)."""
+    return value[0] if _is_sequence(value) and len(value) == 1 else value
 
 
 def _secondary_scale(x: np.ndarray, y: np.ndarray) -> float:
@@ -60,40 +129,61 @@ def _secondary_scale(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.var(x, axis=0).sum() / vy)) if vy > 0 else 1.0
 
 
-def _scaled_secondary(cells: CellData, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The paired cells' primary and scaled secondary coordinates, and the scale and predictability for ``.uns``."""
-    x, y = cells.x[cells.paired], cells.y[cells.paired]
+def _columns(cells: CellData, specs: list[SecondarySpec]) -> list[slice]:
+    """Each secondary's columns of ``cells.y`` (all of them for a single one)."""
+    blocks = dict(cells.blocks)
+    return [blocks.get(s.key, slice(None)) if len(specs) > 1 else slice(None) for s in specs]
+
+
+def _label(spec: SecondarySpec) -> str:
+    """The secondary in a warning: by its key when there are several."""
+    return "the secondary" if spec.name == "secondary" else f"the secondary {spec.key!r}"
+
+
+def _scaled_secondary(cells: CellData, seed: int, columns: slice = slice(None), label: str = "the secondary"):
+    """The paired cells' primary and scaled secondary coordinates (the basis in ``columns`` of ``cells.y``).
+
+    Also the scale and predictability for ``.uns``. Each secondary is scaled on its own, to the primary's spread.
+    """
+    x, y = cells.x[cells.paired], cells.y[cells.paired][:, columns]
     scale = _secondary_scale(x, y)
     y = y * scale
     info = {"scale": scale, "n_paired": int(len(x))}
-    info.update(_predictability(x, y, cells.time[cells.paired], seed))
+    info.update(_predictability(x, y, cells.time[cells.paired], seed, label=label))
     return x, y, info
 
 
-def _coupling(
-    cells: CellData, grid: Grid, coupling: str, weight: float, secondary_delta, n_support: int, epsilon, seed: int
-):
-    if cells.y is None:
-        return Coupling(None, {})
-    x, y, info = _scaled_secondary(cells, seed)
-    if coupling == "monge":
+def _couplings(cells: CellData, grid: Grid, specs: list[SecondarySpec], seed: int) -> list[Coupling]:
+    """The grid coupling of every secondary, each on its own columns (one without a term when there is none)."""
+    if not specs:
+        return [Coupling(None, {})]
+    return [_coupling(cells, grid, spec, cols, seed) for spec, cols in zip(specs, _columns(cells, specs), strict=True)]
+
+
+def _coupling(cells: CellData, grid: Grid, spec: SecondarySpec, columns: slice, seed: int) -> Coupling:
+    x, y, info = _scaled_secondary(cells, seed, columns, _label(spec))
+    named = {"name": spec.name, "columns": columns}
+    if spec.coupling == "monge":
         fitted = pp.fit_monge_map(x, y, seed=seed)
         if fitted.r2 < 0.2:
             warn(
-                f"the secondary is poorly explained by a map of the primary basis (leave-one-out R^2 = "
+                f"{_label(spec)} is poorly explained by a map of the primary basis (leave-one-out R^2 = "
                 f"{fitted.r2:.2f}); coupling='kantorovich' is the better choice"
             )
         info.update(r2=fitted.r2, bandwidth=fitted.bandwidth)
         jac = fitted.jacobian_on(grid)
-        return Coupling(MongeSecondary(jac, weight, delta=secondary_delta, name="secondary"), info, fitted)
-    support, labels = pp.secondary_support(y, n_support=min(n_support, len(y)), seed=seed)
+        sec = MongeSecondary(jac, spec.weight, delta=spec.delta, name=spec.name)
+        return Coupling(sec, info, fitted, **named)
+    support, labels = pp.secondary_support(y, n_support=min(spec.n_support, len(y)), seed=seed)
     kernel = pp.kantorovich_kernel(x, labels, grid, n_support=len(support))
-    sec = KantorovichSecondary(kernel, support, weight, delta=secondary_delta, epsilon=epsilon, name="secondary")
+    sec = KantorovichSecondary(kernel, support, spec.weight, delta=spec.delta, epsilon=spec.epsilon, name=spec.name)
     info.update(support=support / info["scale"], n_support=len(support))  # epsilon: recorded by fit once resolved
-    return Coupling(sec, info, labels=labels)
+    return Coupling(sec, info, labels=labels, **named)
 
 
-def _predictability(x: np.ndarray, y: np.ndarray, time: np.ndarray, seed: int, n_max: int = 5000) -> dict:
+def _predictability(
+    x: np.ndarray, y: np.ndarray, time: np.ndarray, seed: int, n_max: int = 5000, label: str = "the secondary"
+) -> dict:
     """Cross-validated kNN R^2 of the secondary on the primary (pooled and within time points), with a warning."""
     if len(x) > n_max:  # keep it a second or two
         keep = np.random.default_rng(seed).choice(len(x), n_max, replace=False)
@@ -102,7 +192,7 @@ def _predictability(x: np.ndarray, y: np.ndarray, time: np.ndarray, seed: int, n
     r2 = pp.secondary_predictability(x, y, time, k=k, seed=seed)
     if np.isfinite(r2["within_time"]) and r2["within_time"] < 0.05:
         warn(
-            f"the secondary is hardly predictable from the primary state within a time point (cross-validated kNN "
+            f"{label} is hardly predictable from the primary state within a time point (cross-validated kNN "
             f"R^2 = {r2['within_time']:.2f}; pooled over time {r2['pooled']:.2f}): the synchronization can smooth "
             "the secondary path but adds little information to the primary one"
         )
@@ -184,11 +274,11 @@ def syncot(
     data,
     time_key: str,
     primary: str,
-    secondary: str | None = None,
-    coupling: str = "kantorovich",
-    weight: float = 1.0,
+    secondary: str | Sequence[str] | None = None,
+    coupling: str | Sequence[str] = "kantorovich",
+    weight: float | Sequence[float] = 1.0,
     delta: float | str | None = "auto",
-    secondary_delta: float | None = None,
+    secondary_delta: float | Sequence[float | None] | None = None,
     geometry: str = "auto",
     n_dims: int | None = None,
     n_bins: int | tuple[int, ...] | None = None,
@@ -200,8 +290,8 @@ def syncot(
     growth_prior: bool = False,
     tau: float | tuple | None = None,
     bandwidth: float | None = None,
-    n_support: int = 200,
-    epsilon: float | None = None,
+    n_support: int | Sequence[int] = 200,
+    epsilon: float | Sequence[float | None] | None = None,
     tol: float = 1e-6,
     max_iter: int = 5000,
     sinkhorn_sweeps: int | str = 1,
@@ -244,12 +334,15 @@ def syncot(
         needs at least 3 cells.
     primary, secondary
         ``.obsm`` keys of the primary basis (all columns on the graph, the first ``n_dims`` on a grid) and of the
-        secondary basis (all columns; ``None``: primary space only). The secondary is scaled by one factor so that
-        its total variance equals that of the primary columns used (recorded in ``.uns``).
+        secondary basis (all columns; ``None``: primary space only), or a list of several secondary bases, each
+        paying its own action (see ``key_added`` for where each one's results go). Each secondary is scaled by one
+        factor so that its total variance equals that of the primary columns used (recorded in ``.uns``). On the
+        graph, the nodes are clustered in the joint space of the primary and every secondary.
     coupling
-        ``"kantorovich"`` or ``"monge"``.
+        ``"kantorovich"`` or ``"monge"``; with several secondaries one for all or a list of one per secondary, as
+        for ``weight``, ``secondary_delta``, ``n_support`` and ``epsilon``.
     weight
-        ``lambda``, the weight of the secondary action.
+        ``lambda``, the weight of the secondary action (one per secondary, or one for all).
     delta
         Growth length scale in primary units; ``"auto"`` is half the cells' largest extent on a grid, and on the
         graph the larger of that and twice the largest W2 distance between consecutive time points
@@ -339,7 +432,14 @@ def syncot(
         coupling only). On the graph, ``.uns[key_added]["graph"]`` holds the nodes (``points``, ``secondary``,
         ``edges``, ``omega``, ``node_time``), ``.uns[key_added]["edge_flow"]`` the mass flow along each edge per
         interval and time step, the densities, velocities and growth rates are per node, and
-        ``.obs[f"{key_added}_node"]`` is each cell's node.
+        ``.obs[f"{key_added}_node"]`` is each cell's node. With several secondaries, each one's outputs are named
+        by its basis key ``b`` instead of ``"secondary"``: ``.obsm[f"{key_added}_velocity_{b}"]`` (on a grid for
+        Monge couplings only), ``.uns[key_added]["couplings"][b]`` (scale, diagnostics, Kantorovich support and
+        induced masses, in place of ``"coupling"``), ``.uns[key_added]["costs"][b]``,
+        ``.uns[key_added]["secondary_actions"][b]`` (in place of ``"secondary_action"``) and on the graph
+        ``.uns[key_added]["graph"]["secondaries"][b]``; ``params`` holds ``secondary``, ``coupling``, ``weight``,
+        ``secondary_delta``, ``n_support`` and ``epsilon`` as arrays in the order of ``secondary`` (NaN for
+        ``None``). One secondary, also given as a list of one, keeps the names above.
     copy
         Return a new object with the results instead of writing into ``data``.
 
@@ -374,8 +474,9 @@ class Fitted:
     summary: dict
     per_cell: dict
     cells: CellData
-    coupling: Coupling
+    coupling: Coupling  # the first secondary's (an empty one without a secondary)
     flow: Flow
+    couplings: list[Coupling]  # every secondary's, in the order given
 
 
 # Warned above (epsilon over the median support cost). On the Mathematics page's oracle 5 (2-D, 1024 support points) the
@@ -417,7 +518,9 @@ def _resolve_epsilon(secondary: KantorovichSecondary, delta, info: dict) -> Kant
 
 def default_grid(coupling: str, secondary, weight, n_bins, n_time) -> tuple:
     """``n_bins`` and ``n_time`` where ``None``: 32 and 4 with a Kantorovich secondary, else 64 and 16."""
-    kantorovich = secondary is not None and coupling == "kantorovich" and weight != 0
+    n = len(secondary_keys(secondary))
+    pairs = zip(_per_secondary(coupling, n, "coupling"), _per_secondary(weight, n, "weight"), strict=True)
+    kantorovich = any(c == "kantorovich" and w != 0 for c, w in pairs)
     bins, steps = (32, 4) if kantorovich else (64, 16)
     return (bins if n_bins is None else n_bins), (steps if n_time is None else n_time)
 
@@ -453,7 +556,12 @@ def fit(
     seed: int,
 ) -> Fitted:
     """The computation of :func:`syncot` (same parameters), without writing anything."""
-    if coupling not in COUPLINGS:
+    specs = secondary_specs(primary, secondary, coupling, weight, secondary_delta, n_support, epsilon)
+    if len(specs) <= 1:  # one secondary given as lists of one: recorded as one value each, as for a key
+        secondary, coupling, weight, secondary_delta, n_support, epsilon = map(
+            _single, (secondary, coupling, weight, secondary_delta, n_support, epsilon)
+        )
+    if not specs and (_is_sequence(coupling) or coupling not in COUPLINGS):
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
     grid_options = {"n_bins": n_bins, "bandwidth": bandwidth}
     n_columns = _n_columns(data, primary)
@@ -465,13 +573,14 @@ def fit(
         n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
         n_dims = (n_columns or None) if n_dims is None else n_dims  # <= 3 (resolve_geometry)
         _check_bins_per_axis(n_bins, n_dims)
-    _check_params(
-        coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter,
-        seed,
-    )  # fmt: skip
+    for spec in specs if len(specs) > 1 else [None]:  # one secondary or none: the arguments as given
+        own = (coupling, weight, secondary_delta, epsilon, n_support) if spec is None else (
+            spec.coupling, spec.weight, spec.delta, spec.epsilon, spec.n_support
+        )  # fmt: skip
+        _check_params(own[0], own[1], delta, own[2], own[3], bandwidth, n_bins, n_time, own[4], tol, max_iter, seed)
     chained = isinstance(masses, str) and masses == "growth_prior"  # sizes chained from the growth rates
     _check_unused(
-        geometry, secondary, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes,
+        geometry, specs, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes,
         n_neighbors, growth_key, chained or _wants(growth_prior),
     )  # fmt: skip
     cells = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
@@ -491,8 +600,8 @@ def fit(
     if delta is None and not np.allclose(rel_mass, rel_mass[0]):
         raise ValueError("delta=None (balanced) needs equal masses at every time point; use masses='equal'")
     build = _build_graph if geometry == "graph" else _build_grid
-    problem, cpl, extra = build(
-        cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device,
+    problem, cpls, extra = build(
+        cells, rel_mass, specs, delta, seed, device,
         n_bins=n_bins, n_time=n_time, bandwidth=bandwidth, n_nodes=n_nodes, n_neighbors=n_neighbors,
         prior_rates=None if shifts is None else _interval_priors(rates, shifts), tau=tau,
     )  # fmt: skip
@@ -501,8 +610,8 @@ def fit(
         result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress, **sinkhorn)  # warns
     if tau is not None:
         _warn_lost_mass(problem, result, tau)
-    params = locals_params(locals())
-    summary = _summary(result, problem.geometry, tp, rel_mass, cpl, params)
+    params = locals_params(locals()) | (_spec_params(specs) if len(specs) > 1 else {})
+    summary = _summary(result, problem.geometry, tp, rel_mass, cpls, params)
     # the cells let "auto" choose how strongly to warp (a leave-one-out check over the time points)
     warp = resolve_time_warp(time_warp, tp, interval_lengths(summary["costs"]["total"], tp), cells.x, cells.time, seed)
     summary["time_warp"] = warp.to_uns()
@@ -510,16 +619,16 @@ def fit(
         summary["growth_prior_shift"] = shifts
     if geometry == "graph":
         cg = extra
-        summary["graph"] = graph_fit.summary(cg, cpl.info.get("scale"))
+        summary["graph"] = graph_fit.summary(cg, cpls)
         summary["edge_flow"] = (graph_fit.batched(result.flux, result) / _per_interval(tp, 2)).astype(np.float32)
         flow = GraphFlow.from_summary(summary, _active(warp))
-        per_cell = graph_fit.per_cell(flow, cells, cg)
+        per_cell = graph_fit.per_cell(flow, cells, cg, cpls)
     else:
         flow = Flow(problem.geometry, tp, summary["density"], summary["velocity"], summary["growth"], _active(warp))
-        per_cell = _per_cell(flow, cells, cpl)
+        per_cell = _per_cell(flow, cells, cpls)
     # the solution itself (the history and the coupling's diagnostics may hold inf or NaN for "not measured")
     _check_finite({**{k: summary[k] for k in ("density", "velocity", "growth", "costs")}, "per_cell": per_cell})
-    return Fitted(summary, per_cell, cells, cpl, flow)
+    return Fitted(summary, per_cell, cells, cpls[0] if cpls else Coupling(None, {}), flow, cpls)
 
 
 def _n_columns(data, primary: str) -> int:
@@ -535,7 +644,7 @@ def _per_interval(tp, n_trailing: int) -> np.ndarray:
     return np.diff(tp).reshape((-1,) + (1,) * n_trailing)
 
 
-def _build_grid(cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device, **kw):
+def _build_grid(cells, rel_mass, specs, delta, seed, device, **kw):
     """The grid problem: densities on a grid over the first ``n_dims`` columns, the coupling to its cells."""
     grid = pp.primary_grid(cells.x, kw["n_bins"], kw["n_time"])
     tp = cells.time_points
@@ -543,12 +652,12 @@ def _build_grid(cells, rel_mass, coupling, weight, delta, secondary_delta, n_sup
     h = pp.pooled_bandwidth(cells.x, cells.time, tp) if kw["bandwidth"] is None else kw["bandwidth"]
     dens = pp.interval_densities(cells.x, cells.time, tp, grid, rel_mass, h)
     prior = None if kw["prior_rates"] is None else _grid_prior(cells, grid, rel_mass, kw["prior_rates"], h)
-    cpl = _coupling(cells, grid, coupling, weight, secondary_delta, n_support, epsilon, seed)
+    cpls = _couplings(cells, grid, specs, seed)
     logger.info(
         "sc_syncot: grid of %s cells over the first %d columns, %d time steps per interval, delta %s",
         " x ".join(map(str, grid.shape)), grid.ndim, grid.n_time, _shown(delta),
     )  # fmt: skip
-    return _problem(grid, dens, delta, cpl, weight, prior, kw["tau"]), cpl, None
+    return _problem(grid, dens, delta, cpls, prior, kw["tau"]), cpls, None
 
 
 def _shown(delta) -> str:
@@ -578,11 +687,16 @@ def _interval_priors(rates: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return rates[None] + shifts[:, None]
 
 
-def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_support, epsilon, seed, device, **kw):
-    """The graph problem: each time point's cells as node masses on the cell graph, the nodes' own secondary."""
-    info, y = {}, None
-    if cells.y is not None:  # read_cells refuses unpaired cells: the paired cells are all of them
-        _, y, info = _scaled_secondary(cells, seed)
+def _build_graph(cells, rel_mass, specs, delta, seed, device, **kw):
+    """The graph problem: each time point's cells as node masses on the cell graph, the nodes' own secondaries.
+
+    The graph is built in the joint space of the primary and every secondary (each scaled to the primary's spread,
+    side by side); each secondary's term then reads its own columns of the nodes' secondary coordinates.
+    """
+    columns = _columns(cells, specs)
+    # read_cells refuses unpaired cells: the paired cells are all of them
+    scaled = [_scaled_secondary(cells, seed, cols, _label(s)) for s, cols in zip(specs, columns, strict=True)]
+    y = np.hstack([part[1] for part in scaled]) if scaled else None
     n_time, k = kw["n_time"], kw["n_neighbors"]
     cg = graph_fit.build(cells, y, n_nodes=kw["n_nodes"], n_neighbors=k, n_time=n_time, seed=seed)
     _check_memory(cg.graph, len(cells.time_points) - 1, device)
@@ -591,22 +705,28 @@ def _build_graph(cells, rel_mass, coupling, weight, delta, secondary_delta, n_su
     if kw["prior_rates"] is not None:  # per unit of the time key -> per unit of each interval's path time
         nodes = np.stack([graph_fit.node_rates(cg, r) for r in kw["prior_rates"]])
         prior = np.diff(cells.time_points)[:, None] * nodes
-    if y is None:
-        cpl = Coupling(None, info)
-    elif coupling == "monge":
-        cpl = Coupling(graph_fit.monge_secondary(cg, weight, secondary_delta), info)
-    else:
-        sec, support, labels = graph_fit.kantorovich_secondary(
-            cg, y, weight, secondary_delta, n_support, epsilon, seed, k
-        )
-        info.update(support=support / info["scale"], n_support=len(support))
-        cpl = Coupling(sec, info, labels=labels)
-    info.update(n_nodes=cg.n_nodes, n_edges=cg.graph.n_edges, dimension=cg.graph.dimension)
+    cpls = [
+        _graph_coupling(cg, y, spec, cols, part[2], seed, k)
+        for spec, cols, part in zip(specs, columns, scaled, strict=True)
+    ] or [Coupling(None, {"n_nodes": cg.n_nodes, "n_edges": cg.graph.n_edges, "dimension": cg.graph.dimension})]
     logger.info(
         "sc_syncot: graph of %d nodes (%d edges, intrinsic dimension %d), %d time steps per interval, delta %s",
         cg.n_nodes, cg.graph.n_edges, cg.graph.dimension, n_time, _shown(delta),
     )  # fmt: skip
-    return _problem(cg.graph, rho, delta, cpl, weight, prior, kw["tau"]), cpl, cg
+    return _problem(cg.graph, rho, delta, cpls, prior, kw["tau"]), cpls, cg
+
+
+def _graph_coupling(cg, y_scaled, spec: SecondarySpec, columns: slice, info: dict, seed: int, k: int) -> Coupling:
+    """One secondary's term on the graph, read from its columns of the nodes' secondary coordinates."""
+    info.update(n_nodes=cg.n_nodes, n_edges=cg.graph.n_edges, dimension=cg.graph.dimension)
+    if spec.coupling == "monge":
+        sec = graph_fit.monge_secondary(cg, spec.weight, spec.delta, spec.name, columns)
+        return Coupling(sec, info, name=spec.name, columns=columns)
+    sec, support, labels = graph_fit.kantorovich_secondary(
+        cg, y_scaled[:, columns], spec.weight, spec.delta, spec.n_support, spec.epsilon, seed, k, spec.name, columns
+    )
+    info.update(support=support / info["scale"], n_support=len(support))
+    return Coupling(sec, info, labels=labels, name=spec.name, columns=columns)
 
 
 def _check_growth_prior(growth_prior, delta) -> None:
@@ -616,14 +736,17 @@ def _check_growth_prior(growth_prior, delta) -> None:
         raise ValueError("growth_prior=True: needs growth (delta=None fits balanced transport)")
 
 
-def _problem(geometry, dens, delta, cpl: Coupling, weight, growth_prior=None, tau=None) -> SyncOTProblem:
+def _problem(geometry, dens, delta, cpls: list[Coupling], growth_prior=None, tau=None) -> SyncOTProblem:
     # weight 0 keeps a Kantorovich coupling (for the induced secondary path and evaluations) out of the problem; a
     # Monge secondary at weight 0 changes nothing in the solve (its metric term vanishes) and measures what the path
     # costs in the secondary (the trade-off's weight-0 point), so it stays
-    monge = isinstance(cpl.secondary, MongeSecondary)
-    secondaries = [cpl.secondary] if cpl.secondary is not None and (weight > 0 or monge) else []
-    if secondaries and isinstance(secondaries[0], KantorovichSecondary):
-        secondaries = [_resolve_epsilon(secondaries[0], delta, cpl.info)]
+    secondaries = []
+    for cpl in cpls:
+        sec = cpl.secondary
+        if isinstance(sec, KantorovichSecondary) and sec.weight > 0:
+            secondaries.append(_resolve_epsilon(sec, delta, cpl.info))
+        elif isinstance(sec, MongeSecondary):
+            secondaries.append(sec)
     return SyncOTProblem(
         geometry, dens[:-1], dens[1:], delta=delta, secondaries=secondaries, growth_prior=growth_prior, tau=tau
     )
@@ -690,7 +813,7 @@ def _is_length(value) -> bool:
 
 
 def _check_unused(
-    geometry, secondary, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes, n_neighbors,
+    geometry, specs, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes, n_neighbors,
     growth_key, uses_rates: bool,
 ) -> None:  # fmt: skip
     """Refuse options this fit would not use that are set away from :func:`syncot`'s defaults (every argument acts)."""
@@ -698,10 +821,10 @@ def _check_unused(
         syncot, coupling=coupling, weight=weight, n_support=n_support, sinkhorn_sweeps=sinkhorn_sweeps,
         secondary_delta=secondary_delta, epsilon=epsilon,
     )  # fmt: skip
-    if secondary is None and sec:
+    if not specs and sec:
         raise ValueError(f"{', '.join(sec)}: act on a secondary basis, and secondary=None; pass one or leave them out")
     kantorovich_only = changed(syncot, n_support=n_support, sinkhorn_sweeps=sinkhorn_sweeps, epsilon=epsilon)
-    if secondary is not None and coupling == "monge" and kantorovich_only:
+    if specs and all(s.coupling == "monge" for s in specs) and kantorovich_only:
         raise ValueError(f"{', '.join(kantorovich_only)}: act on coupling='kantorovich' only, not on coupling='monge'")
     graph_only = changed(syncot, n_nodes=n_nodes, n_neighbors=n_neighbors)
     if geometry == "grid" and graph_only:
@@ -803,6 +926,22 @@ def locals_params(env: dict) -> dict:
     return out
 
 
+def _spec_params(specs: list[SecondarySpec]) -> dict:
+    """Several secondaries' settings for ``.uns``: arrays in the order of ``secondary`` (NaN for ``None``)."""
+
+    def floats(values):
+        return np.array([np.nan if v is None else float(v) for v in values])
+
+    return {
+        "secondary": np.array([s.key for s in specs]),
+        "coupling": np.array([s.coupling for s in specs]),
+        "weight": floats(s.weight for s in specs),
+        "secondary_delta": floats(s.delta for s in specs),
+        "n_support": np.array([int(s.n_support) for s in specs]),
+        "epsilon": floats(s.epsilon for s in specs),
+    }
+
+
 def _growth_rates(data, primary: str, key: str, time_key: str) -> np.ndarray:
     table = primary_table(data, primary)
     if key not in table.obs:
@@ -843,7 +982,7 @@ def _physical(result: SyncOTResult, durations: np.ndarray, grid):
     return velocity, growth, costs
 
 
-def _summary(result: SyncOTResult, grid, tp, rel_mass, cpl: Coupling, params: dict) -> dict:
+def _summary(result: SyncOTResult, grid, tp, rel_mass, cpls: list[Coupling], params: dict) -> dict:
     durations = np.diff(tp)
     velocity, growth, costs = _physical(result, durations, grid)
     conv = {"converged": bool(result.converged), "n_iter": int(result.n_iter), "device": result.device}
@@ -857,21 +996,30 @@ def _summary(result: SyncOTResult, grid, tp, rel_mass, cpl: Coupling, params: di
         "growth": growth.astype(np.float32),
         "costs": costs,
         "convergence": conv,
-        "coupling": {k: v for k, v in cpl.info.items()},
     }
     if isinstance(grid, Grid):
         out["grid"] = {"bounds": np.asarray(grid.bounds), "shape": np.asarray(grid.shape), "n_time": grid.n_time}
-    if result.secondary_density:  # Kantorovich: induced masses on the support, (intervals, nodes, n_support)
-        induced = np.asarray(result.secondary_density[0], np.float32)
-        out["coupling"]["secondary_density"] = induced if induced.ndim == 3 else induced[None]
-        smoothed = np.asarray(result.entropic_costs["secondary"], float) / durations
-        out["coupling"]["entropic_cost"] = smoothed
-    if "secondary" in result.secondary_actions:  # what the path costs in the secondary, without the weight
-        out["secondary_action"] = np.asarray(result.secondary_actions["secondary"], float) / durations
+    infos = {cpl.name: {k: v for k, v in cpl.info.items()} for cpl in cpls}
+    # Kantorovich secondaries in the problem (weight > 0) report their induced masses in order
+    solved = [c.name for c in cpls if isinstance(c.secondary, KantorovichSecondary) and c.secondary.weight > 0]
+    for name, induced in zip(solved, result.secondary_density, strict=True):
+        induced = np.asarray(induced, np.float32)  # induced masses on the support, (intervals, nodes, n_support)
+        infos[name]["secondary_density"] = induced if induced.ndim == 3 else induced[None]
+        infos[name]["entropic_cost"] = np.asarray(result.entropic_costs[name], float) / durations
+    # what the path costs in each secondary, without the weight
+    actions = {k: np.asarray(v, float) / durations for k, v in result.secondary_actions.items()}
+    if len(cpls) > 1:
+        out["couplings"] = infos
+        if actions:
+            out["secondary_actions"] = actions
+    else:
+        out["coupling"] = infos[cpls[0].name]
+        if "secondary" in actions:
+            out["secondary_action"] = actions["secondary"]
     return out
 
 
-def _per_cell(flow: Flow, cells: CellData, cpl: Coupling) -> dict[str, np.ndarray]:
+def _per_cell(flow: Flow, cells: CellData, cpls: list[Coupling]) -> dict[str, np.ndarray]:
     n, d = cells.x.shape
     velocity, growth = np.zeros((n, d)), np.zeros(n)
     for k, t in enumerate(cells.time_points):
@@ -879,21 +1027,35 @@ def _per_cell(flow: Flow, cells: CellData, cpl: Coupling) -> dict[str, np.ndarra
         velocity[sel] = flow.cell_values(flow.velocity, cells.x[sel], k)
         growth[sel] = flow.cell_values(flow.growth, cells.x[sel], k)
     out = {"velocity": velocity, "growth": growth}
-    if cpl.monge_map is not None:
-        jac = cpl.monge_map.jacobian(cells.x) / cpl.info["scale"]  # back to the secondary's own units
-        out["velocity_secondary"] = np.einsum("nki,ni->nk", jac, velocity)
+    for cpl in cpls:  # on a grid a Monge map carries the velocity over; a Kantorovich kernel has no velocity
+        if cpl.monge_map is not None:
+            jac = cpl.monge_map.jacobian(cells.x) / cpl.info["scale"]  # back to the secondary's own units
+            out[f"velocity_{cpl.name}"] = np.einsum("nki,ni->nk", jac, velocity)
     return out
 
 
-def output_names(key: str) -> list[tuple[str, str]]:
-    """``(part, name)`` of everything :func:`syncot` writes under ``key`` into the primary table."""
+def output_names(key: str, secondary=None) -> list[tuple[str, str]]:
+    """``(part, name)`` of everything :func:`syncot` writes under ``key`` into the primary table.
+
+    One secondary (or none) writes ``f"{key}_velocity_secondary"``; several one ``f"{key}_velocity_{basis}"`` each.
+    """
+    keys = secondary_keys(secondary)
+    names = [f"velocity_{k}" for k in keys] if len(keys) > 1 else ["velocity_secondary"]
     return [
         ("uns", key),
         ("obsm", f"{key}_velocity"),
-        ("obsm", f"{key}_velocity_secondary"),
+        *(("obsm", f"{key}_{name}") for name in names),
         ("obs", f"{key}_growth"),
         ("obs", f"{key}_node"),
     ]
+
+
+def _written_secondaries(table, key: str) -> list[str]:
+    """The ``.obsm`` names of secondary velocities an earlier fit under ``key`` wrote (replaced by this one)."""
+    earlier = table.uns.get(key)
+    if not is_fit(earlier):
+        return []
+    return [name for part, name in output_names(key, earlier["params"].get("secondary")) if part == "obsm"][1:]
 
 
 def check_outputs(data, key: str, time_key, primary, secondary, growth_key) -> None:
@@ -907,18 +1069,20 @@ def check_outputs(data, key: str, time_key, primary, secondary, growth_key) -> N
         return  # read_cells names the problem
     table, name = located(data, primary)
     reads = {("obsm", name): f"the primary basis primary={primary!r}", ("obs", time_key): f"time_key={time_key!r}"}
-    if secondary is not None:
-        sec_table, sec_name = located(data, secondary)
+    keys = secondary_keys(secondary)
+    for sec in keys:
+        sec_table, sec_name = located(data, sec)
         if sec_table is table:
-            reads["obsm", sec_name] = f"the secondary basis secondary={secondary!r}"
+            reads["obsm", sec_name] = f"the secondary basis secondary={sec!r}"
     reads["obs", growth_key or "growth_prior"] = f"the growth rates growth_key={growth_key or 'growth_prior'!r}"
-    check_writes(table, output_names(key), reads, key, fit=True)
+    check_writes(table, output_names(key, secondary), reads, key, fit=True)
     if is_mudata(data):  # the result is also stored in the MuData's own .uns
         check_writes(data, [("uns", key)], {}, key, fit=True)
 
 
 def _write(out, primary: str, key: str, summary: dict, per_cell: dict) -> None:
     table = primary_table(out, primary)
+    stale = [f"{key}_velocity_secondary", *_written_secondaries(table, key)]  # before the new summary replaces it
     table.uns[key] = summary
     if is_mudata(out):
         out.uns[key] = summary
@@ -928,7 +1092,10 @@ def _write(out, primary: str, key: str, summary: dict, per_cell: dict) -> None:
         table.obs[f"{key}_node"] = per_cell["node"]
     elif f"{key}_node" in table.obs:  # left by an earlier graph fit under the same key
         del table.obs[f"{key}_node"]
-    if "velocity_secondary" in per_cell:
-        table.obsm[f"{key}_velocity_secondary"] = per_cell["velocity_secondary"]
-    elif f"{key}_velocity_secondary" in table.obsm:  # left by an earlier fit under the same key: not this one's
-        del table.obsm[f"{key}_velocity_secondary"]
+    # secondary velocities left by an earlier fit under the same key are not this one's
+    for name in stale:
+        if name in table.obsm:
+            del table.obsm[name]
+    for name, values in per_cell.items():
+        if name.startswith("velocity_"):
+            table.obsm[f"{key}_{name}"] = values
