@@ -38,12 +38,14 @@ def _sweeps(text: str):
 
 
 def _tau(text: str):
-    if text.lower() == "none":
-        return None
+    if text.lower() in ("none", "auto"):
+        return None if text.lower() == "none" else "auto"
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'none' (a hard end), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number, 'auto' or 'none' (a hard end), got {text!r}"
+        ) from None
 
 
 def _add_run(sub) -> None:
@@ -114,7 +116,8 @@ def _add_run(sub) -> None:
         type=_tau,
         nargs="+",
         metavar="TAU",
-        help="soft endpoints: KL weight of both ends, or of the start and the end ('none': hard); default: hard",
+        help="soft endpoints: KL weight of both ends ('auto': the mean squared W2 between time points), or of the "
+        "start and the end ('none': hard); default: hard",
     )
     run.add_argument("--tol", type=float, default=1e-6, help="solver tolerance (default: %(default)s)")
     run.add_argument("--max-iter", type=int, default=5000, help="solver iteration cap (default: %(default)s)")
@@ -244,8 +247,8 @@ def _tau_pair(values):
     """``--tau``: absent (hard ends), one value for both ends, or two (start, end)."""
     if values is None:
         return None
-    if len(values) > 2:
-        raise ValueError(f"--tau: expected one value or two (start, end), got {len(values)}")
+    if len(values) > 2 or (len(values) == 2 and "auto" in values):
+        raise ValueError(f"--tau: expected one value ('auto' included) or two numbers (start, end), got {values}")
     return values[0] if len(values) == 1 else tuple(values)
 
 

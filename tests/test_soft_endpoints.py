@@ -6,6 +6,7 @@ KL(pi_0 | alpha) + tau KL(pi_1 | beta)`` (Benamou-Brenier between the fitted end
 """
 
 import numpy as np
+import ot
 import pytest
 import torch
 from scipy.stats import norm
@@ -175,4 +176,15 @@ def test_tl_syncot_soft_ends_on_both_geometries(tmp_path):
     assert set(a.uns) == set(before.uns) and set(a.obsm) == set(before.obsm)
     with pytest.warns(RuntimeWarning, match="tau=1.0: the soft ends kept only"):  # everything dropped
         scs.tl.syncot(a, "time", "X_pca", n_dims=2, n_bins=16, n_time=4, tau=1.0, key_added="tiny", **fast)
-    assert _tau_pair(None) is None and _tau_pair([1.0]) == 1.0 and _tau_pair([None, 2.0]) == (None, 2.0)
+    scs.tl.syncot(a, "time", "X_pca", n_dims=2, n_bins=16, n_time=4, tau="auto", key_added="auto", **fast)
+    tau_auto = a.uns["auto"]["params"]["tau"]
+    x, t = a.obsm["X_pca"][:, :2], a.obs["time"].to_numpy()
+    tp = np.unique(t)
+    w2 = [ot.emd2([], [], ot.dist(x[t == a0], x[t == a1])) for a0, a1 in zip(tp[:-1], tp[1:], strict=True)]
+    np.testing.assert_allclose(tau_auto, [np.mean(w2)] * 2, rtol=1e-6)
+    assert (
+        _tau_pair(None) is None
+        and _tau_pair(["auto"]) == "auto"
+        and _tau_pair([1.0]) == 1.0
+        and _tau_pair([None, 2.0]) == (None, 2.0)
+    )

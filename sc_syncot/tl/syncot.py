@@ -391,10 +391,12 @@ def syncot(
         ``(tau_start, tau_end)`` sets them apart (``None`` for a hard end), as moscot's ``tau_a`` / ``tau_b``: a
         time point of few or noisy cells then need not be reproduced. ``tau`` is in units of the transport cost of
         an interval, squared primary distances (``W2^2`` between its time points; Mathematics page, section 4),
-        independent of the time unit. Each interval relaxes its own ends, as moscot's consecutive pairs do, so the
-        fitted density at an inner time point may differ slightly between its two intervals. From moscot (whose
-        cost is scaled by its mean, ``scale_cost="mean"``): ``tau = epsilon tau_a / (1 - tau_a) x mean cost``.
-        The penalties are in ``.uns[key_added]["costs"]`` (``start_penalty``, ``end_penalty``).
+        independent of the time unit. ``"auto"`` takes the mean squared W2 distance between consecutive time
+        points (exact OT on at most 1,000 cells of each, in the fitted columns); the value used is in
+        ``params["tau"]``. Each interval relaxes its own ends, as moscot's consecutive pairs do, so the fitted
+        density at an inner time point may differ slightly between its two intervals. From moscot (whose cost is
+        scaled by its mean, ``scale_cost="mean"``): ``tau = epsilon tau_a / (1 - tau_a) x mean cost``. The
+        penalties are in ``.uns[key_added]["costs"]`` (``start_penalty``, ``end_penalty``).
     bandwidth
         Grid only: kernel density bandwidth in primary units (default: Scott's rule, see
         :func:`sc_syncot.pp.interval_densities`).
@@ -592,6 +594,10 @@ def fit(
     counts = np.array([np.sum(cells.time == t) for t in tp])
     _check_growth_prior(growth_prior, delta)
     tau = _check_tau(tau)
+    if isinstance(tau, str):  # "auto": the mean squared W2 between consecutive time points, for both ends
+        w2 = float(np.mean(graph_fit.interval_w2(cells.x, cells.time, tp, seed)))
+        logger.info("sc_syncot: tau %.4g (auto: the mean squared W2 between consecutive time points)", w2)
+        tau = (w2, w2)
     rates = None
     if chained or _wants(growth_prior):
         rates = _growth_rates(data, primary, growth_key or "growth_prior", time_key)
@@ -772,10 +778,10 @@ def _warn_lost_mass(problem: SyncOTProblem, result: SyncOTResult, tau) -> None:
         )
 
 
-def _check_tau(tau) -> tuple | None:
-    """``tau`` checked as the solver reads it: ``(start, end)``, each a float or ``None``."""
-    if tau is None:
-        return None
+def _check_tau(tau) -> tuple | str | None:
+    """``tau`` checked as the solver reads it: ``(start, end)``, each a float or ``None``; or ``"auto"``."""
+    if tau is None or (isinstance(tau, str) and tau == "auto"):
+        return tau
     start, end = check_tau(tau, 1)
     return tuple(None if t is None else float(t[0]) for t in (start, end))
 
