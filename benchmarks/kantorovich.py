@@ -34,6 +34,8 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 
+import pandas as pd
+from _report import Report, add_argument
 from solver import _reset_peak_rss, _rss_mib  # the memory probes of benchmarks/solver.py
 
 
@@ -211,7 +213,7 @@ def _grid64(prepared, weight, prepare=False):
 _FITS = {"scGEM": _scgem, "demo course": _course, "64^2 x 8, 10-D": _grid64}
 
 
-def _ratios(pool, threads: int | None) -> None:
+def _ratios(pool, threads: int | None, report: Report) -> None:
     rows = []
     for name in _FITS:
         for weight in (0.0, 1.0):
@@ -222,14 +224,21 @@ def _ratios(pool, threads: int | None) -> None:
         row["time ratio"] = row["seconds"] / zero["seconds"]
         row["cpu ratio"] = row["cpu s"] / zero["cpu s"]
         row["iter ratio"] = row["iters"] / zero["iters"]
-    _print_table(rows)
+    _print_table(rows, report)
 
 
-def _print_table(rows: list[dict]) -> None:
+def _print_row(row: dict, header: list[str]) -> None:
+    print(
+        " | ".join(f"{row[h]:14.4g}" if isinstance(row[h], float) else f"{row[h]!s:>14s}" for h in header), flush=True
+    )
+
+
+def _print_table(rows: list[dict], report: Report) -> None:
     header = list(rows[0])
     print(" | ".join(f"{h:>14s}" for h in header))
     for row in rows:
-        print(" | ".join(f"{row[h]:14.4g}" if isinstance(row[h], float) else f"{row[h]!s:>14s}" for h in header))
+        _print_row(row, header)
+    report.table(pd.DataFrame(rows), index=False)
 
 
 def main() -> None:
@@ -251,22 +260,33 @@ def main() -> None:
     parser.add_argument("--oracle5-steps", default="4,8,16,32", help="n_time of the oracle 5 runs (plain: the first)")
     parser.add_argument("--ratios", action="store_true", help="Kantorovich vs weight 0 on scGEM, sim. course, 64^2")
     parser.add_argument("--threads", type=int, default=None, help="--ratios: torch threads per fit (default: torch's)")
+    add_argument(parser)
     args = parser.parse_args()
     pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+    report = Report(args.report)
     if args.ratios:
-        print("Kantorovich secondary (weight 1, default settings) against weight 0 on the same grid")
-        _ratios(pool, args.threads)
-        return
-    if args.oracle5:
+        report.print("Kantorovich secondary (weight 1, default settings) against weight 0 on the same grid")
+        _ratios(pool, args.threads, report)
+    elif args.oracle5:
         steps = [int(v) for v in args.oracle5_steps.split(",")]
         cases = [(args.oracle5_grid, n_time, True) for n_time in steps] + [(args.oracle5_grid, steps[0], False)]
-        print("oracle 5: identity kernel on the grid points, against the Monge solve with J = I (gap)")
-        _print_table([pool.submit(_oracle5, case).result() for case in cases])
-        return
+        report.print("oracle 5: identity kernel on the grid points, against the Monge solve with J = I (gap)")
+        _print_table([pool.submit(_oracle5, case).result() for case in cases], report)
+    else:
+        _support_sizes(pool, args, report)
+    pool.shutdown()
+    report.write(args.threads if args.ratios else None)
+
+
+def _support_sizes(pool, args, report: Report) -> None:
+    """The default mode: one solve of the embedded secondary per support size and method, rows printed as they come."""
     header = ["support", "method", "iters", "converged", "seconds", "ms/iter", "sinkhorn s", "prox s", "proj s"]
     header += ["peak MiB", "cost", "secondary", "epsilon", "threads", "warnings"]
-    print(f"grid {args.grid}^2 x {args.n_time}, 10-D secondary, sinkhorn sweeps per iteration {args.sinkhorn_sweeps}")
+    report.print(
+        f"grid {args.grid}^2 x {args.n_time}, 10-D secondary, sinkhorn sweeps per iteration {args.sinkhorn_sweeps}"
+    )
     print(" | ".join(f"{h:>14s}" for h in header), flush=True)
+    rows = []
     for n_support in (int(s) for s in args.support.split(",")):
         for method in args.methods.split(","):
             task = (
@@ -278,10 +298,9 @@ def main() -> None:
                 args.sinkhorn_sweeps,
                 args.sinkhorn_max_iter,
             )
-            row = pool.submit(_run_case, task).result()
-            cells = [f"{row[h]:14.4g}" if isinstance(row[h], float) else f"{row[h]!s:>14s}" for h in header]
-            print(" | ".join(cells), flush=True)
-    pool.shutdown()
+            rows.append(pool.submit(_run_case, task).result())
+            _print_row(rows[-1], header)
+    report.table(pd.DataFrame(rows)[header], index=False)
 
 
 if __name__ == "__main__":
