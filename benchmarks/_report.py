@@ -62,7 +62,7 @@ class Report:
     """Lines and tables of one benchmark run: printed as before, and kept for :meth:`write`."""
 
     def __init__(self, path: str | None = None):
-        self.path, self.parts = path, []
+        self.path, self.parts, self.load = path, [], os.getloadavg()[0]
 
     def print(self, *lines: str) -> None:
         """Print each line (flushed) and keep it as text of the fragment."""
@@ -91,7 +91,8 @@ class Report:
         machine = (
             f"{os.cpu_count()} CPUs ({_cpu_model()}), {threads} torch thread{'s' * (threads > 1)}, {device}; "
             f"torch {torch.__version__}, numpy {np.__version__}, pandas {pd.__version__}, "
-            f"Python {platform.python_version()}; {platform.platform()}"
+            f"Python {platform.python_version()}; {platform.platform()}; load average (other work included) "
+            f"{self.load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
         )
         head = [
             f"### Output of `{script}`",
