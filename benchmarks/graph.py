@@ -126,12 +126,12 @@ def main() -> None:
     if args.one is not None:
         print(json.dumps(one_size(args.one)))
         return
+    report = Report(args.report)  # here: it reads the load average at the start
     threads = ["--threads", str(args.threads)] if args.threads else []
     rows = []
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(n), *threads]
         rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
-    report = Report(args.report)
     report.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; k = 10, 10-D, n_time 8, tol 1e-6")
     report.print("\n4 intervals in one batch (consecutive McCann interpolants), then one pair (the refinement oracle):")
     head = (f"{'nodes':>6} {'edges':>7} {'iter':>5} {'solve s':>8} {'set-up s':>9} {'ms/iter':>8} {'proj %':>7} "
