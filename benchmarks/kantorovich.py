@@ -11,9 +11,9 @@ at weight 0 on the same grid, and prints iterations, seconds, ms per iteration, 
 Gibbs-kernel sums and the marginal updates), the peak resident memory of the fit (VmHWM of /proc/self/status, reset
 before it), the time ratio and the ratio of CPU time (``time.process_time``: all threads of the process, less
 sensitive to other load on the machine than wall time; ``--threads 1`` makes it the time of one core). The
-problems: scGEM (../shared/data; expression PCA primary, methylation secondary, ``tl.syncot`` defaults: 32^2 x 4,
-200 support points), the simulated four-time-point course of ``sc-syncot demo`` (its settings: 1500 cells,
-``masses="counts"``, the same defaults) and
+problems: scGEM (../shared/data; expression PCA primary, methylation secondary, on a 32^2 x 4 grid over the first
+two PCs, ``tl.syncot``'s other defaults: 200 support points), the simulated four-time-point course of
+``sc-syncot demo`` (its settings: 1500 cells, ``masses="counts"``, the same grid) and
 :func:`sc_syncot.solvers.oracles.embedded_secondary` at 64^2 x 8 (200 points).
 
 ``--oracle5``: two Gaussians (centres (0.4, 0.4) -> (0.6, 0.55), sigma 0.08, mass 1 -> 1.5, delta 0.5) with an
@@ -174,7 +174,9 @@ def _tl_fit(adata, weight, primary, secondary, **kwargs):
 
     import sc_syncot as so
 
-    so.tl.syncot(adata, "time", primary, secondary, weight=weight, n_bins=32, n_time=4, progress=False, **kwargs)
+    so.tl.syncot(
+        adata, "time", primary, secondary, weight=weight, n_dims=2, n_bins=32, n_time=4, progress=False, **kwargs
+    )  # a grid over the first two PCs (10 columns would take the graph)
     conv = adata.uns["syncot"]["convergence"]
     return int(np.max(conv["n_iter"])), bool(np.all(conv["converged"]))
 
