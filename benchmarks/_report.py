@@ -52,7 +52,7 @@ def to_markdown(frame: pd.DataFrame, digits: int = 3, index: bool = True) -> str
         frame.index.names = [name or f"level {i}" for i, name in enumerate(names)]
         frame = frame.reset_index()
         frame.columns = [*names, *frame.columns[len(names) :]]
-    header = [number(str(col)) for col in frame.columns]
+    header = [number(str(col)).replace("_", "_<wbr>") for col in frame.columns]  # names may break after a "_"
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(number(v, digits) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
