@@ -27,7 +27,9 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import torch
+from _report import Report, add_argument
 
 from sc_syncot.solvers import oracles, solve
 from sc_syncot.solvers.graph_transport import GraphProjector
@@ -117,44 +119,57 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 5000])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process: one size
+    add_argument(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one is not None:
         print(json.dumps(one_size(args.one)))
         return
+    report = Report(args.report)  # here: it reads the load average at the start
     threads = ["--threads", str(args.threads)] if args.threads else []
     rows = []
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(n), *threads]
         rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; k = 10, 10-D, n_time 8, tol 1e-6")
-    print("\n4 intervals in one batch (consecutive McCann interpolants), then one pair (the refinement oracle):")
+    report.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; k = 10, 10-D, n_time 8, tol 1e-6")
+    report.print("\n4 intervals in one batch (consecutive McCann interpolants), then one pair (the refinement oracle):")
     head = (f"{'nodes':>6} {'edges':>7} {'iter':>5} {'solve s':>8} {'set-up s':>9} {'ms/iter':>8} {'proj %':>7} "
             f"{'peak MiB':>9} "
             f"{'interval errors (cost / exact - 1)':>36} {'pair error':>11}")  # fmt: skip
     print(head)
     for r in rows:
-        errs = " ".join(f"{e:+.3f}" for e in r["interval_errors"])
+        r["errors"] = " ".join(f"{e:+.3f}" for e in r["interval_errors"])
         print(f"{r['nodes']:>6} {r['edges']:>7} {r['iterations']:>5} {r['solve_s']:>8.2f} {r['setup_s']:>9.2f} "
               f"{r['ms_per_iteration']:>8.2f} {100 * r['projection_share']:>6.1f}% {r['peak_rss_mib']:>9.0f} "
-              f"{errs:>36} {r['refinement_error']:>+11.3f}")  # fmt: skip
-    print("\nprojection (balanced, the batch's masses): set-up s and ms per projection")
+              f"{r['errors']:>36} {r['refinement_error']:>+11.3f}")  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame["projection_share"] *= 100
+    columns = {"nodes": "nodes", "edges": "edges", "iterations": "iter", "solve_s": "solve s", "setup_s": "set-up s",
+               "ms_per_iteration": "ms/iter", "projection_share": "proj %", "peak_rss_mib": "peak MiB",
+               "errors": "interval errors (cost / exact - 1)", "refinement_error": "pair error"}  # fmt: skip
+    report.table(frame[list(columns)].rename(columns=columns), index=False)
+    report.print("\nprojection (balanced, the batch's masses): set-up s and ms per projection")
     print(f"{'nodes':>6} {'eigh set-up':>12} {'eigh ms':>8} {'sparse set-up':>14} {'sparse ms':>10} {'ratio':>6}")
     for r in rows:
-        ratio = r["sparse_ms_per_projection"] / r["eigh_ms_per_projection"]
+        r["ratio"] = r["sparse_ms_per_projection"] / r["eigh_ms_per_projection"]
         print(f"{r['nodes']:>6} {r['eigh_setup_s']:>12.2f} {r['eigh_ms_per_projection']:>8.2f} "
-              f"{r['sparse_setup_s']:>14.2f} {r['sparse_ms_per_projection']:>10.2f} {ratio:>6.2f}")  # fmt: skip
+              f"{r['sparse_setup_s']:>14.2f} {r['sparse_ms_per_projection']:>10.2f} {r['ratio']:>6.2f}")  # fmt: skip
+    columns = {"nodes": "nodes", "eigh_setup_s": "eigh set-up", "eigh_ms_per_projection": "eigh ms",
+               "sparse_setup_s": "sparse set-up", "sparse_ms_per_projection": "sparse ms",
+               "ratio": "ratio"}  # fmt: skip
+    report.table(pd.DataFrame(rows)[list(columns)].rename(columns=columns), index=False)
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         growth = b["ms_per_iteration"] / a["ms_per_iteration"]
         nlogn = b["nodes"] * np.log(b["nodes"]) / (a["nodes"] * np.log(a["nodes"]))
-        print(f"\nms per iteration after the set-up, {a['nodes']} -> {b['nodes']} nodes: x{growth:.1f} "
-              f"(n log n: x{nlogn:.1f}, "
-              f"n^2: x{(b['nodes'] / a['nodes']) ** 2:.1f})")  # fmt: skip
+        report.print(f"\nms per iteration after the set-up, {a['nodes']} -> {b['nodes']} nodes: x{growth:.1f} "
+                     f"(n log n: x{nlogn:.1f}, "
+                     f"n^2: x{(b['nodes'] / a['nodes']) ** 2:.1f})")  # fmt: skip
     ref = grid_reference()
-    print(f"\ngrid 64^2 x 16 (balanced Gaussians): {ref['iterations']} iterations, {ref['solve_s']:.2f} s, "
-          f"{ref['ms_per_iteration']:.2f} ms per iteration, error {ref['error']:+.4f}")  # fmt: skip
+    report.print(f"\ngrid 64^2 x 16 (balanced Gaussians): {ref['iterations']} iterations, {ref['solve_s']:.2f} s, "
+                 f"{ref['ms_per_iteration']:.2f} ms per iteration, error {ref['error']:+.4f}")  # fmt: skip
+    report.write()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 import ot
+import pandas as pd
+from _report import Report, add_argument
 
 from sc_syncot import datasets, pp
 from sc_syncot.solvers import SyncOTProblem, solve
@@ -54,17 +56,20 @@ def main() -> None:
     parser.add_argument("--n-nodes", type=int, default=1200)
     parser.add_argument("--n-time", type=int, default=8)
     parser.add_argument("--delta", type=float, default=None, help="growth length scale (default: half the extent)")
+    add_argument(parser)
     args = parser.parse_args()
+    report = Report(args.report)
     adata = getattr(datasets, args.dataset)()
     key = "time_index" if args.dataset == "tigon_bifurcation" else "time_days"
     x = np.asarray(adata.obsm["X_tigon"] if "X_tigon" in adata.obsm else adata.X, dtype=float)
     t = adata.obs[key].to_numpy(dtype=float)
     times = np.unique(t)
     delta = args.delta or 0.5 * float(np.ptp(x, axis=0).max())
-    print(f"{args.dataset}: {x.shape[0]} cells, {x.shape[1]}-D, n_nodes {args.n_nodes}, n_time {args.n_time}, "
+    report.print(f"{args.dataset}: {x.shape[0]} cells, {x.shape[1]}-D, n_nodes {args.n_nodes}, n_time {args.n_time}, "
           f"delta {delta:.3g} (unbalanced); W1 of each method / W1 of static OT")  # fmt: skip
     print(f"{'held out':>9} {'fraction':>8} {'static W1':>10} {'balanced':>9} {'unbalanced':>11} {'nearest':>8} "
           f"{'nodes':>6} {'s':>6}")  # fmt: skip
+    rows = []
     for k in range(1, len(times) - 1):
         a, b, held = (t == times[k - 1]), (t == times[k + 1]), (t == times[k])
         fraction = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
@@ -80,8 +85,12 @@ def main() -> None:
         nodes = cg.graph.points
         scores = [w1(nodes, at_fraction(r.rho, fraction), x[held]) / base for r in (balanced, unbalanced)]
         nearest = min(w1(x[s], np.ones(s.sum()), x[held]) for s in (a, b)) / base
+        rows.append({"held out": f"{times[k]:g}", "fraction": fraction, "static W1": base, "balanced": scores[0],
+                     "unbalanced": scores[1], "nearest": nearest, "nodes": cg.n_nodes, "s": seconds})  # fmt: skip
         print(f"{times[k]:>9g} {fraction:>8.2f} {base:>10.4f} {scores[0]:>9.3f} {scores[1]:>11.3f} {nearest:>8.3f} "
               f"{cg.n_nodes:>6} {seconds:>6.1f}")  # fmt: skip
+    report.table(pd.DataFrame(rows), index=False)
+    report.write()
 
 
 if __name__ == "__main__":

@@ -65,11 +65,13 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from _report import Report, add_argument
 
 import sc_syncot as so
 
 METHODS = list(so.tl.evaluation.METHODS)
 WARP_METHODS = list(so.tl.evaluation.WARPED)
+REPORT = Report()
 
 
 def standardized(z: np.ndarray) -> np.ndarray:
@@ -138,7 +140,7 @@ def _load(loader, label: str):
     try:
         return loader()
     except so.datasets.DataNotFoundError as err:
-        print(f"{label} skipped: {err}")
+        REPORT.print(f"{label} skipped: {err}")
         return None
 
 
@@ -211,7 +213,7 @@ def scicar(fast: bool, n_sample: int) -> list[dict]:
     adata.obsm["X_atac"] = standardized(adata.obsm["X_lsi"])
     runs = []
     r2 = so.pp.secondary_predictability(adata.obsm["X_rna"], adata.obsm["X_atac"], adata.obs["time_h"].to_numpy())
-    print(f"sci-CAR: ATAC from RNA, kNN R^2 within time {r2['within_time']:.3f}, pooled {r2['pooled']:.3f}")
+    REPORT.print(f"sci-CAR: ATAC from RNA, kNN R^2 within time {r2['within_time']:.3f}, pooled {r2['pooled']:.3f}")
     kant, monge = {"n_bins": 32, "n_time": 8}, {"n_bins": 48, "n_time": 12}
     for coupling, weight, full in (("kantorovich", 1.0, kant), ("kantorovich", 10.0, kant), ("monge", 1.0, monge)):
         settings = {"n_bins": 16, "n_time": 4} if fast else full
@@ -333,13 +335,17 @@ def scicar_reference(fast: bool, n_sample: int) -> list[dict]:
     diag = pd.DataFrame(diagnostics)
     diag.columns.names = ["embedding", "space"]
     with pd.option_context("display.width", 200, "display.max_columns", None):
-        print("\nsci-CAR A549, 1 h held out, Kantorovich weight 1: default embedding (pp.embed_atac) next to the one")
-        print(" reproducing issue 5 (reference_embedding). nearest: nearest in time (0 h); nearest 3 h (issue): W1 of")
-        print(f" the 3 h to the 1 h cells. Each W1 on subsamples of {n_sample} cells per side: mean, std of 5 rounds")
-        print(w1.round(3).to_string())
-        print("\ndiagnostics of each space (all cells; kurtosis: excess, 0 for a normal; variance share of the 1% of")
-        print(" cells furthest from the centre, 0.01 if spread evenly; kNN: 50 neighbours, 5-fold, chance 0.5)")
-        print(diag.round(3).to_string())
+        REPORT.print(
+            "\nsci-CAR A549, 1 h held out, Kantorovich weight 1: default embedding (pp.embed_atac) next to the one",
+            " reproducing issue 5 (reference_embedding). nearest: nearest in time (0 h); nearest 3 h (issue): W1 of",
+            f" the 3 h to the 1 h cells. Each W1 on subsamples of {n_sample} cells per side: mean, std of 5 rounds",
+        )
+        REPORT.table(w1, console=3)
+        REPORT.print(
+            "\ndiagnostics of each space (all cells; kurtosis: excess, 0 for a normal; variance share of the 1% of",
+            " cells furthest from the centre, 0.01 if spread evenly; kNN: 50 neighbours, 5-fold, chance 0.5)",
+        )
+        REPORT.table(diag, console=3)
     return runs
 
 
@@ -350,7 +356,7 @@ def simulator(fast: bool, n_sample: int) -> list[dict]:
     adata.obsm["X_atac"] = standardized(adata.obsm["X_lsi"])
     middle = float(np.unique(adata.obs["time"])[2])
     r2 = so.pp.secondary_predictability(adata.obsm["X_rna"], adata.obsm["X_atac"], adata.obs["time"].to_numpy())
-    print(f"simulator: ATAC from RNA, kNN R^2 within time {r2['within_time']:.3f}, pooled {r2['pooled']:.3f}")
+    REPORT.print(f"simulator: ATAC from RNA, kNN R^2 within time {r2['within_time']:.3f}, pooled {r2['pooled']:.3f}")
     settings = {"n_bins": 16, "n_time": 4} if fast else {"n_bins": 32, "n_time": 8}
     runs = []
     for coupling in ("monge", "kantorovich"):
@@ -459,11 +465,15 @@ def main() -> None:
         "--geometry", choices=["grid", "graph"], default="grid",
         help="fit tigon, bifurcation and scgem on the graph of cell states in their full bases (default: grid)",
     )  # fmt: skip
+    add_argument(parser)
     args = parser.parse_args()
     GEOMETRY["name"] = args.geometry
     torch.set_num_threads(1)
     logging.getLogger("sc_syncot").setLevel(logging.ERROR)  # the Monge fit's low-R^2 warning: reported below
-    print(f"held-out evaluation, {'fast (coarse grids)' if args.fast else 'full'} setting, n_sample={args.n_sample}")
+    REPORT.path = args.report
+    REPORT.print(
+        f"held-out evaluation, {'fast (coarse grids)' if args.fast else 'full'} setting, n_sample={args.n_sample}"
+    )
     evaluations = DATASETS | ({"scicar": scicar_reference} if args.reference_embedding else {})
     runs = [run for name in evaluations if name in args.datasets for run in evaluations[name](args.fast, args.n_sample)]
     if not runs:
@@ -471,30 +481,42 @@ def main() -> None:
         return
     w1 = side_by_side(runs, "w1")
     with pd.option_context("display.width", 200, "display.max_columns", None):
-        print("\nWasserstein-1 between predicted and held-out cells (noise_floor: two halves of the held-out cells;")
-        print(" grid_floor: the held-out cells' own density on the fit's grid, sampled like a prediction (a perfect")
-        print(" path); readout: the fitted coupling applied to the held-out cells' true primary positions)")
-        print(w1.round(3).to_string())
-        print("\nrelative error of the predicted mass")
+        REPORT.print(
+            "\nWasserstein-1 between predicted and held-out cells (noise_floor: two halves of the held-out cells;",
+            " grid_floor: the held-out cells' own density on the fit's grid, sampled like a prediction (a perfect",
+            " path); readout: the fitted coupling applied to the held-out cells' true primary positions)",
+        )
+        first = [m for m in ("syncot", "primary_only", "static_ot", "static_uot", "moscot", "nearest") if m in w1.index]
+        REPORT.table(w1, console=3, markdown=w1.T[[*first, "noise_floor"]])
+        REPORT.table(w1.T.drop(columns=[*first, "noise_floor"]))  # Markdown only: the warped rows and other floors
+        REPORT.print("\nrelative error of the predicted mass")
         no_mass = ["grid_floor", "graph_floor", "readout", "noise_floor"]
-        print(side_by_side(runs, "mass_error").drop(index=no_mass, errors="ignore").round(3).to_string())
-        print("\nratios of W1 (below 1: syncot closer to the held-out cells)")
-        print(ratios(w1).round(3).to_string())
+        mass = side_by_side(runs, "mass_error").drop(index=no_mass, errors="ignore")
+        REPORT.table(mass, console=3, markdown=mass.T)
+        REPORT.print("\nratios of W1 (below 1: syncot closer to the held-out cells)")
+        REPORT.table(ratios(w1), console=3)
         if any(r["data"] == "TIGON_EMT" for r in runs):
-            print("(TIGON_EMT has one space: syncot and primary_only are the same fit there, so their ratio shows the")
-            print(" sampling noise of the W1 estimates, not an effect)")
+            REPORT.print(
+                "(TIGON_EMT has one space: syncot and primary_only are the same fit there, so their ratio shows the",
+                " sampling noise of the W1 estimates, not an effect)",
+            )
         timing = pd.DataFrame([{k: r[k] for k in ("data", "heldout", "seconds")} for r in runs])
-        print("\ntime warp: W1 of each method, at the physical fraction and warped (fitted on the held-in time")
-        print(" points only), divided by static OT's at the physical fraction (below 1: closer than static OT)")
-        print(warp_ratios(w1).round(3).to_string())
-        print("(no _warped column where fewer than three time points are held in, e.g. sci-CAR's 0 h and 3 h)")
+        REPORT.print(
+            "\ntime warp: W1 of each method, at the physical fraction and warped (fitted on the held-in time",
+            " points only), divided by static OT's at the physical fraction (below 1: closer than static OT)",
+        )
+        REPORT.table(warp_ratios(w1), console=3)
+        REPORT.print("(no _warped column where fewer than three time points are held in, e.g. sci-CAR's 0 h and 3 h)")
         choices = warp_choices(runs)
         if not choices.empty:
-            print("\nthe warps' strengths (chosen by leave-one-out over the inner held-in time points; 0: constant")
-            print(" speed, 1: the full warp) and the fraction of its held-in interval each put the held-out point at")
-            print(choices.round(3).to_string())
-        print("\nseconds per evaluation (two fits: syncot and primary_only, then the baselines and the W1s)")
-        print(timing.round(1).to_string(index=False))
+            REPORT.print(
+                "\nthe warps' strengths (chosen by leave-one-out over the inner held-in time points; 0: constant",
+                " speed, 1: the full warp) and the fraction of its held-in interval each put the held-out point at",
+            )
+            REPORT.table(choices, console=3)
+        REPORT.print("\nseconds per evaluation (two fits: syncot and primary_only, then the baselines and the W1s)")
+        REPORT.table(timing, console=1, index=False)
+    REPORT.write()
 
 
 DATASETS = {

@@ -11,9 +11,9 @@ at weight 0 on the same grid, and prints iterations, seconds, ms per iteration, 
 Gibbs-kernel sums and the marginal updates), the peak resident memory of the fit (VmHWM of /proc/self/status, reset
 before it), the time ratio and the ratio of CPU time (``time.process_time``: all threads of the process, less
 sensitive to other load on the machine than wall time; ``--threads 1`` makes it the time of one core). The
-problems: scGEM (../shared/data; expression PCA primary, methylation secondary, ``tl.syncot`` defaults: 32^2 x 4,
-200 support points), the simulated four-time-point course of ``sc-syncot demo`` (its settings: 1500 cells,
-``masses="counts"``, the same defaults) and
+problems: scGEM (../shared/data; expression PCA primary, methylation secondary, on a 32^2 x 4 grid over the first
+two PCs, ``tl.syncot``'s other defaults: 200 support points), the simulated four-time-point course of
+``sc-syncot demo`` (its settings: 1500 cells, ``masses="counts"``, the same grid) and
 :func:`sc_syncot.solvers.oracles.embedded_secondary` at 64^2 x 8 (200 points).
 
 ``--oracle5``: two Gaussians (centres (0.4, 0.4) -> (0.6, 0.55), sigma 0.08, mass 1 -> 1.5, delta 0.5) with an
@@ -34,6 +34,8 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 
+import pandas as pd
+from _report import Report, add_argument
 from solver import _reset_peak_rss, _rss_mib  # the memory probes of benchmarks/solver.py
 
 
@@ -172,7 +174,9 @@ def _tl_fit(adata, weight, primary, secondary, **kwargs):
 
     import sc_syncot as so
 
-    so.tl.syncot(adata, "time", primary, secondary, weight=weight, n_bins=32, n_time=4, progress=False, **kwargs)
+    so.tl.syncot(
+        adata, "time", primary, secondary, weight=weight, n_dims=2, n_bins=32, n_time=4, progress=False, **kwargs
+    )  # a grid over the first two PCs (10 columns would take the graph)
     conv = adata.uns["syncot"]["convergence"]
     return int(np.max(conv["n_iter"])), bool(np.all(conv["converged"]))
 
@@ -211,7 +215,7 @@ def _grid64(prepared, weight, prepare=False):
 _FITS = {"scGEM": _scgem, "demo course": _course, "64^2 x 8, 10-D": _grid64}
 
 
-def _ratios(pool, threads: int | None) -> None:
+def _ratios(pool, threads: int | None, report: Report) -> None:
     rows = []
     for name in _FITS:
         for weight in (0.0, 1.0):
@@ -222,14 +226,21 @@ def _ratios(pool, threads: int | None) -> None:
         row["time ratio"] = row["seconds"] / zero["seconds"]
         row["cpu ratio"] = row["cpu s"] / zero["cpu s"]
         row["iter ratio"] = row["iters"] / zero["iters"]
-    _print_table(rows)
+    _print_table(rows, report)
 
 
-def _print_table(rows: list[dict]) -> None:
+def _print_row(row: dict, header: list[str]) -> None:
+    print(
+        " | ".join(f"{row[h]:14.4g}" if isinstance(row[h], float) else f"{row[h]!s:>14s}" for h in header), flush=True
+    )
+
+
+def _print_table(rows: list[dict], report: Report) -> None:
     header = list(rows[0])
     print(" | ".join(f"{h:>14s}" for h in header))
     for row in rows:
-        print(" | ".join(f"{row[h]:14.4g}" if isinstance(row[h], float) else f"{row[h]!s:>14s}" for h in header))
+        _print_row(row, header)
+    report.table(pd.DataFrame(rows), index=False)
 
 
 def main() -> None:
@@ -251,22 +262,33 @@ def main() -> None:
     parser.add_argument("--oracle5-steps", default="4,8,16,32", help="n_time of the oracle 5 runs (plain: the first)")
     parser.add_argument("--ratios", action="store_true", help="Kantorovich vs weight 0 on scGEM, sim. course, 64^2")
     parser.add_argument("--threads", type=int, default=None, help="--ratios: torch threads per fit (default: torch's)")
+    add_argument(parser)
     args = parser.parse_args()
     pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+    report = Report(args.report)
     if args.ratios:
-        print("Kantorovich secondary (weight 1, default settings) against weight 0 on the same grid")
-        _ratios(pool, args.threads)
-        return
-    if args.oracle5:
+        report.print("Kantorovich secondary (weight 1, default settings) against weight 0 on the same grid")
+        _ratios(pool, args.threads, report)
+    elif args.oracle5:
         steps = [int(v) for v in args.oracle5_steps.split(",")]
         cases = [(args.oracle5_grid, n_time, True) for n_time in steps] + [(args.oracle5_grid, steps[0], False)]
-        print("oracle 5: identity kernel on the grid points, against the Monge solve with J = I (gap)")
-        _print_table([pool.submit(_oracle5, case).result() for case in cases])
-        return
+        report.print("oracle 5: identity kernel on the grid points, against the Monge solve with J = I (gap)")
+        _print_table([pool.submit(_oracle5, case).result() for case in cases], report)
+    else:
+        _support_sizes(pool, args, report)
+    pool.shutdown()
+    report.write(args.threads if args.ratios else None)
+
+
+def _support_sizes(pool, args, report: Report) -> None:
+    """The default mode: one solve of the embedded secondary per support size and method, rows printed as they come."""
     header = ["support", "method", "iters", "converged", "seconds", "ms/iter", "sinkhorn s", "prox s", "proj s"]
     header += ["peak MiB", "cost", "secondary", "epsilon", "threads", "warnings"]
-    print(f"grid {args.grid}^2 x {args.n_time}, 10-D secondary, sinkhorn sweeps per iteration {args.sinkhorn_sweeps}")
+    report.print(
+        f"grid {args.grid}^2 x {args.n_time}, 10-D secondary, sinkhorn sweeps per iteration {args.sinkhorn_sweeps}"
+    )
     print(" | ".join(f"{h:>14s}" for h in header), flush=True)
+    rows = []
     for n_support in (int(s) for s in args.support.split(",")):
         for method in args.methods.split(","):
             task = (
@@ -278,10 +300,9 @@ def main() -> None:
                 args.sinkhorn_sweeps,
                 args.sinkhorn_max_iter,
             )
-            row = pool.submit(_run_case, task).result()
-            cells = [f"{row[h]:14.4g}" if isinstance(row[h], float) else f"{row[h]!s:>14s}" for h in header]
-            print(" | ".join(cells), flush=True)
-    pool.shutdown()
+            rows.append(pool.submit(_run_case, task).result())
+            _print_row(rows[-1], header)
+    report.table(pd.DataFrame(rows)[header], index=False)
 
 
 if __name__ == "__main__":

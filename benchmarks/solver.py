@@ -30,6 +30,8 @@ import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from _report import Report, add_argument
+
 
 def _bytes_per_iteration(n_cells: int, n_time: int, d: int, unbalanced: bool, itemsize: int) -> int:
     """Minimal memory traffic of one Chambolle-Pock iteration in a fused implementation.
@@ -175,8 +177,10 @@ def main() -> None:
     parser.add_argument("--oracles", default="balanced_gaussians,linear_monge,pure_growth,two_bumps")
     parser.add_argument("--sizes", default=None, help="grids as N x Nt, e.g. 128x32,256x64 (overrides --quick)")
     parser.add_argument("--modes", default="eager,compiled", help="eager and/or compiled iterations")
+    add_argument(parser)
     args = parser.parse_args()
 
+    import pandas as pd
     import torch
 
     cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
@@ -185,7 +189,8 @@ def main() -> None:
     )
     if args.sizes:
         sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {'cuda' if cuda else 'cpu'}")
+    report = Report(args.report)
+    report.print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {'cuda' if cuda else 'cpu'}")
     header = [
         "oracle",
         "grid",
@@ -206,6 +211,7 @@ def main() -> None:
     print(" | ".join(f"{h:>13s}" for h in header))
     # A fresh process per solve (spawned, one task each), so that its peak memory is its own.
     pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+    table, compiled, emd = [], [], []  # for the report
     for n, n_time in sizes:
         for name in args.oracles.split(","):
             rows = {}
@@ -213,25 +219,45 @@ def main() -> None:
                 row = pool.submit(_run_case, (name, n, n_time, args.device, mode)).result()
                 row["x bound"] = row["ms/iter"] / row["bound ms/iter"]
                 rows[mode] = row
+                table.append(row)
                 _print_row(header, row)
             if len(rows) == 2:
                 eager, fused = rows["eager"], rows["compiled"]
+                r = {"oracle": name, "grid": row["grid"], "ms/iter": fused["ms/iter"] / eager["ms/iter"],
+                     "seconds": fused["seconds"] / eager["seconds"],
+                     "s with the compilation": fused["seconds"] + fused["setup s"]}  # fmt: skip
+                compiled.append(r)
                 print(
-                    f"{'  ratio':>13s} | {row['grid']:>13s} | compiled / eager: ms/iter "
-                    f"{fused['ms/iter'] / eager['ms/iter']:.2f}, seconds {fused['seconds'] / eager['seconds']:.2f}"
-                    f" ({fused['seconds'] + fused['setup s']:.1f} s with the compilation)",
+                    f"{'  ratio':>13s} | {r['grid']:>13s} | compiled / eager: ms/iter {r['ms/iter']:.2f}, seconds "
+                    f"{r['seconds']:.2f} ({r['s with the compilation']:.1f} s with the compilation)",
                     flush=True,
                 )
             if name == "balanced_gaussians" and n * n <= args.emd_max:
                 value, seconds = _emd(n, n_time)
                 first = next(iter(rows.values()))
+                r = {"grid": first["grid"], "emd2 value": value, "emd2 s": seconds, "mode": first["mode"],
+                     "dynamic value": first["cost"], "dynamic s": first["seconds"],
+                     "values differ by": (first["cost"] - value) / value,
+                     "time ratio dynamic / emd2": first["seconds"] / seconds}  # fmt: skip
+                emd.append(r)
                 print(
-                    f"{'  POT emd2':>13s} | {first['grid']:>13s} | value {value:.6g} in {seconds:.2f} s;"
-                    f" dynamic ({first['mode']}) {first['cost']:.6g} in {first['seconds']:.2f} s: values differ by "
-                    f"{(first['cost'] - value) / value:+.2e}, time ratio dynamic/emd2 {first['seconds'] / seconds:.2f}",
+                    f"{'  POT emd2':>13s} | {r['grid']:>13s} | value {value:.6g} in {seconds:.2f} s;"
+                    f" dynamic ({r['mode']}) {r['dynamic value']:.6g} in {r['dynamic s']:.2f} s: values differ by "
+                    f"{r['values differ by']:+.2e}, time ratio dynamic/emd2 {r['time ratio dynamic / emd2']:.2f}",
                     flush=True,
                 )
     pool.shutdown()
+    # the Markdown in two narrower tables: iterations and accuracy, then time and memory
+    speed = ["setup s", "seconds", "ms/iter", "bound ms/iter", "x bound", "dct ms", "peak MiB"]
+    report.table(pd.DataFrame(table)[header].drop(columns=speed), index=False)
+    report.table(pd.DataFrame(table)[["oracle", "grid", "mode", *speed]], index=False)
+    if compiled:
+        report.print("compiled / eager: ratios of ms per iteration and of seconds to converge")
+        report.table(pd.DataFrame(compiled), index=False)
+    if emd:
+        report.print("POT's exact emd2 between the balanced case's discrete densities, against the dynamic solve")
+        report.table(pd.DataFrame(emd), index=False)
+    report.write()
 
 
 if __name__ == "__main__":

@@ -74,7 +74,10 @@ nb_execution_show_tb = True
 nb_merge_streams = True
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".py": "myst-nb"}
-exclude_patterns = ["conf.py", "_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "jupyter_execute"]
+# benchmarks/: what benchmarks/*.py --report writes, included by benchmarks.md rather than pages of their own
+exclude_patterns = [
+    "conf.py", "_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "jupyter_execute", "benchmarks/*",
+]  # fmt: skip
 templates_path = ["_templates"]
 
 html_theme = "sphinx_book_theme"

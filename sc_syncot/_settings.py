@@ -9,11 +9,15 @@
 - What the user should act on is a :func:`warnings.warn` pointing at the user's own call (:func:`warn`), not a
   log line.
 - Progress bars (tqdm.auto: a widget in notebooks, a bar on terminals) are off at verbosity 0.
+- ``sc_syncot.settings.figdir``: the folder that the plots' ``save=`` writes to. Unset (``None``) it follows
+  ``scanpy.settings.figdir`` (default ``./figures``), and a ``save`` without a file extension takes scanpy's
+  ``file_format_figs`` (default ``pdf``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,21 +26,27 @@ LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBU
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
+def scanpy_setting(name: str, default):
+    """``scanpy.settings.<name>`` when scanpy has been imported (this does not import it), else ``default``."""
+    scanpy = sys.modules.get("scanpy")
+    return getattr(getattr(scanpy, "settings", None), name, default)
+
+
 class Settings:
-    """``verbosity`` (see the module's description), read at each log line: changes act at once."""
+    """``verbosity`` and ``figdir`` (see the module's description), read where they act: changes act at once."""
 
     def __init__(self) -> None:
         self._verbosity: int | None = None
+        self._figdir: Path | None = None
 
     @property
     def verbosity(self) -> int:
         """0 errors, 1 warnings, 2 information, 3 debugging; ``None`` (the default) follows scanpy's."""
         if self._verbosity is not None:
             return self._verbosity
-        scanpy = sys.modules.get("scanpy")
         try:
-            return int(scanpy.settings.verbosity) if scanpy is not None else 1
-        except (AttributeError, TypeError, ValueError):
+            return int(scanpy_setting("verbosity", 1))
+        except (TypeError, ValueError):
             return 1
 
     @verbosity.setter
@@ -45,9 +55,25 @@ class Settings:
             raise ValueError(f"verbosity: expected 0, 1, 2, 3 or None (follow scanpy), got {value!r}")
         self._verbosity = value
 
+    @property
+    def figdir(self) -> Path:
+        """Folder of the figures that the plots' ``save=`` writes; ``None`` (the default) follows scanpy's."""
+        return self._figdir if self._figdir is not None else Path(scanpy_setting("figdir", "figures"))
+
+    @figdir.setter
+    def figdir(self, value: str | os.PathLike | None) -> None:
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ValueError(f"figdir: expected a folder (str or path) or None (follow scanpy), got {value!r}")
+        self._figdir = None if value is None else Path(value)
+
     def __repr__(self) -> str:
-        follows = " (scanpy's)" if self._verbosity is None else ""
-        return f"sc_syncot settings: verbosity={self.verbosity}{follows}"
+        def follows(own):
+            return " (scanpy's)" if own is None else ""
+
+        return (
+            f"sc_syncot settings: verbosity={self.verbosity}{follows(self._verbosity)}, "
+            f"figdir={str(self.figdir)!r}{follows(self._figdir)}"
+        )
 
 
 settings = Settings()

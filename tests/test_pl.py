@@ -45,12 +45,6 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture(scope="module")
 def monge():
     adata = blob()
@@ -133,6 +127,48 @@ def test_axes_given_and_returned(monge):
         pl.density_path(monge, n_panels=3, ax=axs)
     single = pl.growth(monge, ax=axs[0])  # Agg: not shown, so the axes come back
     assert single is axs[0]
+
+
+@pytest.fixture
+def figdir(tmp_path):
+    """``settings.figdir`` in a temporary folder, restored (with scanpy's) after the test."""
+    import scanpy as sc
+
+    from sc_syncot import settings
+
+    before, scanpy_before = settings._figdir, sc.settings.figdir
+    settings.figdir = tmp_path / "figs"
+    yield settings.figdir
+    settings.figdir, sc.settings.figdir = before, scanpy_before
+
+
+def test_save_writes_to_figdir_as_scanpy(monge, figdir, tmp_path):
+    import scanpy as sc
+
+    from sc_syncot import settings
+
+    keys = (set(monge.obs), set(monge.obsm), set(monge.uns), set(monge.uns["syncot"]))
+    velocity = monge.obsm["syncot_velocity"].copy()
+    axes = pl.density_path(monge, n_panels=2, save=True)  # Agg: not shown, so the axes come back
+    assert (figdir / "density_path.pdf").read_bytes().startswith(b"%PDF")  # scanpy's default format
+    assert len(axes) == 2 and not plt.fignum_exists(axes[0].figure.number)  # closed once saved
+    pl.growth(monge, per_cell=True, save="_cells.png")  # a suffix, and the format from its extension
+    assert (figdir / "growth_cells.png").read_bytes().startswith(b"\x89PNG")
+    fig = pl.velocity(monge, return_fig=True, save=".svg")
+    assert (figdir / "velocity.svg").stat().st_size > 0 and plt.fignum_exists(fig.number)  # returned: kept open
+    # the plots write files, not the AnnData
+    assert (set(monge.obs), set(monge.obsm), set(monge.uns), set(monge.uns["syncot"])) == keys
+    np.testing.assert_array_equal(monge.obsm["syncot_velocity"], velocity)
+    # unset, the folder is scanpy's
+    settings.figdir = None
+    sc.settings.figdir = tmp_path / "scanpy_figures"
+    assert settings.figdir == tmp_path / "scanpy_figures"
+    pl.trajectories(monge, save="_b.png")
+    assert (tmp_path / "scanpy_figures" / "trajectories_b.png").exists()
+    with pytest.raises(ValueError, match="save: expected True or a file name suffix"):
+        pl.fates(monge, ["syncot_pull_down"], save=1)
+    with pytest.raises(ValueError, match="figdir: expected a folder"):
+        settings.figdir = 3
 
 
 def test_velocity_streamlines_over_cells(monge):

@@ -34,45 +34,19 @@
 # `SC_SYNCOT_TUTORIAL_FAST=1` runs shorter horizons and fewer weights.
 
 # %%
-import io
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Ellipse
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
-
-from sc_syncot.gaussian import GaussianMeasure, entropic_uot, kl_divergence, maxent_udc, udc, uot  # noqa: E402
+from sc_syncot.gaussian import GaussianMeasure, entropic_uot, kl_divergence, maxent_udc, udc, uot
 
 FAST = os.environ.get("SC_SYNCOT_TUTORIAL_FAST", "") not in ("", "0")
-OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")
-
-
-# %% tags=["hide-input"]
-# Helpers: show a figure in a notebook, save it when SC_SYNCOT_TUTORIAL_OUT is set.
-def show(fig):
-    """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
-        display(Image(png.getvalue()))
-
-
-def save(fig, name):
-    """Write ``fig`` to ``$SC_SYNCOT_TUTORIAL_OUT/name`` when that variable is set."""
-    if OUT:
-        Path(OUT).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(OUT) / name, dpi=110, bbox_inches="tight")
-    show(fig)
-    plt.close(fig)
+OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")  # a folder: the figures are also saved there, as PNG
+if OUT:
+    Path(OUT).mkdir(parents=True, exist_ok=True)
 
 
 # %% [markdown]
@@ -119,7 +93,8 @@ for row, (name, (alpha, beta)) in enumerate(CASES.items()):
         ax.set_title(f"{name}, $\\tau$ = {tau:g}, $m^*$ = {res.mass:.3f}", fontsize=9)
 axes[0, 0].legend(fontsize=8)
 fig.tight_layout()
-save(fig, "uot_marginals.png")
+if OUT:
+    fig.savefig(Path(OUT) / "uot_marginals.png", dpi=110, bbox_inches="tight")
 
 # %% [markdown]
 # ## 2. Optimal plans: an affine map, and its entropic blur
@@ -155,7 +130,8 @@ for ax in axes:
     ax.set_xlabel("x")
 axes[0].set_ylabel("y")
 fig.tight_layout()
-save(fig, "uot_plans.png")
+if OUT:
+    fig.savefig(Path(OUT) / "uot_plans.png", dpi=110, bbox_inches="tight")
 print("Var(y | x) of the entropic plans:", np.round(entropic_spread, 4))
 
 # %% [markdown]
@@ -185,7 +161,8 @@ for ax, (tau, res) in zip(axes, udc_results.items(), strict=True):
     ax.set_title(f"UDC, $\\tau$ = {tau:g}: mass {res.mass:.3f}, max control var {res.control_covs.max():.1e}")
 axes[0].legend()
 fig.tight_layout()
-save(fig, "udc_evolution.png")
+if OUT:
+    fig.savefig(Path(OUT) / "udc_evolution.png", dpi=110, bbox_inches="tight")
 for tau, res in udc_results.items():
     print(f"tau={tau:g}: mean of rho_0 {res.means[0, 0]:+.3f} (alpha {udc_refs[0].mean[0]:+.1f}),", end=" ")
     print(f"mean of rho_N {res.means[-1, 0]:+.3f} (beta {udc_refs[1].mean[0]:+.1f}), mass {res.mass:.3f}")
@@ -228,7 +205,8 @@ for ax, (lam, res) in zip(axes, maxent_results.items(), strict=True):
     ax.set_xlabel("position")
 axes[0].set_ylabel("velocity")
 fig.tight_layout()
-save(fig, "maxent_udc.png")
+if OUT:
+    fig.savefig(Path(OUT) / "maxent_udc.png", dpi=110, bbox_inches="tight")
 for lam, res in maxent_results.items():
     print(f"lambda={lam:g}: control variances {np.round(res.control_covs[:, 0, 0], 4)}, ", end="")
     print(f"relaxation slack {res.lifting_gap.max():.1e}")

@@ -12,14 +12,9 @@
 # a subsample of the cells (the test suite does); `SC_SYNCOT_TUTORIAL_OUT=folder` saves the figures.
 
 # %%
-import io
 import os
 from pathlib import Path
 
-import matplotlib
-
-if os.environ.get("SC_SYNCOT_TUTORIAL_OUT") or not hasattr(__builtins__, "__IPYTHON__"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import scanpy as sc
@@ -27,7 +22,11 @@ import scanpy as sc
 import sc_syncot as so
 
 FAST = os.environ.get("SC_SYNCOT_TUTORIAL_FAST") == "1"
-OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")
+OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")  # a folder: the figures are also saved there, as PNG
+SAVE = ".png" if OUT else None  # the plots' save=: <plot>.png in so.settings.figdir
+if OUT:
+    so.settings.figdir = OUT
+    Path(OUT).mkdir(parents=True, exist_ok=True)
 # 4 time steps per interval, tl's default with a Kantorovich coupling: more steps make its epsilon smaller (to keep
 # the entropic bias from growing) and the solve slower, for little change here
 settings = {"n_bins": 16, "n_time": 4} if FAST else {"n_bins": 48, "n_time": 4}
@@ -37,29 +36,6 @@ CELLS_PER_TIME = 250 if FAST else None  # the fast setting subsamples the cells 
 COUPLING = "kantorovich"
 # Cell numbers per time point reflect how many cells were sequenced, not how many there were: equal masses.
 MASSES = "equal"
-
-
-# %% tags=["hide-input"]
-# Helpers: show a figure in a notebook, save it when SC_SYNCOT_TUTORIAL_OUT is set.
-def show(fig):
-    """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
-        display(Image(png.getvalue()))
-
-
-def save(fig, name):
-    if OUT:
-        Path(OUT).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(OUT) / f"{name}.png", dpi=100)
-    show(fig)
-    plt.close(fig)
 
 
 # %% [markdown]
@@ -143,10 +119,10 @@ print("iterations:", res["convergence"]["n_iter"], "converged:", res["convergenc
 # path it induces in ATAC.
 
 # %%
-save(so.pl.density_path(adata, return_fig=True), "density_path")
-save(so.pl.velocity(adata, color="time_h", time=1.0, return_fig=True), "velocity")
-save(so.pl.secondary_path(adata, return_fig=True), "secondary_path")
-save(so.pl.growth(adata, per_cell=True, return_fig=True), "growth")
+so.pl.density_path(adata, save=SAVE)
+so.pl.velocity(adata, color="time_h", time=1.0, save=SAVE)
+so.pl.secondary_path(adata, save=SAVE)
+so.pl.growth(adata, per_cell=True, save=SAVE)
 
 # %% [markdown]
 # ## The held-out 1 h time point
@@ -193,7 +169,8 @@ for ax, space in zip(axes, ("primary", "secondary"), strict=True):
     ax.set_ylabel("Wasserstein-1")
 axes[0].legend(frameon=False)
 fig.tight_layout()
-save(fig, "heldout_w1")
+if OUT:
+    fig.savefig(Path(OUT) / "heldout_w1.png", dpi=100)
 
 # %% [markdown]
 # **Why the ATAC numbers depend on the LSI variant.** Another LSI of the same cells gives, for the same held-out 1 h,

@@ -10,46 +10,21 @@
 # the figures.
 
 # %%
-import io
 import os
 from pathlib import Path
 
-import matplotlib
-
-if os.environ.get("SC_SYNCOT_TUTORIAL_OUT") or not hasattr(__builtins__, "__IPYTHON__"):
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import spearmanr
 
 import sc_syncot as so
 
 FAST = os.environ.get("SC_SYNCOT_TUTORIAL_FAST") == "1"
-OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")
+OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")  # a folder: the figures are also saved there, as PNG
+SAVE = ".png" if OUT else None  # the plots' save=: <plot>.png in so.settings.figdir
+if OUT:
+    so.settings.figdir = OUT
+    Path(OUT).mkdir(parents=True, exist_ok=True)
 settings = {"n_nodes": 300, "n_time": 4} if FAST else {}  # the graph's defaults: 2,000 nodes, 8 steps per interval
-
-
-# %% tags=["hide-input"]
-# Helpers: show a figure in a notebook, save it when SC_SYNCOT_TUTORIAL_OUT is set.
-def show(fig):
-    """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
-        display(Image(png.getvalue()))
-
-
-def save(fig, name):
-    if OUT:
-        Path(OUT).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(OUT) / f"{name}.png", dpi=100)
-    show(fig)
-    plt.close(fig)
 
 
 # %% [markdown]
@@ -96,10 +71,10 @@ assert np.median(cosine) > (0.4 if FAST else 0.55)
 # ## Look at it
 
 # %%
-save(so.pl.density_path(adata, return_fig=True), "density_path")
-save(so.pl.velocity(adata, color="branch", return_fig=True), "velocity")
-save(so.pl.secondary_path(adata, return_fig=True), "secondary_path")
-save(so.pl.growth(adata, per_cell=True, return_fig=True), "growth")
+so.pl.density_path(adata, save=SAVE)
+so.pl.velocity(adata, color="branch", save=SAVE)
+so.pl.secondary_path(adata, save=SAVE)
+so.pl.growth(adata, per_cell=True, save=SAVE)
 
 # %% [markdown]
 # ## Fates and trajectories
@@ -112,8 +87,8 @@ last = adata.obs["time"].max()
 so.tl.pull(adata, "branch", "A", time=last)
 so.tl.pull(adata, "branch", "B", time=last)
 so.tl.trajectories(adata, n_particles=100)
-save(so.pl.fates(adata, ["syncot_pull_A", "syncot_pull_B"], return_fig=True), "fates")
-save(so.pl.trajectories(adata, return_fig=True), "trajectories")
+so.pl.fates(adata, ["syncot_pull_A", "syncot_pull_B"], save=SAVE)
+so.pl.trajectories(adata, save=SAVE)
 
 # %% [markdown]
 # ## How much should ATAC count?
@@ -127,7 +102,7 @@ for weight in (0.0, 1.0, 4.0):
         progress=False, **settings,
     )  # fmt: skip
     sweep.append(fitted.uns["syncot"])
-save(so.pl.tradeoff(sweep, return_fig=True), "tradeoff")
+so.pl.tradeoff(sweep, save=SAVE)
 print(so.pl.cost_table(sweep))
 
 # %% [markdown]

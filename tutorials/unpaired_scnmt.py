@@ -17,14 +17,9 @@
 # does); `SC_SYNCOT_TUTORIAL_OUT=folder` saves the figures.
 
 # %%
-import io
 import os
 from pathlib import Path
 
-import matplotlib
-
-if os.environ.get("SC_SYNCOT_TUTORIAL_OUT") or not hasattr(__builtins__, "__IPYTHON__"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -34,7 +29,11 @@ from sklearn.neighbors import KNeighborsClassifier
 import sc_syncot as so
 
 FAST = os.environ.get("SC_SYNCOT_TUTORIAL_FAST") == "1"
-OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")
+OUT = os.environ.get("SC_SYNCOT_TUTORIAL_OUT")  # a folder: the figures are also saved there, as PNG
+SAVE = ".png" if OUT else None  # the plots' save=: <plot>.png in so.settings.figdir
+if OUT:
+    so.settings.figdir = OUT
+    Path(OUT).mkdir(parents=True, exist_ok=True)
 settings = {"n_bins": 16, "n_time": 4} if FAST else {"n_bins": 48, "n_time": 12}
 CELLS_PER_TIME = 60 if FAST else None  # the fast setting subsamples each view at each time point
 # Entropic regularization of the per-time couplings (distances scaled to a maximum of 1). On few cells the inner
@@ -43,29 +42,6 @@ EPSILON = 2e-2 if FAST else 5e-3
 # How the reconstruction links RNA to the coupled accessibility: a map (Monge) or a kernel (Kantorovich), see below.
 COUPLING = "monge"
 MASSES = "equal"  # cell numbers per stage reflect sampling, not embryo size
-
-
-# %% tags=["hide-input"]
-# Helpers: show a figure in a notebook, save it when SC_SYNCOT_TUTORIAL_OUT is set.
-def show(fig):
-    """In a notebook (and on the documentation site, which runs this as one), show ``fig`` below its cell."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
-        display(Image(png.getvalue()))
-
-
-def save(fig, name):
-    if OUT:
-        Path(OUT).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(OUT) / f"{name}.png", dpi=100)
-    show(fig)
-    plt.close(fig)
 
 
 def subsample(adata, n, seed=0):
@@ -175,7 +151,8 @@ sc_ = axes[2].scatter(*rna.obsm["X_rna"][:, :2].T, c=coupled[:, 0], s=6, cmap="v
 fig.colorbar(sc_, ax=axes[2], label="coupled accessibility 1")
 axes[2].set(xlabel="RNA 1", ylabel="RNA 2", title="RNA cells")
 fig.tight_layout()
-save(fig, "coupling")
+if OUT:
+    fig.savefig(Path(OUT) / "coupling.png", dpi=100)
 
 # %% [markdown]
 # Read the middle panel with the spread ratios above: where the coupled coordinates of a time point line up along a
@@ -209,8 +186,8 @@ if "r2" in res["coupling"]:
 # coupled accessibility, and the growth rate per cell.
 
 # %%
-save(so.pl.density_path(rna, return_fig=True), "density_path")
-save(so.pl.velocity(rna, color="stage", return_fig=True), "velocity")
-save(so.pl.secondary_path(rna, return_fig=True), "secondary_path")
-save(so.pl.growth(rna, per_cell=True, return_fig=True), "growth")
+so.pl.density_path(rna, save=SAVE)
+so.pl.velocity(rna, color="stage", save=SAVE)
+so.pl.secondary_path(rna, save=SAVE)
+so.pl.growth(rna, per_cell=True, save=SAVE)
 print(rna.obs.groupby("stage", observed=True)["syncot_growth"].median().round(3).rename("median growth rate"))

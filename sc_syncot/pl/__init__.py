@@ -2,7 +2,8 @@
 
 Functions read everything from ``adata.uns`` / ``.obs`` / ``.obsm`` (so they work on a file read back from disk),
 write nothing into the AnnData, and follow scanpy: ``ax`` to draw into existing axes, ``show`` to call
-``plt.show()`` (by default only with an interactive backend), ``return_fig`` to get the Figure to save.
+``plt.show()`` (by default only with an interactive backend), ``return_fig`` to get the Figure, ``save`` to write it
+to ``sc_syncot.settings.figdir`` (``save=True``: ``<plot>.pdf``; ``save="_a.png"``: ``<plot>_a.png``).
 """
 
 from .animation import animate

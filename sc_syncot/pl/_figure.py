@@ -1,8 +1,10 @@
-"""Figures, panels and colouring shared by the plot functions (scanpy's ``ax`` / ``show`` / ``return_fig``)."""
+"""Figures, panels and colouring shared by the plot functions (scanpy's ``ax``, ``show``, ``return_fig``, ``save``)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -12,10 +14,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from .._settings import scanpy_setting, settings
+
 # Backends that draw to files only: ``plt.show()`` there does nothing useful, so the default is not to call it.
 NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 PANEL_SIZE = 3.5
 NAN_COLOR = "lightgrey"
+FIGURE_EXTENSIONS = (".png", ".pdf", ".svg")
+logger = logging.getLogger("sc_syncot")
 
 
 def panels(n: int, ax: Axes | Sequence[Axes] | None, ncols: int = 3) -> tuple[Figure, list[Axes]]:
@@ -35,17 +41,45 @@ def panels(n: int, ax: Axes | Sequence[Axes] | None, ncols: int = 3) -> tuple[Fi
     return axes[0].figure, axes
 
 
-def finish(fig: Figure, axes: list[Axes], show: bool | None, return_fig: bool | None):
-    """Show the figure and return what scanpy returns: the Figure, the axes when not shown, or ``None``."""
+def finish(fig: Figure, axes: list[Axes], show: bool | None, return_fig: bool | None, save=None, name: str = ""):
+    """Save and show the figure as scanpy does; return what scanpy returns: the Figure, the axes or ``None``.
+
+    ``save`` (see :func:`figure_path`) writes the figure to ``settings.figdir`` and closes it afterwards unless it
+    is returned; the axes come back when the figure is not shown.
+    """
+    if save:
+        path = figure_path(name, save)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logger.info(f"saving figure to file {path}")
+        fig.savefig(path, bbox_inches="tight")
     if show is None:
         show = not return_fig and matplotlib.get_backend().lower() not in NON_INTERACTIVE
     if show:
         plt.show()
+    if save and not return_fig:
+        plt.close(fig)
     if return_fig:
         return fig
     if not show:
         return axes[0] if len(axes) == 1 else axes
     return None
+
+
+def figure_path(name: str, save: bool | str) -> Path:
+    """Scanpy's file for ``save``: ``settings.figdir / f"{name}{save}{ext}"``.
+
+    ``save=True`` adds no suffix; the extension is the one ``save`` ends with (.png, .pdf, .svg), else scanpy's
+    ``file_format_figs`` (pdf).
+    """
+    if not isinstance(save, (bool, str)):
+        raise ValueError(f"save: expected True or a file name suffix such as '_a.png', got {save!r}")
+    suffix = "" if save is True else save
+    ext = next((e for e in FIGURE_EXTENSIONS if suffix.endswith(e)), None)
+    if ext is None:
+        ext = "." + str(scanpy_setting("file_format_figs", "pdf")).lstrip(".")
+    else:
+        suffix = suffix[: -len(ext)]
+    return settings.figdir / f"{name}{suffix}{ext}"
 
 
 def point_size(n: int) -> float:

@@ -94,6 +94,7 @@ def tradeoff(
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
+    save: bool | str | None = None,
 ) -> Figure | Axes | None:
     """Primary cost against secondary cost over a sweep of the weight ``lambda``, each point labelled with it.
 
@@ -112,7 +113,7 @@ def tradeoff(
         Results of several secondaries: the basis whose cost is drawn (see :func:`cost_table`).
     annotate
         Label each point with its weight.
-    ax, show, return_fig
+    ax, show, return_fig, save
         As in :func:`sc_syncot.pl.density_path` (one panel).
 
     Returns
@@ -129,4 +130,4 @@ def tradeoff(
         for w, p, s in table.itertuples(index=False):
             a.annotate(f"λ = {w:g}", (p, s), textcoords="offset points", xytext=(5, 5), fontsize="small")
     label_axes(a, ["primary cost", "secondary cost (without λ)"], "cost trade-off")
-    return finish(fig, axes, show, return_fig)
+    return finish(fig, axes, show, return_fig, save, "tradeoff")

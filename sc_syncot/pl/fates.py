@@ -33,6 +33,7 @@ def fates(
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
+    save: bool | str | None = None,
 ) -> Figure | Axes | list[Axes] | None:
     """Cells coloured by the share of their mass that descends from (push) or leads to (pull) a group.
 
@@ -60,7 +61,7 @@ def fates(
         columns); default: the primary basis' first two columns.
     ax
         Axes to draw into: one per column in ``keys``.
-    show, return_fig
+    show, return_fig, save
         As in :func:`sc_syncot.pl.density_path`.
 
     Returns
@@ -87,4 +88,4 @@ def fates(
         values = st.obs[k].to_numpy(dtype=float)[shown]
         scatter_values(a, xy, values, size or point_size(len(xy)), cmap=cmap, label="share", vmin=0, vmax=1)
         label_axes(a, st.labels(), _title(k, key) + suffix)
-    return finish(fig, axes, show, return_fig)
+    return finish(fig, axes, show, return_fig, save, "fates")

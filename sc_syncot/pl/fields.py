@@ -68,6 +68,7 @@ def velocity(
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
+    save: bool | str | None = None,
 ) -> Figure | Axes | None:
     """Streamlines of the velocity, over the cells.
 
@@ -102,7 +103,7 @@ def velocity(
     basis
         A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
         columns); default: the primary basis' first two columns.
-    ax, show, return_fig
+    ax, show, return_fig, save
         As in :func:`sc_syncot.pl.density_path` (one panel).
 
     Returns
@@ -139,7 +140,7 @@ def velocity(
     w = np.ma.masked_where(~shown, v[..., 1]).T
     a.streamplot(gx, gy, u, w, density=density, color="k", linewidth=0.8, arrowsize=0.9)
     label_axes(a, st.labels(), title)
-    return finish(fig, axes, show, return_fig)
+    return finish(fig, axes, show, return_fig, save, "velocity")
 
 
 def growth(
@@ -154,6 +155,7 @@ def growth(
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
+    save: bool | str | None = None,
 ) -> Figure | Axes | None:
     """Growth rate (per unit time; positive: proliferation, negative: death), as a map or per cell.
 
@@ -182,7 +184,7 @@ def growth(
     basis
         A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
         columns); default: the primary basis' first two columns.
-    ax, show, return_fig
+    ax, show, return_fig, save
         As in :func:`sc_syncot.pl.density_path` (one panel).
 
     Returns
@@ -199,7 +201,7 @@ def growth(
         _growth_cells(axes[0], st, key, time, size, cmap)
     else:
         _growth_map(axes[0], st, _time(st, time), min_density, cmap)
-    return finish(fig, axes, show, return_fig)
+    return finish(fig, axes, show, return_fig, save, "growth")
 
 
 def _rate_label(st: Stored) -> str:

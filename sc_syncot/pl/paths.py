@@ -65,6 +65,7 @@ def density_path(
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
+    save: bool | str | None = None,
 ) -> Figure | Axes | list[Axes] | None:
     """The reconstructed density in the primary space as small multiples over time.
 
@@ -100,6 +101,11 @@ def density_path(
         Call ``plt.show()``; by default only with an interactive backend and when no figure is returned.
     return_fig
         Return the Figure.
+    save
+        Save the figure as scanpy does: ``True`` writes ``density_path.pdf`` (this function's name) in
+        ``sc_syncot.settings.figdir`` (default ``./figures``, or scanpy's ``figdir``), a string is appended to the
+        name and may end with the file type: ``save="_rna.png"`` writes ``density_path_rna.png``. Without a type,
+        scanpy's ``file_format_figs`` (``pdf``). A saved figure is closed unless ``return_fig``.
 
     Returns
     -------
@@ -113,7 +119,7 @@ def density_path(
         artist = draw_density(a, st, t, vmax, cmap, cells)
     if st.ndim > 1:
         fig.colorbar(artist, ax=axes, label="density", shrink=0.8)
-    return finish(fig, axes, show, return_fig)
+    return finish(fig, axes, show, return_fig, save, "density_path")
 
 
 def secondary_path(
@@ -131,6 +137,7 @@ def secondary_path(
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
+    save: bool | str | None = None,
 ) -> Figure | Axes | list[Axes] | None:
     """The path induced in the secondary space.
 
@@ -165,7 +172,7 @@ def secondary_path(
         ``.uns[key]["couplings"][secondary]``); results of one secondary take ``None`` (or that basis' key).
     ax
         Axes to draw into: one for a Monge coupling, one per panel for a Kantorovich coupling.
-    show, return_fig
+    show, return_fig, save
         As in :func:`density_path`.
 
     Returns
@@ -188,7 +195,7 @@ def secondary_path(
             f"Monge coupling nor .uns[{key!r}]['coupling']['secondary_density'] from a Kantorovich one); run "
             "sc_syncot.tl.syncot with a secondary"
         )
-    return finish(fig, axes, show, return_fig)
+    return finish(fig, axes, show, return_fig, save, "secondary_path")
 
 
 def _chosen_secondary(st: Stored, secondary: str | None) -> tuple[str, str, Mapping]:
@@ -288,6 +295,7 @@ def trajectories(
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
+    save: bool | str | None = None,
 ) -> Figure | Axes | None:
     """Particle paths computed by :func:`sc_syncot.tl.trajectories`, over the cells.
 
@@ -313,7 +321,7 @@ def trajectories(
     basis
         A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
         columns); default: the primary basis' first two columns.
-    ax, show, return_fig
+    ax, show, return_fig, save
         As in :func:`density_path` (one panel).
 
     Returns
@@ -341,7 +349,7 @@ def trajectories(
     a.scatter(*paths[:, 0].T, c="k", s=8, linewidths=0, zorder=3)
     a.autoscale_view()
     label_axes(a, st.labels(), f"trajectories ({len(paths)} particles)")
-    return finish(fig, axes, show, return_fig)
+    return finish(fig, axes, show, return_fig, save, "trajectories")
 
 
 def _draw_paths(ax: Axes, paths: np.ndarray, weights: np.ndarray, color_by_weight: bool, cmap) -> None:
