@@ -39,6 +39,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
 from matplotlib.patches import Ellipse
 
 from sc_syncot.gaussian import GaussianMeasure, entropic_uot, kl_divergence, maxent_udc, udc, uot
@@ -91,6 +92,10 @@ for row, (name, (alpha, beta)) in enumerate(CASES.items()):
         ax.plot(x, src.density(x), "--", color="tab:orange", label=r"$\pi_0$, $\pi_1$")
         ax.plot(x, dst.density(x), "--", color="tab:orange")
         ax.set_title(f"{name}, $\\tau$ = {tau:g}, $m^*$ = {res.mass:.3f}", fontsize=9)
+for ax in axes[-1]:
+    ax.set_xlabel("x")
+for ax in axes[:, 0]:
+    ax.set_ylabel("density (mass per unit x)")
 axes[0, 0].legend(fontsize=8)
 fig.tight_layout()
 if OUT:
@@ -127,8 +132,8 @@ for ax in axes:
     ax.plot(x, x, ":", color="grey", lw=0.8)
     ax.set_xlim(-3, 4)
     ax.set_ylim(-3, 5)
-    ax.set_xlabel("x")
-axes[0].set_ylabel("y")
+    ax.set_xlabel("x (source)")
+axes[0].set_ylabel("y (target)")
 fig.tight_layout()
 if OUT:
     fig.savefig(Path(OUT) / "uot_plans.png", dpi=110, bbox_inches="tight")
@@ -150,17 +155,21 @@ system = (np.array([[1.0]]), np.array([[0.2]]))
 udc_refs = (GaussianMeasure(1.0, -1.0, 0.3**2), GaussianMeasure(0.6, 1.5, 0.5**2))
 udc_results = {tau: udc(*system, HORIZON, udc_refs, tau) for tau in UDC_TAUS}
 
-fig, axes = plt.subplots(1, len(UDC_TAUS), figsize=(5.5 * len(UDC_TAUS), 3.4), sharey=True)
+greys = ListedColormap(plt.cm.Greys(np.linspace(0.3, 0.9, 256)))  # light to dark grey as time goes on
+fig, axes = plt.subplots(1, len(UDC_TAUS), figsize=(5.5 * len(UDC_TAUS), 3.4), sharey=True, layout="constrained")
 for ax, (tau, res) in zip(axes, udc_results.items(), strict=True):
-    for k in range(1, HORIZON):
-        ax.plot(x, res.state_measure(k).density(x), color="grey", lw=0.6)
+    for k in range(1, HORIZON):  # the intermediate states, coloured by their step
+        ax.plot(x, res.state_measure(k).density(x), color=greys(k / HORIZON), lw=0.6)
     ax.plot(x, udc_refs[0].density(x), color="tab:red", label=r"$\alpha$")
     ax.plot(x, udc_refs[1].density(x), color="tab:blue", label=r"$\beta$")
     ax.plot(x, res.state_measure(0).density(x), "--", color="hotpink", label=r"$\rho_0$")
     ax.plot(x, res.state_measure(HORIZON).density(x), "--", color="deepskyblue", label=r"$\rho_N$")
     ax.set_title(f"UDC, $\\tau$ = {tau:g}: mass {res.mass:.3f}, max control var {res.control_covs.max():.1e}")
+    ax.set_xlabel("state x")
+axes[0].set_ylabel("density of the state")
 axes[0].legend()
-fig.tight_layout()
+steps = plt.cm.ScalarMappable(cmap=greys, norm=plt.Normalize(0, HORIZON))
+fig.colorbar(steps, ax=list(axes), label="time step k (grey curves)", shrink=0.8)
 if OUT:
     fig.savefig(Path(OUT) / "udc_evolution.png", dpi=110, bbox_inches="tight")
 for tau, res in udc_results.items():
@@ -192,7 +201,9 @@ def ellipse(ax, mean, cov, **kwargs):
     ax.add_patch(Ellipse(mean, 4 * np.sqrt(w[1]), 4 * np.sqrt(w[0]), angle=angle, fill=False, **kwargs))
 
 
-fig, axes = plt.subplots(1, len(WEIGHTS), figsize=(4.5 * len(WEIGHTS), 3.6), sharex=True, sharey=True)
+fig, axes = plt.subplots(
+    1, len(WEIGHTS), figsize=(4.5 * len(WEIGHTS), 3.6), sharex=True, sharey=True, layout="constrained"
+)
 colors = plt.cm.viridis(np.linspace(0, 1, MAXENT_HORIZON + 1))
 for ax, (lam, res) in zip(axes, maxent_results.items(), strict=True):
     for k in range(MAXENT_HORIZON + 1):
@@ -204,7 +215,8 @@ for ax, (lam, res) in zip(axes, maxent_results.items(), strict=True):
     ax.set_ylim(-1.5, 4)
     ax.set_xlabel("position")
 axes[0].set_ylabel("velocity")
-fig.tight_layout()
+steps = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, MAXENT_HORIZON))
+fig.colorbar(steps, ax=list(axes), label="time step k (thin ellipses)", shrink=0.8)
 if OUT:
     fig.savefig(Path(OUT) / "maxent_udc.png", dpi=110, bbox_inches="tight")
 for lam, res in maxent_results.items():

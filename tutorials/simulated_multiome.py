@@ -96,7 +96,7 @@ so.pl.trajectories(adata, save=SAVE)
 
 # %%
 sweep = []
-for weight in (0.0, 1.0, 4.0):
+for weight in (0.0, 0.25, 1.0, 4.0, 16.0):
     fitted = so.tl.syncot(
         adata, "time", "X_pca", "X_lsi", coupling="monge", masses="counts", weight=weight, copy=True,
         progress=False, **settings,
