@@ -15,7 +15,7 @@ import torch
 from .graph_transport import GraphProjector, GraphTransportOperators
 from .problem import SyncOTProblem
 from .result import SyncOTResult
-from .solve import run_primal_dual, soft_operators, unwrap, with_penalties
+from .solve import run_primal_dual, soft_operators, unwrap, with_penalties, with_secondaries
 
 
 def solve_on_graph(
@@ -119,7 +119,7 @@ def graph_result(
     return SyncOTResult.from_solve(fields, costs, state, reports, host, actions=actions, **settings)
 
 
-def _costs(problem, ops, v, zeta_scale, reports) -> dict[str, np.ndarray]:
+def _costs(problem, ops, v, zeta_scale, reports) -> tuple[dict, dict]:
     """The action at the prox point ``v`` split into primary transport and growth, and each secondary, per problem."""
     graph = problem.geometry
     edge, node = ops.edge_and_node_terms(v)  # (B, Nt, E) without omega; (B,) alpha zeta^2 / rho summed
@@ -137,12 +137,4 @@ def _costs(problem, ops, v, zeta_scale, reports) -> dict[str, np.ndarray]:
             delta_y = problem.delta if sec.delta is None else sec.delta
             term = term + delta_y**2 * growth
         terms[k] = (sec.name or f"secondary_{k}", sec.weight * term, term)
-    for k, name, rep in reports:
-        weight = problem.secondaries[k].weight
-        terms[k] = (name, rep["cost"], rep["cost"] / weight if weight > 0 else None)
-    out.update({terms[k][0]: terms[k][1] for k in sorted(terms)})
-    out["total"] = sum(out.values())
-    actions = {name: action for name, _, action in terms.values() if action is not None}
-    return {k: val.detach().cpu().numpy() for k, val in out.items()}, {
-        k: val.detach().cpu().numpy() for k, val in actions.items()
-    }
+    return with_secondaries(out, terms, reports, problem)

@@ -60,7 +60,7 @@ from .graph_transport import GraphTransportOperators
 from .kantorovich import KantorovichSecondary
 from .pd3o import condat_vu, pd3o
 from .scaling import MASS_FLOOR, EntropicSupport, ScalingState, to_csr
-from .solve import TransportOperators, end_block
+from .solve import TransportOperators, end_block, unwrap
 
 METHODS = ("chambolle_pock", "pd3o", "condat_vu")
 # Relative gap of the secondary's Sinkhorn state above which its sweeps per iteration double (see adapt_sweeps)
@@ -584,10 +584,7 @@ def run_kantorovich(
         state = PrimalDualState(x=x0, y=y0, tau=tau, sigma=0.99 / tau / norm2)
         state = chambolle_pock(ops, state, **cp_options)
         state = _follow_lagging_sinkhorn(ops, state, cp_options)
-        v = state.v
-        if isinstance(ops, SoftEndpointOperators):
-            v, pens = ops.split(v)
-            ops.final_penalties = [None if p is None else p * ops.base.cell_weight for p in pens]
+        _, v, ops.final_penalties = unwrap(ops, state.v)  # the soft ends' part split off, if any
         v = ops.primary_point(v)
     else:
         stopping = {k: cp_options[k] for k in ("tol", "max_iter", "check_every", "progress")}

@@ -648,7 +648,23 @@ def with_penalties(costs: dict[str, np.ndarray], penalties) -> dict[str, np.ndar
     return out
 
 
-def _costs(problem, ops, v, zeta_scale, reports=()) -> dict[str, np.ndarray]:
+def with_secondaries(out: dict, terms: dict, reports, problem) -> tuple[dict, dict]:
+    """The primary terms ``out`` with the secondaries' and the total, and each secondary's unweighted action.
+
+    ``terms[k] = (name, weighted cost, action)`` for the Monge secondaries; the Kantorovich ones come from their
+    ``reports`` (cost divided by the weight). Host arrays, per problem; shared by both geometries.
+    """
+    for k, name, rep in reports:
+        weight = problem.secondaries[k].weight
+        terms[k] = (name, rep["cost"], rep["cost"] / weight if weight > 0 else None)
+    out.update({terms[k][0]: terms[k][1] for k in sorted(terms)})
+    out["total"] = sum(out.values())
+    actions = {name: action for name, _, action in terms.values() if action is not None}
+    host = {k: val.detach().cpu().numpy() for k, val in out.items()}
+    return host, {k: val.detach().cpu().numpy() for k, val in actions.items()}
+
+
+def _costs(problem, ops, v, zeta_scale, reports=()) -> tuple[dict, dict]:
     """Split the action at the prox point ``v`` into the primary and secondary terms, per problem.
 
     ``reports`` are the Kantorovich secondaries' ``(index, name, report)`` (see :mod:`.kantorovich_solver`).
@@ -685,12 +701,4 @@ def _costs(problem, ops, v, zeta_scale, reports=()) -> dict[str, np.ndarray]:
             delta_y = problem.delta if sec.delta is None else sec.delta
             term = term + delta_y**2 * zeta2
         terms[k] = (sec.name or f"secondary_{k}", sec.weight * total(term), total(term))
-    for k, name, rep in reports:
-        weight = problem.secondaries[k].weight
-        terms[k] = (name, rep["cost"], rep["cost"] / weight if weight > 0 else None)
-    out.update({terms[k][0]: terms[k][1] for k in sorted(terms)})
-    out["total"] = sum(out.values())
-    actions = {name: action for name, _, action in terms.values() if action is not None}
-    return {k: val.detach().cpu().numpy() for k, val in out.items()}, {
-        k: val.detach().cpu().numpy() for k, val in actions.items()
-    }
+    return with_secondaries(out, terms, reports, problem)
