@@ -350,13 +350,13 @@ def test_balanced_w2_secondary_agrees_with_hk_at_large_delta():
     eps_w2, big = 2e-4, 3.0
     w2 = KantorovichSecondary(np.eye(40), pts, weight=1.0, epsilon=eps_w2)
     hk = KantorovichSecondary(np.eye(40), pts, weight=1.0, delta=big, epsilon=eps_w2 / (4 * big**2))
-    # HK costs are read at Chambolle-Pock's prox point, W2 costs at the induced masses of the final density: the
-    # two differ by the outer residual (secondary costs 3e-3 apart at tol 1e-6, 2e-3 at 1e-7, 5e-4 at 1e-8)
-    res_w2 = solve(SyncOTProblem(g, rho0, rho1, secondaries=[w2]), tol=1e-8, max_iter=20_000)
-    res_hk = solve(SyncOTProblem(g, rho0, rho1, secondaries=[hk]), tol=1e-8, max_iter=20_000)
+    # both debiased costs are read at the induced masses of the final density (secondary costs 1.8e-4 apart at
+    # tol 1e-6, 1.9e-4 at 1e-8: tol 1e-8 took three times the iterations for no gain here)
+    res_w2 = solve(SyncOTProblem(g, rho0, rho1, secondaries=[w2]), tol=1e-6, max_iter=20_000)
+    res_hk = solve(SyncOTProblem(g, rho0, rho1, secondaries=[hk]), tol=1e-6, max_iter=20_000)
     assert res_w2.converged and res_hk.converged
-    assert res_hk.costs["secondary_0"] == pytest.approx(res_w2.costs["secondary_0"], rel=2e-3)  # measured 5e-4
-    assert res_hk.cost == pytest.approx(res_w2.cost, rel=2e-3)  # measured 2.6e-4
+    assert res_hk.costs["secondary_0"] == pytest.approx(res_w2.costs["secondary_0"], rel=2e-3)  # measured 1.8e-4
+    assert res_hk.cost == pytest.approx(res_w2.cost, rel=2e-3)  # measured 3.2e-4
     # balanced, K = I: the secondary path is the primary one, W2^2 = 0.25^2 (equal widths, a translation) up to
     # the grid error; the debiased W2 divergence is exact for translations at any epsilon (no entropic bias)
     assert res_w2.costs["primary_transport"] == pytest.approx(0.25**2, rel=2e-2)
@@ -436,8 +436,8 @@ def test_a_lagging_sinkhorn_state_is_reported():
     # state is far from optimal (relative gap ~3 measured), which the solve says
     problem = embedded_secondary(8, 4, n_support=60, weight=1.0, epsilon=1e-5)
     with pytest.warns(RuntimeWarning, match="far from optimal"):
-        res = solve(problem, max_iter=1000)
-    assert res.history["sinkhorn_lag"][0] > 0.05
+        res = solve(problem, max_iter=300)
+    assert res.history["sinkhorn_lag"][0] > 0.05  # measured 163 at 300 iterations, 52 at 1000
     fine = solve(embedded_secondary(8, 4, n_support=60, weight=1.0, epsilon=1e-3))
     assert fine.converged and fine.history["sinkhorn_lag"][0] < 1e-2  # measured 1.8e-3
 
@@ -446,7 +446,7 @@ def test_auto_sweeps_follow_a_lagging_sinkhorn_state():
     # epsilon 1e-4: with one sweep per iteration the state lags (gap 0.06-0.09 after 5000 iterations); "auto" adds
     # sweeps while the gap at a check exceeds 1e-2
     problem = embedded_secondary(8, 4, n_support=30, weight=1.0, epsilon=1e-4)
-    res = solve(problem, sinkhorn_sweeps="auto", max_iter=600)
+    res = solve(problem, sinkhorn_sweeps="auto", max_iter=300)  # gap 2.5e-3 at 300 (1.5e-3 at 600)
     per_iteration = np.diff(res.history["sinkhorn_sweeps"]) / 20
     assert per_iteration.max() >= 2  # it did add sweeps
     assert res.history["sinkhorn_gap"][-1] < 2e-2

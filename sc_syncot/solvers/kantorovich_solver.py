@@ -308,7 +308,7 @@ class SecondaryBlock:
         da, db = self.engine.marginal_gradients(self.state)
         if self.debias:  # the self-terms at the same marginals: -(J(a_k, a_k) + J(b_k, b_k)) / 2
             st = self._symmetric()
-            self.engine.symmetric_sweeps(st, self.log_r_pairs, self.smooth_max)
+            self.engine.symmetric_sweeps(st, self.log_r_pairs, self.smooth_max, tol=self.smooth_tol)
             value = value - self.self_values(st)
             ga, gb = self.engine.marginal_gradients(st)[0].chunk(2)
             da, db = da - ga, db - gb

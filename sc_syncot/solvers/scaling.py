@@ -190,12 +190,14 @@ class EntropicSupport:
         state.F, state.G, state.log_a, state.log_b = F, G, log_a, log_b
         return state
 
-    def symmetric_sweeps(self, state: ScalingState, log_r: torch.Tensor, n_sweeps: int) -> ScalingState:
+    def symmetric_sweeps(
+        self, state: ScalingState, log_r: torch.Tensor, n_sweeps: int, tol: float = 0.0
+    ) -> ScalingState:
         """Averaged updates ``F <- (F + T(F)) / 2`` of the symmetric problems ``J(a, a)``, ``a = exp(state.log_a)``.
 
         ``T`` is the fixed-marginal update with ``G = F``; averaging makes the symmetric iteration a contraction
         (Feydy et al. 2019), which converges in a few sweeps where the alternating one oscillates. ``state.G``
-        is set to ``state.F``.
+        is set to ``state.F``. Stops early when the potentials move less than ``tol`` (as :meth:`sweeps`).
         """
         F = state.F
         for _ in range(n_sweeps):
@@ -203,6 +205,8 @@ class EntropicSupport:
             state.error = self.eps * float((F_new - F).abs().amax())
             F = F_new
             state.sweeps += 1
+            if state.error < tol:
+                break
         state.F, state.G = F, F
         return state
 
