@@ -75,7 +75,8 @@ REPORT = Report()
 
 
 def standardized(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z[:, :2], dtype=float)
+    """Every column centred and scaled to unit variance."""
+    z = np.asarray(z, dtype=float)
     return (z - z.mean(0)) / z.std(0)
 
 
@@ -176,16 +177,22 @@ def bifurcation(fast: bool, n_sample: int) -> list[dict]:
     )
 
 
-def scgem(fast: bool, n_sample: int) -> list[dict]:
-    adata = _load(so.datasets.scgem, "scGEM")
-    if adata is None:
-        return []
+def scgem_embedded(n_pcs: int):
+    """scGEM with ``n_pcs`` standardized PCs of expression (``X_expr``) and of methylation (``X_meth``)."""
     from sklearn.decomposition import PCA
 
-    n_pcs = 10 if GEOMETRY["name"] == "graph" else 2  # the graph: the full bases (10 PCs of each modality)
+    adata = so.datasets.scgem()
     adata.obsm["X_expr"] = standardized(PCA(n_pcs, random_state=0).fit_transform(np.asarray(adata.X, float)))
     meth = np.asarray(adata.obsm["methylation"])
     adata.obsm["X_meth"] = standardized(PCA(n_pcs, random_state=0).fit_transform(meth))
+    return adata
+
+
+def scgem(fast: bool, n_sample: int) -> list[dict]:
+    n_pcs = 10 if GEOMETRY["name"] == "graph" else 2  # the graph: the full bases (10 PCs of each modality)
+    adata = _load(lambda: scgem_embedded(n_pcs), "scGEM")
+    if adata is None:
+        return []
     settings = {"n_bins": 16, "n_time": 4} if fast else {"n_bins": 32, "n_time": 4}
     settings = graph_settings(fast) if GEOMETRY["name"] == "graph" else settings
     stages = dict(enumerate(adata.obs.groupby("time", observed=True)["stage"].first()))
@@ -209,8 +216,8 @@ def scicar(fast: bool, n_sample: int) -> list[dict]:
     adata = _scicar_embedded()
     if adata is None:
         return []
-    adata.obsm["X_rna"] = standardized(adata.obsm["X_pca"])
-    adata.obsm["X_atac"] = standardized(adata.obsm["X_lsi"])
+    adata.obsm["X_rna"] = standardized(adata.obsm["X_pca"][:, :2])
+    adata.obsm["X_atac"] = standardized(adata.obsm["X_lsi"][:, :2])
     runs = []
     r2 = so.pp.secondary_predictability(adata.obsm["X_rna"], adata.obsm["X_atac"], adata.obs["time_h"].to_numpy())
     REPORT.print(f"sci-CAR: ATAC from RNA, kNN R^2 within time {r2['within_time']:.3f}, pooled {r2['pooled']:.3f}")
@@ -296,7 +303,7 @@ def scicar_reference(fast: bool, n_sample: int) -> list[dict]:
     if adata is None:
         return []
     embeddings = {
-        "default": (standardized(adata.obsm["X_pca"]), standardized(adata.obsm["X_lsi"])),
+        "default": (standardized(adata.obsm["X_pca"][:, :2]), standardized(adata.obsm["X_lsi"][:, :2])),
         "reference": reference_embedding(adata),
     }
     time_h = adata.obs["time_h"].to_numpy(dtype=float)
@@ -352,8 +359,8 @@ def scicar_reference(fast: bool, n_sample: int) -> list[dict]:
 def simulator(fast: bool, n_sample: int) -> list[dict]:
     """The bundled simulator (5 time points, the middle one held out): RNA PC 1-2 and ATAC LSI 1-2, standardized."""
     adata = so.datasets.simulate_multiome(n_cells=3000, n_timepoints=5, seed=0)
-    adata.obsm["X_rna"] = standardized(adata.obsm["X_pca"])
-    adata.obsm["X_atac"] = standardized(adata.obsm["X_lsi"])
+    adata.obsm["X_rna"] = standardized(adata.obsm["X_pca"][:, :2])
+    adata.obsm["X_atac"] = standardized(adata.obsm["X_lsi"][:, :2])
     middle = float(np.unique(adata.obs["time"])[2])
     r2 = so.pp.secondary_predictability(adata.obsm["X_rna"], adata.obsm["X_atac"], adata.obs["time"].to_numpy())
     REPORT.print(f"simulator: ATAC from RNA, kNN R^2 within time {r2['within_time']:.3f}, pooled {r2['pooled']:.3f}")
