@@ -152,18 +152,23 @@ def _setup(v, gamma, weights, rotation, start):
 
 
 def _newton_step(rho, rho_bar, wb2, s_w, weights, gamma):
-    """One safeguarded Newton step on ``phi`` (module docstring): the next ``rho`` and ``phi(rho)``."""
+    """One safeguarded Newton step on ``phi`` (module docstring): the next ``rho`` and ``phi(rho)``.
+
+    Written with in-place updates of its own temporaries and ``addcdiv``: eagerly, the ``G = I`` path makes 11
+    passes over memory instead of 13 and allocates 5 arrays instead of 13 (the map 12% faster at 32 x 64^2 on one
+    thread, medians of alternated runs); ``torch.compile`` fuses either form.
+    """
     if weights is None:  # G = I: one weight, fewer passes over memory
-        inv = (rho + 2.0 * gamma).reciprocal()
-        t = s_w * inv.square()
-        dphi = 2.0 * gamma * t * inv + 1.0
-        phi = rho - rho_bar - gamma * t
+        inv = torch.add(rho, 2.0 * gamma).reciprocal_()
+        t = torch.mul(s_w, inv).mul_(inv)
+        dphi = torch.mul(t, inv).mul_(2.0 * gamma).add_(1.0)
+        phi = torch.sub(rho, rho_bar).sub_(t, alpha=gamma)
     else:
-        inv = (rho + 2.0 * gamma * weights).reciprocal()
-        t = wb2 * inv.square()
-        dphi = 2.0 * gamma * _channel_sum(t * inv) + 1.0
-        phi = rho - rho_bar - gamma * _channel_sum(t)
-    return (rho - phi / dphi).clamp(min=0.0), phi
+        inv = torch.add(rho, weights, alpha=2.0 * gamma).reciprocal_()
+        t = torch.mul(wb2, inv).mul_(inv)
+        dphi = _channel_sum(t * inv).mul(2.0 * gamma).add_(1.0)
+        phi = torch.sub(rho, rho_bar).sub_(_channel_sum(t), alpha=gamma)
+    return torch.addcdiv(rho, phi, dphi, value=-1.0).clamp_(min=0.0), phi
 
 
 def _channel_sum(t: torch.Tensor) -> torch.Tensor:
