@@ -3,6 +3,7 @@
     python benchmarks/kantorovich.py --ratios               # Kantorovich vs weight 0: scGEM, simulated course, 64^2 x 8
     python benchmarks/kantorovich.py --oracle5              # math.md oracle 5 on 32^2, n_time 4 to 32
     python benchmarks/kantorovich.py --oracle5 --oracle5-grid 64 --oracle5-steps 32   # 64^2 x 32 (slow)
+    python benchmarks/kantorovich.py --time-steps           # iterations against n_time, Kantorovich and weight 0
     python benchmarks/kantorovich.py                        # 200, 1000, 5000 support points at 64^2 x 32
     python benchmarks/kantorovich.py --support 200 --methods chambolle_pock,pd3o,condat_vu --max-iter 2000
 
@@ -19,6 +20,11 @@ two PCs, ``tl.syncot``'s other defaults: 200 support points), the simulated four
 ``--oracle5``: two Gaussians (centres (0.4, 0.4) -> (0.6, 0.55), sigma 0.08, mass 1 -> 1.5, delta 0.5) with an
 identity kernel on the grid points against the Monge solve with ``J = I`` (math.md oracle 5), for the debiased
 divergence at its default epsilon and, at the first n_time, the plain entropic one (``debias=False``).
+
+``--time-steps``: :func:`sc_syncot.solvers.oracles.embedded_secondary` (200 support points, 10-D) on a
+``--grid``^2 grid at n_time 4, 8, 16 and 32, at weight 1 and at weight 0, each in a fresh process with
+``max_iter`` 8000 (above the default 5000, to see where the iterations go): iterations, seconds and their ratios
+to weight 0. The Kantorovich iterations grow with n_time while weight 0's do not (the secondary's time chain).
 
 The default mode runs :func:`sc_syncot.solvers.oracles.embedded_secondary` (a 10-dimensional secondary whose
 support points are random points of a smooth image of the square, a sparse row-stochastic kernel) for several
@@ -131,6 +137,31 @@ def _oracle5(args) -> dict:
         "monge J=I": reference.cost,
         "gap": (res.cost - reference.cost) / reference.cost,
     }
+
+
+def _time_step_case(args) -> dict:
+    """One solve of ``--time-steps`` in this (fresh) process: ``(n, n_time, weight)``."""
+    n, n_time, weight = args
+    from sc_syncot.solvers import solve
+    from sc_syncot.solvers.oracles import embedded_secondary
+
+    problem = embedded_secondary(n, n_time, n_support=200, weight=weight)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # unconverged solves are rows of the table
+        res = solve(problem, max_iter=8000)
+    seconds = time.perf_counter() - start
+    return {"grid": f"{n}^2 x {n_time}", "weight": weight, "iters": res.n_iter, "converged": res.converged,
+            "seconds": seconds, "ms/iter": 1e3 * seconds / res.n_iter, "cost": res.cost}  # fmt: skip
+
+
+def _time_steps(pool, n: int, report: Report) -> None:
+    rows = [pool.submit(_time_step_case, (n, n_time, w)).result() for n_time in (4, 8, 16, 32) for w in (1.0, 0.0)]
+    for row in rows:
+        zero = next(r for r in rows if r["grid"] == row["grid"] and r["weight"] == 0.0)
+        row["iter ratio"] = row["iters"] / zero["iters"]
+        row["time ratio"] = row["seconds"] / zero["seconds"]
+    _print_table(rows, report)
 
 
 def _ratio_case(args) -> dict:
@@ -261,6 +292,7 @@ def main() -> None:
     parser.add_argument("--oracle5-grid", type=int, default=32, help="cells per axis of the oracle 5 grid")
     parser.add_argument("--oracle5-steps", default="4,8,16,32", help="n_time of the oracle 5 runs (plain: the first)")
     parser.add_argument("--ratios", action="store_true", help="Kantorovich vs weight 0 on scGEM, sim. course, 64^2")
+    parser.add_argument("--time-steps", action="store_true", help="iterations against n_time, weight 1 and 0")
     parser.add_argument("--threads", type=int, default=None, help="--ratios: torch threads per fit (default: torch's)")
     add_argument(parser)
     args = parser.parse_args()
@@ -269,6 +301,9 @@ def main() -> None:
     if args.ratios:
         report.print("Kantorovich secondary (weight 1, default settings) against weight 0 on the same grid")
         _ratios(pool, args.threads, report)
+    elif args.time_steps:
+        report.print(f"Kantorovich secondary (200 points, 10-D) against weight 0 on {args.grid}^2, n_time 4 to 32")
+        _time_steps(pool, args.grid, report)
     elif args.oracle5:
         steps = [int(v) for v in args.oracle5_steps.split(",")]
         cases = [(args.oracle5_grid, n_time, True) for n_time in steps] + [(args.oracle5_grid, steps[0], False)]

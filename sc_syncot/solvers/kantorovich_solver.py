@@ -349,6 +349,7 @@ class SecondaryBlock:
         lam_dt = self.secondary.weight * self.n_time
         return {
             "cost": lam_dt * cost,
+            "action": self.n_time * cost,  # what the path costs in the secondary, without the weight
             "entropic_cost": lam_dt * entropic,
             "converged": error < tol,
             "error": error,
@@ -440,10 +441,11 @@ class Synchronized:
         Called at every residual check, it also sets each block's sweeps per iteration from how far its Sinkhorn
         state is from optimal for its own marginals (:meth:`SecondaryBlock.check`).
         """
-        self.sinkhorn_log["sinkhorn_error"].append(max(b.state.error for b in self.blocks))
+        self.sinkhorn_log["sinkhorn_error"].append(max((b.state.error for b in self.blocks), default=0.0))
         self.sinkhorn_log["sinkhorn_sweeps"].append(sum(b.state.sweeps for b in self.blocks))
-        values, lags = zip(*(b.check() for b in self.blocks), strict=True)
-        self.sinkhorn_log["sinkhorn_gap"].append(max(lags))
+        checks = [b.check() for b in self.blocks]  # none when every secondary has weight 0
+        values = [value for value, _ in checks]
+        self.sinkhorn_log["sinkhorn_gap"].append(max((lag for _, lag in checks), default=0.0))
         primary = super().objective(self.primary_point(v))
         self.sinkhorn_log["secondary_objective"].append(primary + sum(float(val.sum()) for val in values))
         return primary
@@ -472,7 +474,7 @@ class SmoothSynchronized:
 
     def objective(self, v) -> float:
         """The primary action (the monitors add the smooth value)."""
-        self.sinkhorn_log["sinkhorn_error"].append(max(b.state.error for b in self.blocks))
+        self.sinkhorn_log["sinkhorn_error"].append(max((b.state.error for b in self.blocks), default=0.0))
         self.sinkhorn_log["sinkhorn_sweeps"].append(sum(b.state.sweeps for b in self.blocks))
         return super().objective(v)
 
@@ -566,10 +568,13 @@ def run_kantorovich(
         raise ValueError(f"sinkhorn_sweeps: expected 'auto' or a positive integer, got {sinkhorn_sweeps!r}")
     m0, m1 = problem.masses()
     mean_mass = 0.5 * (m0 + m1)
-    blocks = [
+    all_blocks = [
         SecondaryBlock(s, problem.grid, scale, mean_mass, opts, sweeps=sinkhorn_sweeps)
         for _, s in problem.kantorovich_secondaries
     ]
+    # a secondary at weight 0 adds nothing to the objective: it stays out of the iteration (its proximal step would
+    # be 0) and only its action along the final path is evaluated, as a Monge secondary's at weight 0
+    blocks = [b for b in all_blocks if b.secondary.weight > 0]
     graph = problem.on_graph
     if method == "chambolle_pock":
         cls = GraphSynchronizedOperators if graph else SynchronizedOperators
@@ -593,7 +598,8 @@ def run_kantorovich(
         lip = lipschitz_estimate(ops, x0)
         tau_cp = math.sqrt(0.99 * step_ratio)
         if method == "pd3o":
-            gamma = min(tau_cp, 1.0 / lip)  # PD3O needs gamma < 2 / L; 1 / L leaves room for the estimate's error
+            # PD3O needs gamma < 2 / L; 1 / L leaves room for the estimate's error (L = 0: every weight is 0)
+            gamma = min(tau_cp, 1.0 / lip) if lip > 0 else tau_cp
             state = PrimalDualState(x=x0, y=y_primary, tau=gamma, sigma=0.99 / gamma)
             state = pd3o(ops, state, **stopping)
         else:
@@ -607,13 +613,17 @@ def run_kantorovich(
         state.history[key] = vals
     rho = state.x[0]
     reports = []
-    for (k, sec), block in zip(problem.kantorovich_secondaries, blocks, strict=True):
-        # balanced W2 needs equal masses, which only the induced masses of rho have exactly
-        at_prox = method == "chambolle_pock" and not block.engine.balanced and not block.debias
+    for (k, sec), block in zip(problem.kantorovich_secondaries, all_blocks, strict=True):
+        # balanced W2 needs equal masses, which only the induced masses of rho have exactly; a block that was not
+        # iterated (weight 0) has no prox point
+        iterated = block in blocks
+        at_prox = method == "chambolle_pock" and iterated and not block.engine.balanced and not block.debias
         rep = block.evaluate(rho, sinkhorn_tol, sinkhorn_max_iter, at_prox=at_prox)
         name = sec.name or f"secondary_{k}"
         state.history.setdefault("final_sinkhorn_error", []).append(rep["error"])
         state.history.setdefault("sinkhorn_lag", []).append(rep["lag"])
+        if not iterated:
+            rep["lag"] = math.nan  # no Sinkhorn state followed the iteration
         if rep["lag"] > LAG_WARNING:
             warn(
                 f"{name}: the iteration stopped while its Sinkhorn state was far from optimal (relative gap "

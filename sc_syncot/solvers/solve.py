@@ -652,11 +652,10 @@ def with_secondaries(out: dict, terms: dict, reports, problem) -> tuple[dict, di
     """The primary terms ``out`` with the secondaries' and the total, and each secondary's unweighted action.
 
     ``terms[k] = (name, weighted cost, action)`` for the Monge secondaries; the Kantorovich ones come from their
-    ``reports`` (cost divided by the weight). Host arrays, per problem; shared by both geometries.
+    ``reports``. Host arrays, per problem; shared by both geometries.
     """
     for k, name, rep in reports:
-        weight = problem.secondaries[k].weight
-        terms[k] = (name, rep["cost"], rep["cost"] / weight if weight > 0 else None)
+        terms[k] = (name, rep["cost"], rep["action"])
     out.update({terms[k][0]: terms[k][1] for k in sorted(terms)})
     out["total"] = sum(out.values())
     actions = {name: action for name, _, action in terms.values() if action is not None}
