@@ -289,6 +289,20 @@ def test_tradeoff_from_table_and_results(monge, kantorovich):
     assert len(pl.tradeoff([zero, monge], return_fig=True).axes[0].lines[0].get_xdata()) == 2
 
 
+def test_tradeoff_has_the_weight_zero_point_of_a_kantorovich_fit(monge):
+    # a Kantorovich secondary at weight 0 stays out of the iteration but its action along the path is read, so the
+    # trade-off starts at weight 0 for this coupling too; the primary fit is the one without a secondary
+    kw = {"coupling": "kantorovich", "n_bins": 16, "n_time": 4, "n_support": 12, "copy": True}
+    fits = [tl.syncot(monge, "time", "X_pca", "X_sec", weight=w, **kw) for w in (0.0, 4.0)]
+    alone = tl.syncot(monge, "time", "X_pca", n_bins=16, n_time=4, copy=True)
+    table = pl.cost_table(fits)
+    assert np.isfinite(table["secondary"]).all()
+    assert table["secondary"][0] > table["secondary"][1] and table["primary"][0] < table["primary"][1]
+    costs = fits[0].uns["syncot"]["costs"]
+    assert float(np.sum(costs["total"])) == pytest.approx(float(np.sum(alone.uns["syncot"]["costs"]["total"])))
+    assert len(pl.tradeoff(fits, return_fig=True).axes[0].lines[0].get_xdata()) == 2
+
+
 def test_animate_writes_a_gif(monge, tmp_path):
     out = pl.animate(monge, tmp_path / "path.gif", n_frames=3, dpi=40)
     assert out.exists()

@@ -25,8 +25,9 @@ def cost_table(results, key: str = "syncot", secondary: str | None = None) -> pd
         of those). From a
         result, ``primary`` is the primary action (transport + growth) and ``secondary`` the secondary action
         without its weight (``.uns[key]["secondary_action"]``, or the stored secondary cost divided by ``lambda``),
-        both summed over the intervals. A Monge fit stores its secondary action at every weight, 0 included; a
-        Kantorovich fit at ``lambda = 0`` has no secondary term, so its ``secondary`` is NaN.
+        both summed over the intervals. Fits of either coupling store their secondary action at every weight, 0
+        included (the action along the path fitted without it); a stored result without it at ``lambda = 0``
+        reads NaN, and :func:`tradeoff` drops that row.
     key
         ``.uns`` key of the results given as AnnData.
     secondary

@@ -95,7 +95,8 @@ class KantorovichSecondary:
     support
         ``(n_support, dY)`` secondary points, any ``dY``.
     weight
-        ``lambda >= 0``.
+        ``lambda >= 0``. At 0 the secondary leaves the fit unchanged and only its action along the fitted path is
+        evaluated (``SyncOTResult.secondary_actions``).
     delta
         ``None``: balanced W2 secondary (SyncOT) on a balanced problem, and the problem's ``delta`` on an unbalanced
         one (see :class:`~sc_syncot.solvers.SyncOTProblem`); a float: Hellinger-Kantorovich secondary with that

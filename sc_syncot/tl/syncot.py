@@ -612,7 +612,7 @@ def fit(
         prior_rates=None if shifts is None else _interval_priors(rates, shifts), tau=tau,
     )  # fmt: skip
     with _threads_for(problem.geometry, len(tp) - 1, device):
-        sinkhorn = {"sinkhorn_sweeps": sinkhorn_sweeps} if problem.kantorovich_secondaries else {}  # weight 0: none
+        sinkhorn = {"sinkhorn_sweeps": sinkhorn_sweeps} if problem.kantorovich_secondaries else {}
         result = solve(problem, tol=tol, max_iter=max_iter, device=device, progress=progress, **sinkhorn)  # warns
     if tau is not None:
         _warn_lost_mass(problem, result, tau)
@@ -743,13 +743,12 @@ def _check_growth_prior(growth_prior, delta) -> None:
 
 
 def _problem(geometry, dens, delta, cpls: list[Coupling], growth_prior=None, tau=None) -> SyncOTProblem:
-    # weight 0 keeps a Kantorovich coupling (for the induced secondary path and evaluations) out of the problem; a
-    # Monge secondary at weight 0 changes nothing in the solve (its metric term vanishes) and measures what the path
-    # costs in the secondary (the trade-off's weight-0 point), so it stays
+    # a secondary at weight 0 changes nothing in the solve (a Monge one's metric term vanishes, a Kantorovich one
+    # stays out of the iteration) and measures what the path costs in the secondary (the trade-off's weight-0 point)
     secondaries = []
     for cpl in cpls:
         sec = cpl.secondary
-        if isinstance(sec, KantorovichSecondary) and sec.weight > 0:
+        if isinstance(sec, KantorovichSecondary):
             secondaries.append(_resolve_epsilon(sec, delta, cpl.info))
         elif isinstance(sec, MongeSecondary):
             secondaries.append(sec)
@@ -1006,8 +1005,8 @@ def _summary(result: SyncOTResult, grid, tp, rel_mass, cpls: list[Coupling], par
     if isinstance(grid, Grid):
         out["grid"] = {"bounds": np.asarray(grid.bounds), "shape": np.asarray(grid.shape), "n_time": grid.n_time}
     infos = {cpl.name: {k: v for k, v in cpl.info.items()} for cpl in cpls}
-    # Kantorovich secondaries in the problem (weight > 0) report their induced masses in order
-    solved = [c.name for c in cpls if isinstance(c.secondary, KantorovichSecondary) and c.secondary.weight > 0]
+    # Kantorovich secondaries report their induced masses in order
+    solved = [c.name for c in cpls if isinstance(c.secondary, KantorovichSecondary)]
     for name, induced in zip(solved, result.secondary_density, strict=True):
         induced = np.asarray(induced, np.float32)  # induced masses on the support, (intervals, nodes, n_support)
         infos[name]["secondary_density"] = induced if induced.ndim == 3 else induced[None]
