@@ -157,11 +157,15 @@ def _time_step_case(args) -> dict:
 
 def _time_steps(pool, n: int, report: Report) -> None:
     rows = [pool.submit(_time_step_case, (n, n_time, w)).result() for n_time in (4, 8, 16, 32) for w in (1.0, 0.0)]
+    _print_table(_by_weight_zero(rows, "grid", {"iter ratio": "iters", "time ratio": "seconds"}), report)
+
+
+def _by_weight_zero(rows: list[dict], group: str, ratios: dict[str, str]) -> list[dict]:
+    """``rows`` with ``ratios`` added: each named column divided by that of the weight-0 row of its ``group``."""
     for row in rows:
-        zero = next(r for r in rows if r["grid"] == row["grid"] and r["weight"] == 0.0)
-        row["iter ratio"] = row["iters"] / zero["iters"]
-        row["time ratio"] = row["seconds"] / zero["seconds"]
-    _print_table(rows, report)
+        zero = next(r for r in rows if r[group] == row[group] and r["weight"] == 0.0)
+        row.update({name: row[column] / zero[column] for name, column in ratios.items()})
+    return rows
 
 
 def _ratio_case(args) -> dict:
@@ -252,12 +256,8 @@ def _ratios(pool, threads: int | None, report: Report) -> None:
         for weight in (0.0, 1.0):
             rows.append(pool.submit(_ratio_case, (name, weight, threads)).result())
             print(f"  {name}, weight {weight}: {rows[-1]['seconds']:.1f} s", flush=True)
-    for row in rows:
-        zero = next(r for r in rows if r["problem"] == row["problem"] and r["weight"] == 0.0)
-        row["time ratio"] = row["seconds"] / zero["seconds"]
-        row["cpu ratio"] = row["cpu s"] / zero["cpu s"]
-        row["iter ratio"] = row["iters"] / zero["iters"]
-    _print_table(rows, report)
+    ratios = {"time ratio": "seconds", "cpu ratio": "cpu s", "iter ratio": "iters"}
+    _print_table(_by_weight_zero(rows, "problem", ratios), report)
 
 
 def _print_row(row: dict, header: list[str]) -> None:

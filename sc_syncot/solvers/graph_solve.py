@@ -137,4 +137,4 @@ def _costs(problem, ops, v, zeta_scale, reports) -> tuple[dict, dict]:
             delta_y = problem.delta if sec.delta is None else sec.delta
             term = term + delta_y**2 * growth
         terms[k] = (sec.name or f"secondary_{k}", sec.weight * term, term)
-    return with_secondaries(out, terms, reports, problem)
+    return with_secondaries(out, terms, reports)

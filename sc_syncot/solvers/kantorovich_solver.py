@@ -318,7 +318,7 @@ class SecondaryBlock:
         grad = self.masses_adjoint(g * (self.w * self.engine.scale).reshape(-1, 1, 1), rho.shape)
         return value * self.w, grad
 
-    def evaluate(self, rho: torch.Tensor, tol: float, max_sweeps: int, at_prox: bool) -> dict:
+    def evaluate(self, rho: torch.Tensor, tol: float, max_sweeps: int, at_prox: bool, iterated: bool = True) -> dict:
         """Reported quantities: sharp cost, entropic cost, convergence of Sinkhorn, induced masses of ``rho``.
 
         ``lag`` (HK) is the relative gap before the final sweeps: how far the iteration's Sinkhorn state, one
@@ -330,10 +330,11 @@ class SecondaryBlock:
         marginals ``(a_k, b_k)`` of the last proximal map (Chambolle-Pock's prox point, where the primary costs are
         read too), whose potentials are already nearly optimal; otherwise between the induced masses of ``rho``.
         For the plain term both tend to the same limit, within about the outer residual of it (the prox point
-        reads low: -1.6e-3 against +7.6e-4 relative at tol 1e-6 on a 40-cell oracle).
+        reads low: -1.6e-3 against +7.6e-4 relative at tol 1e-6 on a 40-cell oracle). ``iterated=False`` (a block
+        kept out of the iteration, at weight 0): no Sinkhorn state followed the iteration, so the lag is NaN.
         """
         # the lag: how far the iteration's Sinkhorn state is from optimal for its own (prox) marginals
-        lag = None if self.engine.balanced else self.lag_now()
+        lag = None if self.engine.balanced or not iterated else self.lag_now()
         if not at_prox:
             self.fix_marginals(rho)
         start_gap = lag if at_prox else None
@@ -618,12 +619,10 @@ def run_kantorovich(
         # iterated (weight 0) has no prox point
         iterated = block in blocks
         at_prox = method == "chambolle_pock" and iterated and not block.engine.balanced and not block.debias
-        rep = block.evaluate(rho, sinkhorn_tol, sinkhorn_max_iter, at_prox=at_prox)
+        rep = block.evaluate(rho, sinkhorn_tol, sinkhorn_max_iter, at_prox=at_prox, iterated=iterated)
         name = sec.name or f"secondary_{k}"
         state.history.setdefault("final_sinkhorn_error", []).append(rep["error"])
         state.history.setdefault("sinkhorn_lag", []).append(rep["lag"])
-        if not iterated:
-            rep["lag"] = math.nan  # no Sinkhorn state followed the iteration
         if rep["lag"] > LAG_WARNING:
             warn(
                 f"{name}: the iteration stopped while its Sinkhorn state was far from optimal (relative gap "

@@ -648,7 +648,7 @@ def with_penalties(costs: dict[str, np.ndarray], penalties) -> dict[str, np.ndar
     return out
 
 
-def with_secondaries(out: dict, terms: dict, reports, problem) -> tuple[dict, dict]:
+def with_secondaries(out: dict, terms: dict, reports) -> tuple[dict, dict]:
     """The primary terms ``out`` with the secondaries' and the total, and each secondary's unweighted action.
 
     ``terms[k] = (name, weighted cost, action)`` for the Monge secondaries; the Kantorovich ones come from their
@@ -700,4 +700,4 @@ def _costs(problem, ops, v, zeta_scale, reports=()) -> tuple[dict, dict]:
             delta_y = problem.delta if sec.delta is None else sec.delta
             term = term + delta_y**2 * zeta2
         terms[k] = (sec.name or f"secondary_{k}", sec.weight * total(term), total(term))
-    return with_secondaries(out, terms, reports, problem)
+    return with_secondaries(out, terms, reports)
