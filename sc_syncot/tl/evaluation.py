@@ -17,8 +17,9 @@ A fit on a graph of cell states (``geometry="graph"``) predicts cells drawn from
 stands for one of its own cells, with both bases as measured (a path node, which has no cells, for the interpolant
 of one cell of each of the two state nodes it was built between, at its fraction), so W1 is in every column of the
 primary basis and in the secondary, as for the static-OT rows. Its
-``graph_floor`` row replaces ``grid_floor``: the held-out cells mapped to their nearest nodes and read out in the
-same way; ``readout`` goes through the nearest node too.
+``graph_floor`` row replaces ``grid_floor``: the held-out cells mapped to their nearest nodes in the space the nodes
+were built in (the primary and the secondaries, each scaled by its spread) and read out in the same way;
+``readout`` goes through the node nearest in the primary alone (a perfect primary prediction).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from scipy.spatial.distance import cdist
 
 from .. import pp
 from .._settings import warn
+from ..pp.cell_graph import _spread
 from ..pp.densities import key_time, sizes_by_label
 from ..pp.inputs import check_key_added, check_writes, observed_time, read_cells
 from .flow import Flow
@@ -173,14 +175,35 @@ def _grid_floor(rng, fitted: Fitted, hx: np.ndarray, size: int, with_secondary: 
     return pts, _secondary_of(rng, fitted, pts, idx, size) if with_secondary else None
 
 
-def _graph_floor(rng, fitted: Fitted, hx: np.ndarray, size: int, with_secondary: bool):
-    """The held-out cells mapped to their nearest nodes (all columns of the primary basis), read out as a prediction.
+def _graph_floor(rng, fitted: Fitted, hx: np.ndarray, size: int, with_secondary: bool, hy=None):
+    """The held-out cells mapped to their nearest nodes, read out as a prediction.
 
-    What a perfect path on this graph scores: the cost of standing for cells by nodes and their cells.
+    What a perfect path on this graph scores: the cost of standing for cells by nodes and their cells. "Nearest" is
+    measured as the nodes were built (:func:`sc_syncot.pp.cell_graph`): in the joint space of all columns of the
+    primary basis and, given the held-out cells' secondary coordinates ``hy``, every secondary, each scaled as in
+    the fit and then each basis divided by its spread. With the primary alone, cells that share a primary state but
+    differ in the secondary (a secondary that leads) would all fall on the node of one of them.
     """
     flow = fitted.flow
-    nodes = cKDTree(flow.points).query(hx[_subsample(rng, len(hx), size)])[1]
+    take = _subsample(rng, len(hx), size)
+    nodes = cKDTree(_joint(fitted, flow.points, flow.secondary if hy is not None else None)).query(
+        _joint(fitted, hx[take], None if hy is None else hy[take])
+    )[1]
     return _read_nodes(rng, fitted, flow, nodes, with_secondary)
+
+
+def _joint(fitted: Fitted, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+    """Points in the fit's joint node space: primary, and the secondaries scaled as the fit scaled them (if ``y``)."""
+    cells = fitted.cells
+    parts = [x / _spread(cells.x)]
+    couplings = [c for c in fitted.couplings if c.secondary is not None]
+    if y is not None and couplings:
+
+        def scaled(values):
+            return np.hstack([values[:, c.columns] * c.info["scale"] for c in couplings])
+
+        parts.append(scaled(y) / _spread(scaled(cells.y[cells.paired])))
+    return np.hstack(parts)
 
 
 def _readout(rng, fitted: Fitted, hx: np.ndarray, size: int) -> np.ndarray:
@@ -439,7 +462,10 @@ def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, space
     x, y, m = _nearest(rng, cells, heldout, masses, n_sample)
     rows += scored(rng, "nearest", x, y, m)
     graph = isinstance(fits["syncot"].flow, GraphFlow)
-    x, y = (_graph_floor if graph else _grid_floor)(rng, fits["syncot"], hx, n_sample, with_sec)
+    if graph:
+        x, y = _graph_floor(rng, fits["syncot"], hx, n_sample, with_sec, hy if with_sec else None)
+    else:
+        x, y = _grid_floor(rng, fits["syncot"], hx, n_sample, with_sec)
     rows += scored(rng, "graph_floor" if graph else "grid_floor", x, y, float("nan"))
     if with_sec and hy is not None:  # secondary only: its primary positions are the held-out cells themselves
         y = _readout(rng, fits["syncot"], hx, n_sample)
