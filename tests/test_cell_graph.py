@@ -59,8 +59,10 @@ def test_path_ends_are_the_state_nodes_each_path_node_interpolates():
 
 
 def test_cells_that_share_a_primary_state_but_not_the_secondary_get_different_nodes():
+    # two populations along the same primary segment, apart in the secondary (the primary's spread is the segment's,
+    # so at the default weight 0.5 the secondary gap is as large as the segment in the joint space)
     rng = np.random.default_rng(1)
-    x = rng.normal(scale=0.01, size=(200, 3))
+    x = np.c_[rng.random(200), rng.normal(scale=0.01, size=(200, 2))]
     y = np.r_[np.full(100, -5.0), np.full(100, 5.0)][:, None] + rng.normal(scale=0.1, size=(200, 1))
     t = np.tile([0.0, 1.0], 100)
     cg = pp.cell_graph(x, t, y, n_nodes=16, fractions=())  # 4 state nodes per time point
@@ -69,6 +71,25 @@ def test_cells_that_share_a_primary_state_but_not_the_secondary_get_different_no
         # no node mixes the two secondary states
         for node in np.unique(cg.cell_nodes[cells]):
             assert np.ptp(y[cells & (cg.cell_nodes == node), 0]) < 2.0
+
+
+def test_secondary_weight_zero_builds_state_nodes_from_the_primary_alone():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 2))
+    y = rng.normal(size=(300, 4))
+    t = np.tile([0.0, 1.0, 2.0], 100)
+    cg = pp.cell_graph(x, t, y, n_nodes=30, fractions=(), secondary_weight=0.0)
+    # k-means on the primary alone: every cell's node is its nearest centre of its time point in the primary
+    for k in range(3):
+        nodes = cg.state_nodes(k)
+        cells = t == k
+        nearest = nodes[np.argmin(((x[cells, None] - cg.graph.points[nodes]) ** 2).sum(-1), axis=1)]
+        assert np.mean(nearest == cg.cell_nodes[cells]) > 0.98
+        # and the nodes still carry their cells' mean secondary state
+        node = nodes[0]
+        np.testing.assert_allclose(cg.secondary[node], y[cells & (cg.cell_nodes == node)].mean(0))
+    with pytest.raises(ValueError, match="secondary_weight"):
+        pp.cell_graph(x, t, y, n_nodes=30, secondary_weight=-1.0)
 
 
 def test_a_solve_on_a_cell_graph_keeps_the_mass_and_converges():

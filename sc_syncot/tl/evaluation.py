@@ -37,7 +37,7 @@ from scipy.spatial.distance import cdist
 
 from .. import pp
 from .._settings import warn
-from ..pp.cell_graph import _spread
+from ..pp.cell_graph import SECONDARY_WEIGHT, _spread, joint_space
 from ..pp.densities import key_time, sizes_by_label
 from ..pp.inputs import check_key_added, check_writes, observed_time, read_cells
 from .flow import Flow
@@ -193,17 +193,21 @@ def _graph_floor(rng, fitted: Fitted, hx: np.ndarray, size: int, with_secondary:
 
 
 def _joint(fitted: Fitted, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-    """Points in the fit's joint node space: primary, and the secondaries scaled as the fit scaled them (if ``y``)."""
+    """Points in the fit's joint node space (:func:`sc_syncot.pp.cell_graph`), with the spreads of all its cells.
+
+    The primary and, given ``y``, the secondaries scaled as the fit scaled them, weighted as the state nodes' k-means
+    weighs them (which divides by each time point's own spreads).
+    """
     cells = fitted.cells
-    parts = [x / _spread(cells.x)]
     couplings = [c for c in fitted.couplings if c.secondary is not None]
-    if y is not None and couplings:
+    if y is None or not couplings:
+        return joint_space(x, None, 0.0, (_spread(cells.x), None))
 
-        def scaled(values):
-            return np.hstack([values[:, c.columns] * c.info["scale"] for c in couplings])
+    def scaled(values):
+        return np.hstack([values[:, c.columns] * c.info["scale"] for c in couplings])
 
-        parts.append(scaled(y) / _spread(scaled(cells.y[cells.paired])))
-    return np.hstack(parts)
+    spreads = (_spread(cells.x), _spread(scaled(cells.y[cells.paired])))
+    return joint_space(x, scaled(y), SECONDARY_WEIGHT, spreads)
 
 
 def _readout(rng, fitted: Fitted, hx: np.ndarray, size: int) -> np.ndarray:
