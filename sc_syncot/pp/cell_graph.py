@@ -25,6 +25,7 @@ import ot
 from sklearn.cluster import KMeans
 
 from ..solvers import Graph
+from .inputs import as_number
 
 FRACTIONS = (0.25, 0.5, 0.75)
 # The secondary's weight against the primary in the joint space of the state nodes' k-means (each basis first
@@ -179,8 +180,7 @@ def cell_graph(
     times = np.unique(time)
     if len(times) < 2:
         raise ValueError(f"time: expected at least two distinct time points, got {times.tolist()}")
-    if not (isinstance(secondary_weight, (int, float, np.integer, np.floating)) and secondary_weight >= 0
-            and np.isfinite(secondary_weight)):  # fmt: skip
+    if not (np.isfinite(as_number(secondary_weight, "secondary_weight")) and secondary_weight >= 0):
         raise ValueError(f"secondary_weight: expected a finite float >= 0, got {secondary_weight!r}")
     if not all(0 < f < 1 for f in fractions):
         raise ValueError(f"fractions: expected values in (0, 1), got {tuple(fractions)}")

@@ -186,28 +186,30 @@ def _graph_floor(rng, fitted: Fitted, hx: np.ndarray, size: int, with_secondary:
     """
     flow = fitted.flow
     take = _subsample(rng, len(hx), size)
-    nodes = cKDTree(_joint(fitted, flow.points, flow.secondary if hy is not None else None)).query(
-        _joint(fitted, hx[take], None if hy is None else hy[take])
-    )[1]
+    if hy is None:
+        nodes = cKDTree(flow.points).query(hx[take])[1]
+    else:
+        to_joint = _joint_space(fitted)
+        nodes = cKDTree(to_joint(flow.points, flow.secondary)).query(to_joint(hx[take], hy[take]))[1]
     return _read_nodes(rng, fitted, flow, nodes, with_secondary)
 
 
-def _joint(fitted: Fitted, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-    """Points in the fit's joint node space (:func:`sc_syncot.pp.cell_graph`), with the spreads of all its cells.
+def _joint_space(fitted: Fitted):
+    """``(x, y) ->`` points in the fit's joint node space (:func:`sc_syncot.pp.cell_graph`), the spreads of its cells.
 
-    The primary and, given ``y``, the secondaries scaled as the fit scaled them, weighted as the state nodes' k-means
-    weighs them (which divides by each time point's own spreads).
+    The primary and the secondaries scaled as the fit scaled them, weighted as the state nodes' k-means weighs them
+    (which divides by each time point's own spreads); the primary alone where the fit has no secondary term.
     """
     cells = fitted.cells
     couplings = [c for c in fitted.couplings if c.secondary is not None]
-    if y is None or not couplings:
-        return joint_space(x, None, 0.0, (_spread(cells.x), None))
+    if not couplings:
+        return lambda x, y: x
 
     def scaled(values):
         return np.hstack([values[:, c.columns] * c.info["scale"] for c in couplings])
 
     spreads = (_spread(cells.x), _spread(scaled(cells.y[cells.paired])))
-    return joint_space(x, scaled(y), SECONDARY_WEIGHT, spreads)
+    return lambda x, y: joint_space(x, scaled(y), SECONDARY_WEIGHT, spreads)
 
 
 def _readout(rng, fitted: Fitted, hx: np.ndarray, size: int) -> np.ndarray:
