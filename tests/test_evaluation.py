@@ -146,3 +146,47 @@ def test_population_sizes_for_every_time_point_refit_without_the_held_out_ones(g
     )
     fitted = adata.uns["syncot_heldout"]
     assert np.isfinite(df["w1"]).all() and "fractions" in fitted
+
+
+def _two_labels_course():
+    """Two separated populations moving together along x; A grows (60, 150, 240 cells), B dies (240, 150, 60)."""
+    rng = np.random.default_rng(4)
+    counts = {"A": (60, 150, 240), "B": (240, 150, 60)}
+    xs, labels, times = [], [], []
+    for k, t in enumerate((0.0, 1.0, 2.0)):
+        for label, side in (("A", 1.0), ("B", -1.0)):
+            xs.append(rng.normal(0, 0.15, (counts[label][k], 2)) + [t, side])
+            labels += [label] * counts[label][k]
+            times += [t] * counts[label][k]
+    adata = ad.AnnData(np.zeros((len(labels), 1), np.float32))
+    adata.obs["time"] = times
+    adata.obs["branch"] = pd.Categorical(labels)
+    adata.obsm["X_pca"] = np.concatenate(xs)
+    return adata
+
+
+def test_label_shares_of_the_predictions():
+    adata = _two_labels_course()
+    kw = dict(masses="counts", delta=1.0, n_bins=16, n_time=4, n_repeats=2, time_warp=None)
+    df = tl.evaluate_heldout(adata, "time", 1.0, "X_pca", label_key="branch", **kw)
+    rows = df.set_index("method")
+    assert adata.uns["syncot_heldout"]["label_shares"] == {"A": 0.5, "B": 0.5}
+    np.testing.assert_allclose(rows["share_A"] + rows["share_B"], 1.0)
+    # the cells of the nearest time point (t = 0, ties go earlier) are 1/5 A, and each reads as its own label
+    assert rows.loc["nearest", "share_A"] == pytest.approx(0.2, abs=0.01)
+    assert rows.loc["nearest", "share_error"] == pytest.approx(0.3, abs=0.01)
+    # half the held-out cells read off the other half, and the held-out density on the grid: their own shares
+    assert rows.loc["noise_floor", "share_error"] < 0.05 and rows.loc["grid_floor", "share_error"] < 0.05
+    # growth and death meet halfway: A at ((sqrt 60 + sqrt 240) / 2)^2 = 135 of 270 cells, a share of 1/2
+    assert rows.loc["syncot", "share_error"] < 0.1
+
+
+def test_label_key_is_checked_before_the_fits():
+    adata = _two_labels_course()
+    with pytest.raises(ValueError, match="label_key='fate'"):
+        tl.evaluate_heldout(adata, "time", 1.0, "X_pca", label_key="fate", n_bins=8, n_time=2)
+    adata.obs["branch"] = adata.obs["branch"].astype(object)
+    adata.obs.loc[adata.obs["time"] == 1.0, "branch"] = np.nan
+    with pytest.raises(ValueError, match="label_key='branch': every held-out cell needs a label"):
+        tl.evaluate_heldout(adata, "time", 1.0, "X_pca", label_key="branch", n_bins=8, n_time=2)
+    assert "syncot_heldout" not in adata.uns

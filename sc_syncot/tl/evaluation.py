@@ -20,6 +20,15 @@ primary basis and in the secondary, as for the static-OT rows. Its
 ``graph_floor`` row replaces ``grid_floor``: the held-out cells mapped to their nearest nodes in the space the nodes
 were built in (the primary and the secondaries, each scaled by its spread) and read out in the same way;
 ``readout`` goes through the node nearest in the primary alone (a perfect primary prediction).
+
+With ``label_key`` (an ``.obs`` column of cell labels, such as a branch or a cell type), each prediction is also
+scored by the label shares it implies, as moscot users read a held-out time point's cell-type proportions.
+Predicted points are labelled by their ``SHARE_NEIGHBORS`` nearest held-out cells (the fraction of each label among
+them, a soft vote), in the primary and the secondaries side by side, each divided by its spread over the held-out
+cells so that each space counts alike; a prediction with the held-out cells' own distribution reads their shares.
+The error is the total variation distance between the predicted and the held-out shares (for two labels, the
+difference in the share of either). Where the secondary alone shows the labels (a secondary that leads), only
+the predicted secondary separates them.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import ot
@@ -39,7 +48,7 @@ from .. import pp
 from .._settings import warn
 from ..pp.cell_graph import SECONDARY_WEIGHT, _spread, joint_space
 from ..pp.densities import key_time, sizes_by_label
-from ..pp.inputs import check_key_added, check_writes, observed_time, read_cells
+from ..pp.inputs import check_key_added, check_writes, obs_column, observed_time, read_cells
 from .flow import Flow
 from .graph_fit import resolve_geometry
 from .graph_flow import GraphFlow
@@ -61,12 +70,51 @@ METHODS = (
     "noise_floor",
 )
 WARPED = ("syncot", "primary_only", "static_ot")
+# Held-out cells that label a predicted point (soft vote): enough to average over a neighbourhood's label mix,
+# few against the hundreds of held-out cells a time point has.
+SHARE_NEIGHBORS = 15
 
 
 def _w1(a: np.ndarray, b: np.ndarray, wa=None, wb=None) -> float:
     wa = ot.unif(len(a)) if wa is None else wa / wa.sum()
     wb = ot.unif(len(b)) if wb is None else wb / wb.sum()
     return float(ot.emd2(wa, wb, cdist(a, b), numItermax=1_000_000))
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """Reads label shares off points: the soft vote of their nearest reference cells, in the scaled joint space."""
+
+    categories: list[str]
+    tree: cKDTree
+    onehot: np.ndarray  # (n_reference, n_labels)
+    spreads: tuple[float, float | None]  # primary, secondary (None: the primary alone)
+    truth: np.ndarray  # the reference cells' own shares
+
+    def shares(self, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        """Mean soft vote of the points (rows of ``y`` with NaN, unpaired cells, are left out)."""
+        if self.spreads[1] is None:
+            y = None
+        elif y is not None:
+            keep = np.isfinite(y).all(1)
+            x, y = x[keep], y[keep]
+        return self.vote(joint_space(x, y, 1.0, self.spreads))
+
+    def vote(self, points: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
+        """Mean soft vote of points (in the joint space) by the reference cells, or by those ``among`` them."""
+        tree, onehot = self.tree, self.onehot
+        if among is not None:
+            tree, onehot = cKDTree(tree.data[among]), onehot[among]
+        k = min(SHARE_NEIGHBORS, len(onehot))
+        idx = tree.query(points, k=k)[1].reshape(len(points), k)
+        return onehot[idx].mean(axis=(0, 1))
+
+
+def _labels(x: np.ndarray, y: np.ndarray | None, labels: np.ndarray, categories: list[str]) -> _Labels:
+    """A label reader with the cells ``(x, y)`` (labels ``labels``) as its reference."""
+    onehot = (labels[:, None] == np.asarray(categories)[None, :]).astype(float)
+    spreads = (_spread(x), None if y is None else _spread(y))
+    return _Labels(categories, cKDTree(joint_space(x, y, 1.0, spreads)), onehot, spreads, onehot.mean(0))
 
 
 def _subsample(rng, n: int, size: int, p=None) -> np.ndarray:
@@ -277,6 +325,7 @@ def evaluate_heldout(
     reg_m: float = 1.0,
     seed: int = 0,
     key_added: str = "syncot_heldout",
+    label_key: str | None = None,
     **syncot_kwargs,
 ) -> pd.DataFrame:
     """Refit without a held-out time point and compare predictions of it with its cells, against baselines.
@@ -321,6 +370,11 @@ def evaluate_heldout(
         Seed of every subsample.
     key_added
         The table is also stored as columns in ``.uns[key_added]``.
+    label_key
+        An ``.obs`` column of cell labels (a branch, a cell type); the held-out cells need one each. Adds the
+        columns ``share_error`` (total variation distance between the label shares a prediction implies and
+        the held-out cells', see the module's text) and ``share_<label>`` (the predicted share of each label of
+        the held-out cells); the held-out cells' own shares are in ``.uns[key_added]["label_shares"]``.
     **syncot_kwargs
         ``coupling``, ``weight``, ``delta``, ``n_bins``, ``n_time``, ``masses``, ``time_warp``, ... of the fit.
 
@@ -329,7 +383,8 @@ def evaluate_heldout(
     A DataFrame with columns ``method``, ``space`` (``primary``, ``secondary``; with several secondaries one
     space per basis, named by its key), ``w1`` and ``mass_error``
     (relative error of the predicted mass; the true one follows ``masses`` on all time points), the means over
-    ``n_repeats`` rounds, and ``w1_std``.
+    ``n_repeats`` rounds, and ``w1_std``; with ``label_key`` also the label shares (the same in every space of
+    a method; NaN for ``readout``, which predicts the secondary alone).
     """
     n_dims = syncot_kwargs.get("n_dims")
     grid_options = {k: syncot_kwargs.get(k) for k in ("n_bins", "bandwidth")}
@@ -351,6 +406,8 @@ def evaluate_heldout(
     heldout = tp[1:-1][observed_time(heldout, tp[1:-1], "heldout", "the inner observed time points")]
     check_key_added(key_added)
     check_writes(data, [("uns", key_added)], {}, key_added)
+    held = every.time == heldout
+    labels = None if label_key is None else _label_reader(data, primary, label_key, every, held)
     sub = data[every.names[every.time != heldout]].copy()
     params = _fit_params(time_key, primary, secondary, syncot_kwargs, geometry, n_dims)
     params["masses"] = _held_in_masses(params["masses"], tp, heldout)
@@ -360,27 +417,44 @@ def evaluate_heldout(
     fits["primary_only"] = fits["syncot"] if same else fit(sub, **(params | {"weight": 0.0}))
     truth_mass = _true_mass(data, every, heldout, fits["syncot"])
     warps = _warps(fits, params["time_warp"], n_sample, seed, params["seed"])
-    held = every.time == heldout
     hx = every.x[held]
     hy = None if every.y is None else every.y[held & every.paired]
     spaces = secondary_spaces(every)
     rows = []
     for r in range(n_repeats):  # fresh subsamples each round: W1 on a few hundred cells is a noisy estimate
         rng = np.random.default_rng([seed, r])
-        rows += _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, spaces)
-    raw = pd.DataFrame(rows, columns=["method", "space", "w1", "mass_error"])
-    table = (
-        raw.groupby(["method", "space"], sort=False)
-        .agg(w1=("w1", "mean"), mass_error=("mass_error", "mean"), w1_std=("w1", "std"))
-        .reset_index()
-    )
+        rows += _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, spaces, labels)
+    table = _table(rows, labels)
     data.uns[key_added] = {c: table[c].to_numpy() for c in table.columns} | {
         "heldout": float(heldout),
         "fractions": _fractions(fits["syncot"].cells.time_points, heldout, warps),
         "warp_strengths": {name: float(warp.strength) for name, warp in warps.items()},
         "warp_reasons": {name: str(warp.reason) for name, warp in warps.items()},
     }
+    if labels is not None:
+        data.uns[key_added]["label_shares"] = dict(zip(labels.categories, labels.truth.tolist(), strict=True))
     return table
+
+
+def _table(rows: list, labels: _Labels | None) -> pd.DataFrame:
+    """Means (and the W1's standard deviation) over the rounds, per method and space."""
+    shares = [] if labels is None else ["share_error", *(f"share_{c}" for c in labels.categories)]
+    raw = pd.DataFrame(rows, columns=["method", "space", "w1", "mass_error", *shares])
+    means = {c: (c, "mean") for c in ["w1", "mass_error", *shares]}
+    return raw.groupby(["method", "space"], sort=False).agg(**means, w1_std=("w1", "std")).reset_index()
+
+
+def _label_reader(data, primary: str, label_key: str, every, held: np.ndarray) -> _Labels:
+    """The held-out cells (their secondary too, where paired) as the reference that labels predictions."""
+    ref = held & every.paired if every.y is not None else held
+    col = obs_column(data, primary, label_key, "label_key").reindex(every.names[ref])
+    if col.isna().any():
+        missing = list(col.index[col.isna()][:3])
+        raise ValueError(f"label_key={label_key!r}: every held-out cell needs a label; missing for {missing}")
+    values = col.astype(str).to_numpy()
+    order = col.cat.categories.astype(str) if isinstance(col.dtype, pd.CategoricalDtype) else np.unique(values)
+    categories = [c for c in order if c in set(values)]
+    return _labels(every.x[ref], None if every.y is None else every.y[ref], values, categories)
 
 
 def _warps(fits: dict, time_warp, n_sample: int, seed: int, fit_seed: int) -> dict[str, TimeWarp]:
@@ -434,7 +508,7 @@ def _fractions(tp: np.ndarray, heldout: float, warps: dict) -> dict:
     return out
 
 
-def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, spaces) -> list:
+def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, spaces, labels=None) -> list:
     """One round of predictions and W1s for every method, in the primary and in each of the secondary ``spaces``.
 
     A warped prediction draws from a copy of the random state its unwarped twin starts from (the same held-out
@@ -445,7 +519,7 @@ def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, space
     with_sec = bool(spaces)
 
     def scored(rng, method, x, y, m):
-        return _rows(rng, method, hx, hy, x, y, m, truth_mass, n_sample, spaces)
+        return _rows(rng, method, hx, hy, x, y, m, truth_mass, n_sample, spaces, labels)
 
     for name, fitted in fits.items():
         twin = copy.deepcopy(rng)
@@ -476,8 +550,9 @@ def _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, space
     if with_sec and hy is not None:  # secondary only: its primary positions are the held-out cells themselves
         y = _readout(rng, fits["syncot"], hx, n_sample)
         hy_s = hy[_subsample(rng, len(hy), n_sample)]
-        rows += [("readout", space, _w1(y[:, cols], hy_s[:, cols]), float("nan")) for space, cols in spaces]
-    return rows + _noise_floor(rng, hx, hy, n_sample, spaces)
+        blank = _share_columns(labels, None)
+        rows += [("readout", space, _w1(y[:, cols], hy_s[:, cols]), float("nan"), *blank) for space, cols in spaces]
+    return rows + _noise_floor(rng, hx, hy, n_sample, spaces, labels)
 
 
 def _held_in_masses(masses, time_points: np.ndarray, heldout: float):
@@ -537,23 +612,44 @@ def _true_mass(data, every, heldout: float, fitted: Fitted) -> float:
     return float(full[k] * ratio)
 
 
-def _rows(rng, method, hx, hy, x, y, mass, truth_mass, size, spaces) -> list:
+def _rows(rng, method, hx, hy, x, y, mass, truth_mass, size, spaces, labels=None) -> list:
     err = abs(mass / truth_mass - 1)
+    shares = _share_columns(labels, (x[:size], None if y is None else y[:size]))
     if y is not None:  # unpaired cells of a MuData have no secondary coordinates
         y = y[np.isfinite(y).all(1)]
     hx_s = hx[_subsample(rng, len(hx), size)]
-    rows = [(method, "primary", _w1(x[:size], hx_s), err)]
+    rows = [(method, "primary", _w1(x[:size], hx_s), err, *shares)]
     if hy is not None and y is not None:
         hy_s = hy[_subsample(rng, len(hy), size)]
-        rows += [(method, space, _w1(y[:size][:, cols], hy_s[:, cols]), err) for space, cols in spaces]
+        rows += [(method, space, _w1(y[:size][:, cols], hy_s[:, cols]), err, *shares) for space, cols in spaces]
     return rows
 
 
-def _noise_floor(rng, hx, hy, size, spaces) -> list:
+def _share_columns(labels: _Labels | None, points) -> tuple:
+    """``(share_error, *shares)`` of predicted ``points`` ``(x, y)``; NaN without points, nothing without labels."""
+    if labels is None:
+        return ()
+    if points is None:
+        return (float("nan"),) * (1 + len(labels.categories))
+    shares = labels.shares(*points)
+    return (float(0.5 * np.abs(shares - labels.truth).sum()), *shares.tolist())
+
+
+def _halves_shares(labels: _Labels, a: np.ndarray, b: np.ndarray, n_held: int) -> tuple:
+    """Shares of half ``a`` of the held-out cells read off half ``b`` (NaN where some cells are unpaired)."""
+    if len(labels.onehot) != n_held:  # the reference holds the paired cells only: a, b index all held-out cells
+        return _share_columns(labels, None)
+    shares = labels.vote(labels.tree.data[a], b)
+    return (float(0.5 * np.abs(shares - labels.onehot[b].mean(0)).sum()), *shares.tolist())
+
+
+def _noise_floor(rng, hx, hy, size, spaces, labels=None) -> list:
+    """W1 between two random halves of the held-out cells (with labels: one half's shares read off the other)."""
     perm = rng.permutation(len(hx))
     half = len(hx) // 2
     a, b = perm[:half][:size], perm[half:][:size]
-    rows = [("noise_floor", "primary", _w1(hx[a], hx[b]), 0.0)]
+    shares = () if labels is None else _halves_shares(labels, a, b, len(hx))
+    rows = [("noise_floor", "primary", _w1(hx[a], hx[b]), 0.0, *shares)]
     if hy is not None:
-        rows += [("noise_floor", space, _w1(hy[a][:, cols], hy[b][:, cols]), 0.0) for space, cols in spaces]
+        rows += [("noise_floor", space, _w1(hy[a][:, cols], hy[b][:, cols]), 0.0, *shares) for space, cols in spaces]
     return rows
