@@ -38,7 +38,8 @@ Masses are equal at every time point: the cell numbers per time point reflect sa
 ``--datasets`` picks some of ``simulator``, ``leading``, ``noise``, ``tigon``, ``bifurcation``, ``scgem``,
 ``scicar`` (default: all). ``leading`` is the simulator with chromatin leading expression
 (``simulate_multiome(secondary_leads=True)``, 6 time points; the branch choice shows in ATAC at t=0.6 and in RNA
-from t=1.2), held out at 0.6 and 1.2, always on the graph in the full bases, masses from the cell counts. ``noise``
+from t=1.2), held out at 0.6 and 1.2, always on the graph in the full bases, masses from the cell counts; a table
+gives each method's predicted share of branch A there (``label_key="fate"``) beside the truth. ``noise``
 is the same course with its secondary replaced by Gaussian noise of the same shape: the synchronized fit should
 then cost next to nothing against weight 0.
 ``--geometry graph`` fits TIGON_EMT, TIGON_Bifurcation (all four columns) and scGEM (10 PCs of each modality) on the
@@ -397,16 +398,20 @@ def _leading_course(label: str, secondary: str, fast: bool, n_sample: int) -> li
     adata = so.datasets.simulate_multiome(n_cells=2000, n_timepoints=6, seed=0, secondary_leads=True)
     adata.obsm["X_noise"] = np.random.default_rng(1).standard_normal(adata.obsm["X_lsi"].shape)
     settings = graph_settings(fast) | {"masses": "counts"}
+    fate = adata.uns["simulation"]["fate_share"]  # the mass share fated to branch A at each time point
     runs = []
     for coupling in ("kantorovich", "monge"):
         for t in (0.6, 1.2):
             start = time.perf_counter()
             table = so.tl.evaluate_heldout(
-                adata, "time", t, "X_pca", secondary, n_sample=n_sample, coupling=coupling, progress=False, **settings
-            )
+                adata, "time", t, "X_pca", secondary, n_sample=n_sample, coupling=coupling, progress=False,
+                label_key="fate", **settings,
+            )  # fmt: skip
             table = pd.concat([table, moscot_rows(adata, "time", t, "X_pca", secondary, n_sample)])
             run = {"data": f"{label} {coupling}", "heldout": f"t={t:g}", "table": table}
-            runs.append(run | {"seconds": _since(start)})
+            k = int(np.argmin(np.abs(adata.uns["simulation"]["time_points"] - t)))
+            truth = {"held-out cells": adata.uns["syncot_heldout"]["label_shares"]["A"], "simulation": fate[k]}
+            runs.append(run | {"seconds": _since(start), "branch_a": truth})
     return runs
 
 
@@ -424,6 +429,18 @@ def side_by_side(runs: list[dict], value: str) -> pd.DataFrame:
     order = [*METHODS, "moscot"]
     out = pd.DataFrame(cols).reindex([m for m in order if any(m in r["table"]["method"].values for r in runs)])
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["data", "held out", "space"])
+    return out
+
+
+def branch_shares(runs: list[dict]) -> pd.DataFrame:
+    """Each method's predicted share of branch A, with the held-out cells' and the simulation's (leading courses)."""
+    cols = {}
+    for run in (r for r in runs if "branch_a" in r):
+        table = run["table"].dropna(subset=["share_A"]).drop_duplicates("method").set_index("method")["share_A"]
+        cols[(run["data"], run["heldout"])] = pd.concat([table, pd.Series(run["branch_a"])])
+    out = pd.DataFrame(cols)
+    if not out.empty:
+        out.columns = pd.MultiIndex.from_tuples(out.columns, names=["data", "held out"])
     return out
 
 
@@ -534,6 +551,14 @@ def main() -> None:
                 " speed, 1: the full warp) and the fraction of its held-in interval each put the held-out point at",
             )
             REPORT.table(choices, console=3)
+        shares = branch_shares(runs)
+        if not shares.empty:
+            REPORT.print(
+                "\npredicted share of branch A (label_key='fate': each predicted point labelled by its 15 nearest",
+                " held-out cells in the primary and secondary; 'held-out cells': their own share; 'simulation': the",
+                " simulated population's mass share)",
+            )
+            REPORT.table(shares, console=3)
         REPORT.print("\nseconds per evaluation (two fits: syncot and primary_only, then the baselines and the W1s)")
         REPORT.table(timing, console=1, index=False)
     REPORT.write()

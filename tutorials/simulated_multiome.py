@@ -43,10 +43,10 @@ print(adata.obs.groupby(["time", "branch"], observed=True).size().unstack(fill_v
 # ## Reconstruct
 # The primary space is all ten RNA principal components; ATAC (10 LSI components) is the secondary. With more than
 # three columns the fit runs on a graph of cell states: cluster centres of each time point's cells in the joint RNA +
-# ATAC space, and points on the static-OT paths between time points, so each node carries its own ATAC state and
-# `coupling="monge"` pays for the ATAC change along every edge. (`geometry="grid"` with `n_dims=2` fits on a grid
-# over the first two components instead.) Masses follow the cell counts (here sampling is proportional to population
-# size). One call solves all three intervals.
+# ATAC space, and points on the static-OT paths between time points. `coupling="monge"` fits a smooth map from RNA to
+# ATAC on the cells and pays for the change of the mapped ATAC state along every edge. (`geometry="grid"` with
+# `n_dims=2` fits on a grid over the first two components instead.) Masses follow the cell counts (here sampling is
+# proportional to population size). One call solves all three intervals.
 
 # %%
 so.tl.syncot(adata, "time", "X_pca", "X_lsi", coupling="monge", masses="counts", weight=1.0, progress=False, **settings)

@@ -2,9 +2,10 @@
 
 The nodes are :func:`sc_syncot.pp.cell_graph`'s: cluster centres of each time point's cells in the joint (primary,
 secondary) space and points on the static-OT paths between time points, in every column of the primary basis.
-Each node carries its own secondary coordinates (its cells' mean, or the interpolated ones), so a Monge secondary is
-those coordinates themselves (no map is fitted) and a Kantorovich kernel row is the distribution of the support
-labels of the node's cells.
+Each node carries its own secondary coordinates (its cells' mean, or the interpolated ones), and a Kantorovich kernel
+row is the distribution of the support labels of the node's cells. A Monge secondary is the map fitted on the paired
+cells, as on the grid, read at the nodes: the nodes' own coordinates also hold what the map does not explain (noise,
+or a secondary that leads), and paying for their change along each edge would bend the primary paths through it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from scipy.spatial import cKDTree
 from .. import pp
 from ..pp.cell_graph import CellGraph
 from ..pp.inputs import CellData
-from ..solvers import MongeSecondary, SyncOTResult
+from ..solvers import SyncOTResult
 from ..solvers.kantorovich import KantorovichSecondary
 from .graph_flow import GraphFlow
 
@@ -138,16 +139,6 @@ def node_rates(cg: CellGraph, cell_rates: np.ndarray) -> np.ndarray:
     tail, head = cg.path_ends[path].T
     out[path] = (1 - f) * out[tail] + f * out[head]
     return out
-
-
-def monge_secondary(
-    cg: CellGraph, weight: float, secondary_delta, name: str = "secondary", columns: slice = slice(None)
-) -> MongeSecondary:
-    """The nodes' own secondary coordinates as the Monge link (``|y_j - y_i|`` is paid along each edge).
-
-    ``columns``: the secondary's columns of the nodes' coordinates (several secondaries sit side by side).
-    """
-    return MongeSecondary(cg.secondary[:, columns], weight, delta=secondary_delta, name=name)
 
 
 def node_kernel(

@@ -164,13 +164,7 @@ def _coupling(cells: CellData, grid: Grid, spec: SecondarySpec, columns: slice, 
     x, y, info = _scaled_secondary(cells, seed, columns, _label(spec))
     named = {"name": spec.name, "columns": columns}
     if spec.coupling == "monge":
-        fitted = pp.fit_monge_map(x, y, seed=seed)
-        if fitted.r2 < 0.2:
-            warn(
-                f"{_label(spec)} is poorly explained by a map of the primary basis (leave-one-out R^2 = "
-                f"{fitted.r2:.2f}); coupling='kantorovich' is the better choice"
-            )
-        info.update(r2=fitted.r2, bandwidth=fitted.bandwidth)
+        fitted = _monge_map(x, y, spec, info, seed)
         jac = fitted.jacobian_on(grid)
         sec = MongeSecondary(jac, spec.weight, delta=spec.delta, name=spec.name)
         return Coupling(sec, info, fitted, **named)
@@ -179,6 +173,18 @@ def _coupling(cells: CellData, grid: Grid, spec: SecondarySpec, columns: slice, 
     sec = KantorovichSecondary(kernel, support, spec.weight, delta=spec.delta, epsilon=spec.epsilon, name=spec.name)
     info.update(support=support / info["scale"], n_support=len(support))  # epsilon: recorded by fit once resolved
     return Coupling(sec, info, labels=labels, **named)
+
+
+def _monge_map(x: np.ndarray, y: np.ndarray, spec: SecondarySpec, info: dict, seed: int) -> pp.MongeMap:
+    """The map of a Monge coupling, fitted on the paired cells (its R^2 and bandwidth recorded in ``info``)."""
+    fitted = pp.fit_monge_map(x, y, seed=seed)
+    if fitted.r2 < 0.2:
+        warn(
+            f"{_label(spec)} is poorly explained by a map of the primary basis (leave-one-out R^2 = "
+            f"{fitted.r2:.2f}); coupling='kantorovich' is the better choice"
+        )
+    info.update(r2=fitted.r2, bandwidth=fitted.bandwidth)
+    return fitted
 
 
 def _predictability(
@@ -317,10 +323,10 @@ def syncot(
 
     ``"auto"`` takes the graph when the primary basis has more than 3 columns and no grid option (``n_dims``,
     ``n_bins``, ``bandwidth``) is given, and logs which and why. With a secondary basis, the path also pays
-    ``weight`` times the action it induces there: on the graph, the change of the nodes' own secondary coordinates
-    along each edge (``"monge"``) or a kernel from each node to k-means support points of the secondary basis, the
-    support labels of its cells (``"kantorovich"``); on the grid, through a smooth map fitted on the paired cells
-    (``"monge"``) or a Markov kernel from grid cells to the support points (``"kantorovich"``).
+    ``weight`` times the action it induces there: through a smooth map fitted on the paired cells (``"monge"``; on
+    the graph, the change of the map's value between the two nodes of each edge), or a Markov kernel to k-means
+    support points of the secondary basis (``"kantorovich"``; on the graph, each node's row is the support labels
+    of its cells, on the grid a kernel from grid cells).
 
     Parameters
     ----------
@@ -430,15 +436,17 @@ def syncot(
         Where results go: ``.uns[key_added]`` (parameters, grid, time points, masses, and per interval and time
         node the densities, velocity and growth fields in physical units, costs per interval and space,
         convergence), ``.obsm[f"{key_added}_velocity"]`` (in the columns fitted), ``.obs[f"{key_added}_growth"]``
-        and ``.obsm[f"{key_added}_velocity_secondary"]`` (in the secondary basis' own units; on a grid for a Monge
-        coupling only). On the graph, ``.uns[key_added]["graph"]`` holds the nodes (``points``, ``secondary``,
-        ``edges``, ``omega``, ``node_time``), ``.uns[key_added]["edge_flow"]`` the mass flow along each edge per
-        interval and time step, the densities, velocities and growth rates are per node, and
-        ``.obs[f"{key_added}_node"]`` is each cell's node. With several secondaries, each one's outputs are named
-        by its basis key ``b`` instead of ``"secondary"``: ``.obsm[f"{key_added}_velocity_{b}"]`` (on a grid for
-        Monge couplings only), ``.uns[key_added]["couplings"][b]`` (scale, diagnostics, Kantorovich support and
-        induced masses, in place of ``"coupling"``), ``.uns[key_added]["costs"][b]``,
-        ``.uns[key_added]["secondary_actions"][b]`` (in place of ``"secondary_action"``) and on the graph
+        and ``.obsm[f"{key_added}_velocity_secondary"]`` (in the secondary basis' own units: the map's Jacobian
+        times the velocity for a Monge coupling; on the graph, for a Kantorovich one, the change of the nodes'
+        secondary coordinates along the flow; on a grid, for a Monge coupling only). On the graph,
+        ``.uns[key_added]["graph"]`` holds the nodes (``points``, ``secondary``, ``edges``, ``omega``, ``node_time``),
+        ``.uns[key_added]["edge_flow"]`` the mass flow along each edge per interval and time step, the densities,
+        velocities and growth rates are per node, and ``.obs[f"{key_added}_node"]`` is each cell's node. With
+        several secondaries, each one's outputs are named by its basis key ``b`` instead of ``"secondary"``:
+        ``.obsm[f"{key_added}_velocity_{b}"]`` (as for one), ``.uns[key_added]["couplings"][b]`` (scale,
+        diagnostics, Kantorovich support and induced masses, in place of ``"coupling"``),
+        ``.uns[key_added]["costs"][b]``, ``.uns[key_added]["secondary_actions"][b]`` (in place of
+        ``"secondary_action"``) and on the graph
         ``.uns[key_added]["graph"]["secondaries"][b]``; ``params`` holds ``secondary``, ``coupling``, ``weight``,
         ``secondary_delta``, ``n_support`` and ``epsilon`` as arrays in the order of ``secondary`` (NaN for
         ``None``). One secondary, also given as a list of one, keeps the names above.
@@ -629,6 +637,8 @@ def fit(
         summary["edge_flow"] = (graph_fit.batched(result.flux, result) / _per_interval(tp, 2)).astype(np.float32)
         flow = GraphFlow.from_summary(summary, _active(warp))
         per_cell = graph_fit.per_cell(flow, cells, cg, cpls)
+        # a Monge secondary moves as its map does (J v, as on the grid), not as the nodes' secondary coordinates
+        per_cell |= _map_velocities(cells, cpls, per_cell["velocity"])
     else:
         flow = Flow(problem.geometry, tp, summary["density"], summary["velocity"], summary["growth"], _active(warp))
         per_cell = _per_cell(flow, cells, cpls)
@@ -712,7 +722,7 @@ def _build_graph(cells, rel_mass, specs, delta, seed, device, **kw):
         nodes = np.stack([graph_fit.node_rates(cg, r) for r in kw["prior_rates"]])
         prior = np.diff(cells.time_points)[:, None] * nodes
     cpls = [
-        _graph_coupling(cg, y, spec, cols, part[2], seed, k)
+        _graph_coupling(cg, y, spec, cols, part, seed, k)
         for spec, cols, part in zip(specs, columns, scaled, strict=True)
     ] or [Coupling(None, {"n_nodes": cg.n_nodes, "n_edges": cg.graph.n_edges, "dimension": cg.graph.dimension})]
     logger.info(
@@ -722,12 +732,17 @@ def _build_graph(cells, rel_mass, specs, delta, seed, device, **kw):
     return _problem(cg.graph, rho, delta, cpls, prior, kw["tau"]), cpls, cg
 
 
-def _graph_coupling(cg, y_scaled, spec: SecondarySpec, columns: slice, info: dict, seed: int, k: int) -> Coupling:
-    """One secondary's term on the graph, read from its columns of the nodes' secondary coordinates."""
+def _graph_coupling(cg, y_scaled, spec: SecondarySpec, columns: slice, scaled: tuple, seed: int, k: int) -> Coupling:
+    """One secondary's term on the graph: the map at the nodes (Monge), or a kernel from the nodes' cells.
+
+    ``scaled``: the paired cells' primary and scaled secondary coordinates in this basis, and its ``info``.
+    """
+    x, y, info = scaled
     info.update(n_nodes=cg.n_nodes, n_edges=cg.graph.n_edges, dimension=cg.graph.dimension)
     if spec.coupling == "monge":
-        sec = graph_fit.monge_secondary(cg, spec.weight, spec.delta, spec.name, columns)
-        return Coupling(sec, info, name=spec.name, columns=columns)
+        fitted = _monge_map(x, y, spec, info, seed)
+        sec = MongeSecondary(fitted(cg.graph.points), spec.weight, delta=spec.delta, name=spec.name)
+        return Coupling(sec, info, fitted, name=spec.name, columns=columns)
     sec, support, labels = graph_fit.kantorovich_secondary(
         cg, y_scaled[:, columns], spec.weight, spec.delta, spec.n_support, spec.epsilon, seed, k, spec.name, columns
     )
@@ -1031,8 +1046,14 @@ def _per_cell(flow: Flow, cells: CellData, cpls: list[Coupling]) -> dict[str, np
         sel = cells.time == t
         velocity[sel] = flow.cell_values(flow.velocity, cells.x[sel], k)
         growth[sel] = flow.cell_values(flow.growth, cells.x[sel], k)
-    out = {"velocity": velocity, "growth": growth}
-    for cpl in cpls:  # on a grid a Monge map carries the velocity over; a Kantorovich kernel has no velocity
+    # on a grid a Monge map carries the velocity over; a Kantorovich kernel has no velocity
+    return {"velocity": velocity, "growth": growth} | _map_velocities(cells, cpls, velocity)
+
+
+def _map_velocities(cells: CellData, cpls: list[Coupling], velocity: np.ndarray) -> dict[str, np.ndarray]:
+    """Each Monge secondary's velocity at the cells, ``J(x) v`` with the map's Jacobian, in the basis' own units."""
+    out = {}
+    for cpl in cpls:
         if cpl.monge_map is not None:
             jac = cpl.monge_map.jacobian(cells.x) / cpl.info["scale"]  # back to the secondary's own units
             out[f"velocity_{cpl.name}"] = np.einsum("nki,ni->nk", jac, velocity)
