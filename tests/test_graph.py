@@ -216,8 +216,10 @@ def test_lattice_graph_matches_the_grid_solver_at_32(case):
     # Density paths (relative L2 over all time nodes): 3.7%, 3.7%, 0.13%. The paths miss the costs' 2% at 32^2: the
     # Gaussians are 1.4-1.9 cells wide there and the edges' arithmetic mean spreads them by about a cell (against
     # the closed-form path the graph is 3.8% off, the grid 0.9%); at 64^2 the graph is the closer one (0.8% against
-    # 0.96%) and within 1.2% of the grid (the slow test below).
-    on_grid, on_graph, path_error = _grid_and_lattice(LATTICE_CASES[case](32), tol=1e-7)
+    # 0.96%) and within 1.2% of the grid (the slow test below). At tol 1e-6 (a third of the time) balanced and growth
+    # are as close (0.66% / 4.1%, 0.00% / 0.33%); the WFR path is not yet (5.9%: the iterate, not the graph).
+    tol = 1e-7 if case == "wfr" else 1e-6
+    on_grid, on_graph, path_error = _grid_and_lattice(LATTICE_CASES[case](32), tol=tol)
     assert on_graph.converged and on_grid.converged
     assert abs(on_graph.cost - on_grid.cost) < 0.02 * on_grid.cost
     assert path_error < 0.05
