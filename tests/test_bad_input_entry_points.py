@@ -237,6 +237,7 @@ def _forbid_fitting(monkeypatch) -> None:
         pytest.param(None, {**SEC, "weight": -1.0}, r"weight: expected a finite float >= 0", id="weight-negative"),
         pytest.param(None, {**SEC, "weight": np.nan}, r"weight: expected a finite float >= 0", id="weight-nan"),
         pytest.param(None, {**SEC, "weight": np.inf}, r"weight: expected a finite float >= 0", id="weight-inf"),
+        pytest.param(None, {**SEC, "weight": True}, r"weight: expected a finite float >= 0", id="weight-bool"),
         pytest.param(None, {"delta": -1.0}, r"delta: expected a positive finite float", id="delta-negative"),
         pytest.param(None, {"delta": np.nan}, r"delta: expected a positive finite float", id="delta-nan"),
         pytest.param(None, {"delta": np.inf}, r"delta: expected a positive finite float", id="delta-inf"),

@@ -876,7 +876,8 @@ def _check_params(
     coupling, weight, delta, secondary_delta, epsilon, bandwidth, n_bins, n_time, n_support, tol, max_iter, seed=0
 ) -> None:
     """Refuse bad numbers before any data is read or anything is fitted (the coupling alone can take a while)."""
-    if not (isinstance(weight, (int, float, np.integer, np.floating)) and np.isfinite(weight) and weight >= 0):
+    number = isinstance(weight, (int, float, np.integer, np.floating)) and not isinstance(weight, (bool, np.bool_))
+    if not (number and np.isfinite(weight) and weight >= 0):  # a bool is refused, as pp.inputs.as_number does
         raise ValueError(f"weight: expected a finite float >= 0, got {weight!r}")
     if not (delta is None or (isinstance(delta, str) and delta == "auto") or _is_length(delta)):
         raise ValueError(f"delta: expected a positive finite float, 'auto' or None, got {delta!r}")
