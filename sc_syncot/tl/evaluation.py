@@ -453,7 +453,8 @@ def _label_reader(data, primary: str, label_key: str, every, held: np.ndarray) -
         raise ValueError(f"label_key={label_key!r}: every held-out cell needs a label; missing for {missing}")
     values = col.astype(str).to_numpy()
     order = col.cat.categories.astype(str) if isinstance(col.dtype, pd.CategoricalDtype) else np.unique(values)
-    categories = [c for c in order if c in set(values)]
+    present = set(values)
+    categories = [c for c in order if c in present]
     return _labels(every.x[ref], None if every.y is None else every.y[ref], values, categories)
 
 
@@ -631,16 +632,19 @@ def _share_columns(labels: _Labels | None, points) -> tuple:
         return ()
     if points is None:
         return (float("nan"),) * (1 + len(labels.categories))
-    shares = labels.shares(*points)
-    return (float(0.5 * np.abs(shares - labels.truth).sum()), *shares.tolist())
+    return _share_row(labels.shares(*points), labels.truth)
+
+
+def _share_row(shares: np.ndarray, truth: np.ndarray) -> tuple:
+    """``(share_error, *shares)``: the total variation distance between two label shares, then the first."""
+    return (float(0.5 * np.abs(shares - truth).sum()), *shares.tolist())
 
 
 def _halves_shares(labels: _Labels, a: np.ndarray, b: np.ndarray, n_held: int) -> tuple:
     """Shares of half ``a`` of the held-out cells read off half ``b`` (NaN where some cells are unpaired)."""
     if len(labels.onehot) != n_held:  # the reference holds the paired cells only: a, b index all held-out cells
         return _share_columns(labels, None)
-    shares = labels.vote(labels.tree.data[a], b)
-    return (float(0.5 * np.abs(shares - labels.onehot[b].mean(0)).sum()), *shares.tolist())
+    return _share_row(labels.vote(labels.tree.data[a], b), labels.onehot[b].mean(0))
 
 
 def _noise_floor(rng, hx, hy, size, spaces, labels=None) -> list:
