@@ -76,9 +76,12 @@ def prox_action(
         ``(d, d, ...)`` eigenvectors ``Q`` of the metric (``Q[:, j]`` the ``j``-th), broadcast over cells, or
         ``None`` when the metric is diagonal.
     start
-        Optional guess of ``rho`` (e.g. the previous iteration's); Newton starts at the larger of it and the
-        guaranteed left point. From the right of the root, one Newton step on a concave increasing function
-        lands left of it, so any guess is safe; a close one saves iterations.
+        Optional guess of ``rho`` (e.g. the previous iteration's); Newton starts at the larger of it and
+        ``max(rho_bar, 0)``. From the right of the root, one Newton step on a concave increasing function lands
+        left of it (or at 0, also left of it where the answer is not 0), so any guess is safe; a close one saves
+        iterations. Without a guess Newton starts at a guaranteed left point, whose cube root costs about a
+        third of the map on a CPU (28 against 18 ms on a graph's 435,000 cells, one thread): with the previous
+        iteration's guess it took the same number of steps.
     rtol
         Newton takes its last step once ``|phi| <= sqrt(rtol) * (1 + max rho)`` in every cell; as ``phi' >= 1``
         that bounds the distance to the root, which the quadratic last step brings to about ``rtol``.
@@ -90,7 +93,7 @@ def prox_action(
     torch.Tensor
         ``prox_{gamma f}(v)``, same shape as ``v``.
     """
-    rho_bar, b, wb2, s_w, zero, rho, scale = _setup(v, gamma, weights, rotation, start)
+    rho_bar, b, wb2, s_w, zero, rho, scale = _setup(v, gamma, weights, rotation, start, cube=start is None)
     threshold = math.sqrt(rtol)
     for it in range(max_newton):
         rho_next, phi = _newton_step(rho, rho_bar, wb2, s_w, weights, gamma)
@@ -128,8 +131,12 @@ def prox_action_fixed(
     return _finish(v, rho, b, zero, gamma, weights, rotation), residual, scale
 
 
-def _setup(v, gamma, weights, rotation, start):
-    """Rotated momenta, weighted squares, the cells whose answer is 0, and Newton's safe starting point."""
+def _setup(v, gamma, weights, rotation, start, cube: bool = True):
+    """Rotated momenta, weighted squares, the cells whose answer is 0, and Newton's starting point.
+
+    ``cube``: start at the guaranteed left point below (or ``start`` where larger); otherwise at the larger of
+    ``start`` and ``max(rho_bar, 0)`` (see :func:`prox_action`).
+    """
     rho_bar = v[0]
     b = _rotate(v[1:], rotation)
     b2 = b.square()
@@ -144,8 +151,10 @@ def _setup(v, gamma, weights, rotation, start):
     # Left of the root when rho_bar >= -2 gamma w_max: there rho - rho_bar <= rho + 2 gamma w_max and every
     # rho + 2 gamma w_j <= rho + 2 gamma w_max, so phi((gamma S_w)^(1/3) - 2 gamma w_max) <= 0. (w_max per cell: the
     # cells are independent, and a cell's own largest weight keeps its start closer to its root.)
-    cube = torch.pow(gamma * s_w, 1.0 / 3.0) - 2.0 * gamma * w_max
-    rho = torch.maximum(rho_bar.clamp(min=0.0), torch.where(rho_bar >= -2.0 * gamma * w_max, cube, 0.0))
+    rho = rho_bar.clamp(min=0.0)
+    if cube:
+        left = torch.pow(gamma * s_w, 1.0 / 3.0) - 2.0 * gamma * w_max
+        rho = torch.maximum(rho, torch.where(rho_bar >= -2.0 * gamma * w_max, left, 0.0))
     if start is not None:
         rho = torch.maximum(rho, start)
     return rho_bar, b, wb2, s_w, zero, rho, 1.0 + rho.max()
