@@ -99,7 +99,7 @@ def _add_run(sub) -> None:
     run.add_argument(
         "--n-time",
         type=int,
-        help="time steps per interval (default: 8 on a graph; grid: 4 with kantorovich, else 16)",
+        help="time steps per interval (default: 4 with kantorovich, else 8 on a graph, 16 on a grid)",
     )
     run.add_argument(
         "--masses",
@@ -325,7 +325,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--n-time",
         type=int,
-        help="time steps per interval (default: 8 on a graph; grid: 4 with kantorovich, else 16)",
+        help="time steps per interval (default: 4 with kantorovich, else 8 on a graph, 16 on a grid)",
     )
     demo.add_argument("--weight", type=float, default=1.0, help="secondary weight lambda (default: %(default)s)")
     demo.add_argument(

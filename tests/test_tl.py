@@ -350,7 +350,7 @@ def test_ordered_text_times_keep_their_numbers():
 
 def test_default_grid_follows_the_coupling():
     from sc_syncot.tl.evaluation import _fit_params
-    from sc_syncot.tl.syncot import default_grid
+    from sc_syncot.tl.syncot import default_graph_time, default_grid
 
     assert default_grid("kantorovich", "X_lsi", 1.0, None, None) == (32, 4)
     assert default_grid("monge", "X_lsi", 1.0, None, None) == (64, 16)
@@ -359,7 +359,13 @@ def test_default_grid_follows_the_coupling():
     # held-out evaluations fit every method on the grid of syncot (primary_only has weight 0)
     params = _fit_params("time", "X_pca", "X_lsi", {}, "grid", 2)
     assert (params["n_bins"], params["n_time"]) == (32, 4)
-    assert _fit_params("time", "X_pca", "X_lsi", {}, "graph", None)["n_time"] == 8  # a graph fit's default
+    # on a graph: 4 steps with a Kantorovich secondary (also for primary_only, fitted on syncot's steps), else 8
+    assert _fit_params("time", "X_pca", "X_lsi", {}, "graph", None)["n_time"] == 4
+    assert _fit_params("time", "X_pca", "X_lsi", {"coupling": "monge"}, "graph", None)["n_time"] == 8
+    assert default_graph_time("kantorovich", ["X_lsi", "X_b"], [0.0, 1.0], None) == 4
+    assert default_graph_time("kantorovich", "X_lsi", 0.0, None) == 8
+    assert default_graph_time("kantorovich", None, 1.0, None) == 8
+    assert default_graph_time("kantorovich", "X_lsi", 1.0, 6) == 6
 
 
 def test_smoothing_of_the_kantorovich_secondary_is_reported():

@@ -583,7 +583,7 @@ def _fit_params(time_key, primary, secondary, kwargs, geometry: str, n_dims) -> 
     params = defaults | kwargs | {"time_key": time_key, "primary": primary, "secondary": secondary}
     params["geometry"] = geometry
     if geometry == "graph":
-        params["n_time"] = default_graph_time(params["n_time"])
+        params["n_time"] = default_graph_time(params["coupling"], secondary, params["weight"], params["n_time"])
         return params
     # one grid for every method (primary_only has weight 0, which alone would take the larger default grid)
     grid = default_grid(params["coupling"], secondary, params["weight"], params["n_bins"], params["n_time"])

@@ -363,14 +363,15 @@ def syncot(
         Grid only: dimensions of the primary grid (1 to 3), the first columns of the basis; ``None``: all columns
         (a basis of more than 3 columns then needs ``n_dims`` or the graph).
     n_bins, n_time
-        Grid only (``n_bins``): space cells per axis. Time steps per interval. ``None``: on the graph 8 steps; on a
-        grid 32 and 4 with a Kantorovich secondary (whose iterations cost more: about 2-7x the iterations of the
-        same fit at weight 0, see the README), 64 and 16 otherwise.
+        Grid only (``n_bins``): space cells per axis. Time steps per interval. ``None``: with a Kantorovich
+        secondary (whose iterations cost more and grow with the steps: about 2-7x the iterations of the same fit at
+        weight 0, see the README) 4 steps on the graph, 32 cells and 4 steps on a grid; otherwise 8 steps on the
+        graph, 64 cells and 16 steps on a grid.
     n_nodes, n_neighbors
         Graph only: nodes (half from the cells, half on the paths between time points) and ``k`` of the symmetric
-        kNN edges. 2,000 nodes keep a fit of a few intervals within a minute or two on 2 CPU cores (the demo's
-        1,500 cells and four time points on 1,000 nodes: 42 s); ``n_nodes`` trades speed for resolution. The
-        graph's isotropic edge weights use the nodes' intrinsic dimension
+        kNN edges. 2,000 nodes keep a fit of a few intervals within about a minute on 2 CPU cores (5,000 paired
+        cells, four time points, a 30-D primary: about 60 s, ``benchmarks/graph_fit.py``); ``n_nodes`` trades speed
+        for resolution. The graph's isotropic edge weights use the nodes' intrinsic dimension
         (:func:`sc_syncot.tl.graph_fit.intrinsic_dimension`, in ``.uns[key_added]["graph"]["dimension"]``).
     masses
         Population size per time point: ``"equal"``, ``"counts"``, ``"growth_prior"`` (from ``.obs[growth_key]``,
@@ -526,12 +527,16 @@ def _resolve_epsilon(secondary: KantorovichSecondary, delta, info: dict) -> Kant
     return replace(secondary, epsilon=eps)
 
 
-def default_grid(coupling: str, secondary, weight, n_bins, n_time) -> tuple:
-    """``n_bins`` and ``n_time`` where ``None``: 32 and 4 with a Kantorovich secondary, else 64 and 16."""
+def _weighted_kantorovich(coupling, secondary, weight) -> bool:
+    """Whether a Kantorovich secondary enters the fit (weight not 0): its iterations set the default sizes."""
     n = len(secondary_keys(secondary))
     pairs = zip(_per_secondary(coupling, n, "coupling"), _per_secondary(weight, n, "weight"), strict=True)
-    kantorovich = any(c == "kantorovich" and w != 0 for c, w in pairs)
-    bins, steps = (32, 4) if kantorovich else (64, 16)
+    return any(c == "kantorovich" and w != 0 for c, w in pairs)
+
+
+def default_grid(coupling: str, secondary, weight, n_bins, n_time) -> tuple:
+    """``n_bins`` and ``n_time`` where ``None``: 32 and 4 with a Kantorovich secondary, else 64 and 16."""
+    bins, steps = (32, 4) if _weighted_kantorovich(coupling, secondary, weight) else (64, 16)
     return (bins if n_bins is None else n_bins), (steps if n_time is None else n_time)
 
 
@@ -577,7 +582,7 @@ def fit(
     n_columns = _n_columns(data, primary)
     geometry, why = graph_fit.resolve_geometry(geometry, n_columns, n_dims, grid_options)
     if geometry == "graph":
-        n_time = default_graph_time(n_time)
+        n_time = default_graph_time(coupling, secondary, weight, n_time)
         _check_graph_params(n_nodes, n_neighbors)
     else:
         n_bins, n_time = default_grid(coupling, secondary, weight, n_bins, n_time)
@@ -800,9 +805,15 @@ def _check_tau(tau) -> tuple | str | None:
     return tuple(None if t is None else float(t[0]) for t in (start, end))
 
 
-def default_graph_time(n_time) -> int:
-    """Time steps per interval on a graph: 8 by default (``pp.cell_graph``'s)."""
-    return 8 if n_time is None else n_time
+def default_graph_time(coupling: str, secondary, weight, n_time) -> int:
+    """Time steps per interval on a graph where ``None``: 4 with a Kantorovich secondary, else 8.
+
+    A Kantorovich secondary's iterations grow with the steps (README, *Benchmarks*), and on the held-out benchmark 4
+    steps predicted as well as 8 (median syncot / static OT over its 19 graph rows 0.954 against 0.958, branch shares
+    within 0.02) in half the time; the 5,000-cell paired fit of ``benchmarks/graph_fit.py`` takes 4.
+    """
+    steps = 4 if _weighted_kantorovich(coupling, secondary, weight) else 8
+    return steps if n_time is None else n_time
 
 
 def _check_graph_params(n_nodes, n_neighbors) -> None:
