@@ -35,8 +35,8 @@ def _local_fit(q: np.ndarray, x: np.ndarray, y: np.ndarray, h: float, exclude_of
 
     The weighted moments are products of the ``(n_q, n)`` weights with ``x``, ``x x^T`` and ``x y^T`` per cell
     (centred on the cells' mean): the local covariance ``sum w x x^T - mean mean^T`` does not depend on the query
-    point, so no ``(n_q, n, d)`` array of differences is built. On a 5,000-cell fit in 30-D this took the map's
-    Jacobian at every cell from 46 s to about 3 s (one thread). The cancellation in the covariance is about
+    point, so no ``(n_q, n, d)`` array of differences is built. On 5,000 cells in 30-D this took the map's values
+    and Jacobian at every cell from 36 s to 3.4 s (one thread). The cancellation in the covariance is about
     ``1e-16 (R / h)^2`` relative (``R`` the cloud's radius), far below the ridge.
     """
     centre = x.mean(0)

@@ -370,7 +370,7 @@ def syncot(
     n_nodes, n_neighbors
         Graph only: nodes (half from the cells, half on the paths between time points) and ``k`` of the symmetric
         kNN edges. 2,000 nodes keep a fit of a few intervals within about a minute on 2 CPU cores (5,000 paired
-        cells, four time points, a 30-D primary: about 60 s, ``benchmarks/graph_fit.py``); ``n_nodes`` trades speed
+        cells, four time points, a 30-D primary: 53-62 s, ``benchmarks/graph_fit.py``); ``n_nodes`` trades speed
         for resolution. The graph's isotropic edge weights use the nodes' intrinsic dimension
         (:func:`sc_syncot.tl.graph_fit.intrinsic_dimension`, in ``.uns[key_added]["graph"]["dimension"]``).
     masses
@@ -808,9 +808,9 @@ def _check_tau(tau) -> tuple | str | None:
 def default_graph_time(coupling: str, secondary, weight, n_time) -> int:
     """Time steps per interval on a graph where ``None``: 4 with a Kantorovich secondary, else 8.
 
-    A Kantorovich secondary's iterations grow with the steps (README, *Benchmarks*), and on the held-out benchmark 4
-    steps predicted as well as 8 (median syncot / static OT over its 19 graph rows 0.954 against 0.958, branch shares
-    within 0.02) in half the time; the 5,000-cell paired fit of ``benchmarks/graph_fit.py`` takes 4.
+    A Kantorovich secondary's iterations grow with the steps (the Benchmarks page), and with every graph fit at 4
+    steps the held-out benchmark predicted as well as at 8 (median syncot / static OT over its 19 graph rows 0.954
+    against 0.958, branch shares within 0.02) in half the time.
     """
     steps = 4 if _weighted_kantorovich(coupling, secondary, weight) else 8
     return steps if n_time is None else n_time
