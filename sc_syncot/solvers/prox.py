@@ -141,11 +141,11 @@ def _setup(v, gamma, weights, rotation, start, cube: bool = True):
     b = _rotate(v[1:], rotation)
     b2 = b.square()
     if weights is None:
-        wb2, w_max = b2, 1.0
+        wb2 = b2
         s_w = b2.sum(0)
         zero = rho_bar + s_w / (4.0 * gamma) <= 0
     else:
-        wb2, w_max = weights * b2, _channel_max(weights)
+        wb2 = weights * b2
         s_w = _channel_sum(wb2)
         zero = rho_bar + _channel_sum(b2 / weights) / (4.0 * gamma) <= 0
     # Left of the root when rho_bar >= -2 gamma w_max: there rho - rho_bar <= rho + 2 gamma w_max and every
@@ -153,6 +153,7 @@ def _setup(v, gamma, weights, rotation, start, cube: bool = True):
     # cells are independent, and a cell's own largest weight keeps its start closer to its root.)
     rho = rho_bar.clamp(min=0.0)
     if cube:
+        w_max = 1.0 if weights is None else _channel_max(weights)
         left = torch.pow(gamma * s_w, 1.0 / 3.0) - 2.0 * gamma * w_max
         rho = torch.maximum(rho, torch.where(rho_bar >= -2.0 * gamma * w_max, left, 0.0))
     if start is not None:
