@@ -4,6 +4,7 @@ import torch
 from scipy.optimize import minimize
 
 from sc_syncot.solvers import prox_action
+from sc_syncot.solvers.prox import prox_action_fixed
 
 
 def _brute_force_prox(cell, gamma, metric, alpha):
@@ -64,3 +65,22 @@ def test_prox_residual_is_at_rounding_level_over_scales():
             # all-ones weights (Newton path) agree with the G = I path
             pw = prox_action(v, gamma, weights=torch.ones(3, 1, dtype=torch.float64))
             torch.testing.assert_close(p, pw, rtol=1e-12, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("metric", [False, True])
+def test_fixed_newton_count_is_right_whenever_its_test_accepts(metric):
+    """The compiled path's map (a fixed number of Newton steps from a warm start, no cube-root start): from a start
+    left of the root, right of it, or at it, every count its acceptance test passes gives the map to rounding."""
+    gen = torch.Generator().manual_seed(7)
+    v = torch.randn(4, 5000, generator=gen, dtype=torch.float64) * torch.tensor([[1.0], [2.0], [2.0], [2.0]])
+    weights = torch.tensor([[0.5], [3.0], [1.0]], dtype=torch.float64) if metric else None
+    exact = prox_action(v, 0.7, weights)
+    answer = exact[0]
+    for start in (torch.zeros_like(answer), 10 * answer + 1, answer * (1 + 1e-3)):
+        accepted = 0
+        for n in range(1, 40):
+            p, residual, scale = prox_action_fixed(v, 0.7, weights, None, start, n)
+            if float(residual / scale) <= 1e-6:  # the test of TransportOperators._compiled_step (sqrt(PROX_RTOL))
+                accepted += 1
+                torch.testing.assert_close(p, exact, rtol=1e-9, atol=1e-9)
+        assert accepted > 0
