@@ -588,7 +588,8 @@ def _use_compile(request: bool | str, x0: Staggered) -> bool:
 
 
 # "auto" compiles from 2^20 density unknowns (e.g. 128^2 x 64): a cold compile costs about 20 s (5 s from the
-# on-disk cache) and halves the time per iteration on CPU, which pays off there (benchmarks/solver.py).
+# on-disk cache) and cuts the time per iteration to 0.6-0.8x on CPU at 128^2 x 32, which pays off there
+# (benchmarks/solver.py).
 COMPILE_MIN_UNKNOWNS = 2**20
 
 
