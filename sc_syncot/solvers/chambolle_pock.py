@@ -52,7 +52,9 @@ class PrimalDualOperators(Protocol):
     def objective(self, v: torch.Tensor) -> float:
         """``F(v)`` for a point ``v`` in the domain of ``F``."""
 
-    # Optional: ``step(x, y, tau, sigma) -> (x+, y+, v)`` replaces :func:`primal_dual_step` (e.g. a compiled one).
+    # Optional: ``step(x, y, tau, sigma) -> (x+, y+, v)`` replaces :func:`primal_dual_step` (e.g. a compiled one),
+    # and ``relaxed_step(x, y, tau, sigma, r) -> (x + r (x+ - x), y + r (y+ - y), v)`` the over-relaxed step between
+    # residual checks (a compiled one relaxes inside its own loops).
 
 
 @dataclass
@@ -192,8 +194,14 @@ def chambolle_pock(
     decay, band = 0.95, 1.5
     step_fn = getattr(ops, "step", None)
 
+    # looked up on the class: wrappers that pass other attributes on to a base (soft ends) have a step of their own
+    relaxed_fn = ops.relaxed_step if hasattr(type(ops), "relaxed_step") else None
+
     def step(it: int, check: bool, monitor: ConvergenceMonitor) -> bool:
         x, y, tau, sigma = it_state["x"], it_state["y"], it_state["tau"], it_state["sigma"]
+        if relaxed_fn is not None and relaxation != 1.0 and not check:  # relaxed in the step's own passes
+            it_state["x"], it_state["y"], it_state["v"] = relaxed_fn(x, y, tau, sigma, relaxation)
+            return False
         x_new, y_new, it_state["v"] = step_fn(x, y, tau, sigma) if step_fn else primal_dual_step(ops, x, y, tau, sigma)
         stop = False
         if check:

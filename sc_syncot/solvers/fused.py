@@ -77,22 +77,31 @@ def _flat(args):
             yield a
 
 
-def primal_step(x, y, tau, bases, inverse_eigenvalues, rho0, rho1, *, ndim, dt, spacing, zeta_scale):
-    """``x+ = P_C(x - tau I* y)`` and the extrapolated ``2 x+ - x``."""
+def primal_step(x, y, steps, bases, inverse_eigenvalues, rho0, rho1, *, ndim, dt, spacing, zeta_scale):
+    """``x+ = P_C(x - tau I* y)`` over-relaxed, ``x + r (x+ - x)``, and the extrapolated ``2 x+ - x``.
+
+    ``steps`` holds ``(tau, sigma, r)``. The relaxed point is returned instead of ``x+``, from the loop that
+    extrapolates, so that the relaxation costs no pass over memory of its own (residual checks take ``r = 1``).
+    """
+    tau, r = steps[0], steps[2]
     x_new = [xi - tau * gi for xi, gi in zip(x, interpolate_adjoint(y, ndim).tensors(), strict=True)]
     u = Staggered.from_tensors(x_new, ndim)
     project_balance_(u, bases, inverse_eigenvalues, rho0, rho1, dt, spacing, zeta_scale)
-    return x_new, [2.0 * xn - xi for xn, xi in zip(x_new, x, strict=True)]
+    relaxed = [xi + r * (xn - xi) for xn, xi in zip(x_new, x, strict=True)]
+    return relaxed, [2.0 * xn - xi for xn, xi in zip(x_new, x, strict=True)]
 
 
-def dual_step(y, x_bar, sigma, guess, weights, rotation, shift, *, ndim, n_newton):
-    """``y+ = z - prox_F(z - c)`` at ``z = y + sigma I x_bar``, ``prox_F(z - c) / sigma``, and Newton's acceptance test.
+def dual_step(y, x_bar, steps, guess, weights, rotation, shift, *, ndim, n_newton):
+    """``y+ = z - prox_F(z - c)`` at ``z = y + sigma I x_bar`` over-relaxed, ``prox_F(z - c) / sigma``, Newton's test.
 
-    ``c`` is a growth prior's linear term (``shift``, see :class:`.TransportOperators`), or ``None``.
+    The relaxed point ``y + r (y+ - y)`` is returned instead of ``y+`` (see :func:`primal_step`). ``steps`` holds
+    ``(tau, sigma, r)``; ``c`` is a growth prior's linear term (``shift``, see :class:`.TransportOperators`), or
+    ``None``.
     """
+    sigma, r = steps[1], steps[2]
     z = y + sigma * interpolate(Staggered.from_tensors(x_bar, ndim))
     p, residual, scale = prox_action_fixed(z if shift is None else z - shift, 1.0, weights, rotation, guess, n_newton)
-    return z - p, p / sigma, residual, scale
+    return y + r * (z - p - y), p / sigma, residual, scale
 
 
 def graph(kind: str, **static):

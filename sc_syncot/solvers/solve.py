@@ -125,56 +125,75 @@ class TransportOperators:
 
     def step(self, x, y, tau, sigma):
         """One Chambolle-Pock step, compiled when ``compiled`` (see the class docstring)."""
-        if self.compiled:
-            try:
-                return self._compiled_step(x, y, tau, sigma)
-            except fused.FellBackToEager:
-                # the step's graphs ran eagerly; redo it eagerly, where the dual step's Newton count is not fixed
-                warn(
-                    "torch.compile ran this problem's shapes eagerly (torch._dynamo.config.recompile_limit "
-                    f"reached, {torch._dynamo.config.recompile_limit}); continuing eagerly, res.compiled is False. "
-                    "Raise the limit, or solve(compile=False)",
-                    RuntimeWarning,
-                )
-                self.compiled = False
-            except Exception as err:  # noqa: BLE001 (only a graph's first call, where it compiles, falls back)
-                if self._failed_key in self._ran:
-                    raise
-                warn(
-                    f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); continuing without it "
-                    "(solve(compile=False) skips the attempt)",
-                    RuntimeWarning,
-                )
-                self.compiled = False
-        return primal_dual_step(self, x, y, tau, sigma)
+        return self.relaxed_step(x, y, tau, sigma, 1.0)
 
-    def _compiled_step(self, x, y, tau, sigma):
+    def relaxed_step(self, x, y, tau, sigma, relaxation: float):
+        """One step over-relaxed by ``r``: ``(x + r (x+ - x), y + r (y+ - y), v)``.
+
+        Compiled, the relaxation happens in the graphs' own loops (the relaxed points are what they write instead
+        of ``x+`` and ``y+``), which saves the separate passes of ``torch.lerp`` over both iterates.
+        """
+        if self.compiled:
+            out = self._try_compiled(x, y, tau, sigma, relaxation)
+            if out is not None:
+                return out
+        x_new, y_new, v = primal_dual_step(self, x, y, tau, sigma)
+        if relaxation == 1.0:
+            return x_new, y_new, v
+        return torch._foreach_lerp(x, x_new, relaxation), torch.lerp(y, y_new, relaxation), v
+
+    def _try_compiled(self, x, y, tau, sigma, relaxation):
+        """:meth:`_compiled_step`, or ``None`` (with a warning, and ``compiled`` off) where it did not compile."""
+        try:
+            return self._compiled_step(x, y, tau, sigma, relaxation)
+        except fused.FellBackToEager:
+            # the step's graphs ran eagerly; redo it eagerly, where the dual step's Newton count is not fixed
+            warn(
+                "torch.compile ran this problem's shapes eagerly (torch._dynamo.config.recompile_limit "
+                f"reached, {torch._dynamo.config.recompile_limit}); continuing eagerly, res.compiled is False. "
+                "Raise the limit, or solve(compile=False)",
+                RuntimeWarning,
+            )
+            self.compiled = False
+        except Exception as err:  # noqa: BLE001 (only a graph's first call, where it compiles, falls back)
+            if self._failed_key in self._ran:
+                raise
+            warn(
+                f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); continuing without it "
+                "(solve(compile=False) skips the attempt)",
+                RuntimeWarning,
+            )
+            self.compiled = False
+        return None
+
+    def _compiled_step(self, x, y, tau, sigma, relaxation):
         # steps as a tensor, so that the graphs do not recompile as they adapt; rebuilt only when they change (at
         # residual checks), since building it is a blocking host-to-device copy on CUDA
-        if self._steps is None or self._steps[0] != (tau, sigma):
-            self._steps = ((tau, sigma), torch.tensor([tau, sigma], dtype=y.dtype, device=y.device))
+        key = (tau, sigma, relaxation)
+        if self._steps is None or self._steps[0] != key:
+            self._steps = (key, torch.tensor(key, dtype=y.dtype, device=y.device))
         t = self._steps[1]
         pr = self.projector
         static = {"ndim": self.ndim, "dt": pr.dt, "spacing": pr.spacing, "zeta_scale": pr.zeta_scale}
-        x_new, x_bar = self._run(("primal", static), x, y, t[0], *pr.parts())
+        x_relaxed, x_bar = self._run(("primal", static), x, y, t, *pr.parts())
         if self._rho_guess is None:
             self._rho_guess = torch.zeros_like(y[0])
         threshold = math.sqrt(PROX_RTOL)
         while self._n_newton <= self.MAX_FIXED_NEWTON:
             static = {"ndim": self.ndim, "n_newton": self._n_newton}
-            y_new, v, residual, scale = self._run(
-                ("dual", static), y, x_bar, t[1], self._rho_guess, self.weights, self.rotation, self.shift
+            y_relaxed, v, residual, scale = self._run(
+                ("dual", static), y, x_bar, t, self._rho_guess, self.weights, self.rotation, self.shift
             )
             if float(residual / scale) <= threshold:  # one host read
                 self._rho_guess = v[0] * sigma
                 self._accepted += 1
                 if self._accepted % 50 == 0 and self._n_newton > 2:  # try fewer steps now and then
                     self._n_newton -= 1
-                return x_new, y_new, v
+                return x_relaxed, y_relaxed, v
             self._n_newton += 1
         self._n_newton = self.MAX_FIXED_NEWTON
         y_new, v = self.dual_prox(torch.add(y, self.apply(x_bar), alpha=sigma), sigma)
-        return x_new, y_new, v
+        return x_relaxed, y_new if relaxation == 1.0 else torch.lerp(y, y_new, relaxation), v
 
     def _run(self, key, *args):
         """Call the graph ``key = (kind, static arguments)``, remembering which ones have compiled and run."""
