@@ -125,21 +125,20 @@ class TransportOperators:
 
     def step(self, x, y, tau, sigma):
         """One Chambolle-Pock step, compiled when ``compiled`` (see the class docstring)."""
-        return self.relaxed_step(x, y, tau, sigma, 1.0)
+        out = self._try_compiled(x, y, tau, sigma, 1.0) if self.compiled else None
+        return primal_dual_step(self, x, y, tau, sigma) if out is None else out
 
     def relaxed_step(self, x, y, tau, sigma, relaxation: float):
         """One step over-relaxed by ``r``: ``(x + r (x+ - x), y + r (y+ - y), v)``.
 
         Compiled, the relaxation happens in the graphs' own loops (the relaxed points are what they write instead
-        of ``x+`` and ``y+``), which saves the separate passes of ``torch.lerp`` over both iterates.
+        of ``x+`` and ``y+``), which saves the separate passes of ``torch.lerp`` over both iterates. Otherwise it is
+        :meth:`step` (a subclass's own, such as the synchronized operators' relinearizing one) and the lerps.
         """
-        if self.compiled:
-            out = self._try_compiled(x, y, tau, sigma, relaxation)
-            if out is not None:
-                return out
-        x_new, y_new, v = primal_dual_step(self, x, y, tau, sigma)
-        if relaxation == 1.0:
-            return x_new, y_new, v
+        out = self._try_compiled(x, y, tau, sigma, relaxation) if self.compiled else None
+        if out is not None:
+            return out
+        x_new, y_new, v = self.step(x, y, tau, sigma)
         return torch._foreach_lerp(x, x_new, relaxation), torch.lerp(y, y_new, relaxation), v
 
     def _try_compiled(self, x, y, tau, sigma, relaxation):
