@@ -43,8 +43,9 @@ gives each method's predicted share of branch A there (``label_key="fate"``) bes
 is the same course with its secondary replaced by Gaussian noise of the same shape: the synchronized fit should
 then cost next to nothing against weight 0.
 ``--geometry graph`` fits TIGON_EMT, TIGON_Bifurcation (all four columns) and scGEM (10 PCs of each modality) on the
-graph of cell states (``tl.syncot(geometry="graph")``, its default 2,000 nodes and 8 time steps; 600 and 4 with
-``--fast``) instead of the grid; its ``graph_floor`` row replaces ``grid_floor``.
+graph of cell states (``tl.syncot(geometry="graph")``, its default 2,000 nodes and 4 time steps per interval
+with a Kantorovich secondary, 8 otherwise; 600 and 4 with ``--fast``) instead of the grid; its ``graph_floor`` row
+replaces ``grid_floor``.
 
     python benchmarks/heldout.py --reference-embedding [--fast] [--datasets scicar]
 
