@@ -490,12 +490,12 @@ def test_default_settings_do_not_warn(ten_d):
         solve(problem, max_iter=100)
 
 
-@pytest.mark.parametrize("n_support", [20, 256])
-def test_the_scaled_block_has_the_norm_the_step_condition_uses(n_support):
+@pytest.mark.parametrize(("n_support", "weight"), [(20, 1.0), (20, 0.1), (20, 3.0), (256, 1.0)])
+def test_the_scaled_block_has_the_norm_the_step_condition_uses(n_support, weight):
     # Chambolle-Pock converges for sigma tau (1 + sum_s ||B_s||^2) < 1: the scaled block's norm, measured here by
-    # power iteration on B* B independently of kernel_norm, must not exceed block.norm = ||K||^(1/2). A kernel onto
-    # as many points as cells (16^2 = 256, the identity) has norm 1.
-    problem = embedded_secondary(16, 4, n_support=n_support, weight=1.0)
+    # power iteration on B* B independently of kernel_norm, must not exceed block.norm = (||K|| min(w, 1))^(1/2).
+    # A kernel onto as many points as cells (16^2 = 256, the identity) has norm 1.
+    problem = embedded_secondary(16, 4, n_support=n_support, weight=weight)
     sec = problem.secondaries[0]
     if n_support == 256:
         import scipy.sparse as sp

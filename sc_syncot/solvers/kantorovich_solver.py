@@ -33,10 +33,10 @@ Three splittings are available (``solve(..., method=...)``):
   ``rho_k`` grows like ``lambda delta^2 / (dt^2 mu a)`` where the induced mass ``a`` is small, so these steps are
   far smaller than the Chambolle-Pock steps and the iterations far more numerous; they are kept for comparison.
 
-``beta_s = mu sqrt(2) ||K_s||^(1/2)`` scales each block (an interior ``rho_k`` enters two pairs), so that
-``||B_s|| <= n_s = ||K_s||^(1/2)`` and ``||[I; B_1; ...]||^2 <= 1 + sum_s n_s^2`` gives the step condition
-``sigma tau (1 + sum_s ||K_s||) < 1``. Any scale converges; this one sets how the step budget is shared between
-the primary's dual and the secondary's (:func:`block_norm`).
+``beta_s = mu sqrt(2) ||K_s|| / n_s`` with ``n_s = (||K_s|| min(lambda_s, 1))^(1/2)`` scales each block (an
+interior ``rho_k`` enters two pairs), so that ``||B_s|| <= n_s`` and ``||[I; B_1; ...]||^2 <= 1 + sum_s n_s^2``
+gives the step condition ``sigma tau (1 + sum_s n_s^2) < 1``. Any scale converges; this one sets how the step
+budget is shared between the primary's dual and the secondary's (:func:`block_norm`).
 
 References
 ----------
@@ -90,21 +90,31 @@ def kernel_norm(kernel: torch.Tensor, kernel_t: torch.Tensor | None = None, n_it
     return 1.01 * math.sqrt(val)
 
 
-def block_norm(k_norm: float) -> float:
-    """``||B_s||`` after scaling, ``||K_s||^(1/2)``, for a kernel of norm ``k_norm`` (see the module docstring).
+def block_norm(k_norm: float, weight: float = 1.0) -> float:
+    """``||B_s||`` after scaling, ``(||K_s|| min(weight, 1))^(1/2)``, for a kernel of norm ``k_norm``.
 
-    The secondary's dual step, relative to the primary's, grows with it. Scaling by ``||K||`` (a norm of 1) gives
-    every support point the step of the heaviest one, which is small where many cells feed few points (``||K||``
-    about ``sqrt(cells per point)``): on a 64^2 x 8 grid with 200 points (``||K|| = 5.6``) that took 2520
-    iterations, against 1740 with ``||K||^(1/2)``, for the same distance to a 12000-iteration solve (18% in the
-    densities, L2; the optimum there is rough and slow to reach). On the ``tl`` fits of scGEM and the demo course
-    (``||K||`` 3.6 and 4.5) the iterations grow (760 -> 1140, 360 -> 620) but stop closer to the optimum (median
-    velocity error against a tol-1e-9 solve 0.64% -> 0.35% for scGEM, measured at a norm of 2; 4.4% -> 2.6% for
-    the demo).
-    A kernel onto as many points as cells (``||K|| = 1``, the Mathematics page's oracle 5) keeps the norm 1: twice it,
-    the 1-D oracle at 8 steps no longer converged in 5000 iterations.
+    The secondary's dual step, relative to the primary's, grows with it (see the module docstring). Scaling by
+    ``||K||`` (a norm of 1) gives every support point the step of the heaviest one, which is small where many cells
+    feed few points (``||K||`` about ``sqrt(cells per point)``): on a 64^2 x 8 grid with 200 points
+    (``||K|| = 5.6``) that took 2520 iterations, against 1740 with ``||K||^(1/2)``, for the same distance to a
+    12000-iteration solve (18% in the densities, L2; the optimum there is rough and slow to reach). On the ``tl``
+    fits of scGEM and the demo course (``||K||`` 3.6 and 4.5) the iterations grow (760 -> 1140, 360 -> 620) but
+    stop closer to the optimum (median velocity error against a tol-1e-9 solve 0.64% -> 0.35% for scGEM, measured
+    at a norm of 2; 4.4% -> 2.6% for the demo). A kernel onto as many points as cells (``||K|| = 1``, the
+    Mathematics page's oracle 5) keeps the norm 1: twice it, the 1-D oracle at 8 steps no longer converged in 5000
+    iterations.
+
+    Below weight 1 the block shrinks with ``sqrt(weight)`` (at weight 0 it stays out of the iteration). Its
+    proximal map is that of ``J`` with the step ``t' = beta^2 w scale / sigma`` (:meth:`SecondaryBlock.dual_prox`),
+    which at a fixed ``beta`` falls with the weight ``w``; with a small ``t'`` the map's generalized Sinkhorn falls
+    behind its targets and the iteration stalled or diverged: the simulated course on 300 and 600 graph nodes at
+    weight 0.001 did not converge in 5,000 iterations, and sci-CAR (10 + 10 components, 2,000 nodes) at weight
+    0.01 diverged (node masses 1e7 after 5,000 iterations). With the factor ``t'`` keeps its weight-1 value and the
+    primary gets the step budget the light secondary leaves: those fits converge in 640, 960 and 340 iterations,
+    and the simulated course at weights 0.01 and 0.1 in 680-1,020 instead of 900-1,780. Above weight 1 the scale is
+    left as it is.
     """
-    return math.sqrt(k_norm)
+    return math.sqrt(k_norm * (min(weight, 1.0) if weight > 0 else 1.0))
 
 
 def _mm(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +164,7 @@ class SecondaryBlock:
         self.mu = torch.as_tensor(scale * grid.cell_volume, **opts)  # (B,)
         self.w = secondary.weight / (self.mu * dt**2)  # (B,)
         k_norm = kernel_norm(self.kernel, self.kernel_t)
-        self.norm = block_norm(k_norm)  # ||B_s|| after scaling
+        self.norm = block_norm(k_norm, secondary.weight)  # ||B_s|| after scaling
         self.beta = self.mu * math.sqrt(2.0) * k_norm / self.norm  # (B,)
         log_r = torch.as_tensor(np.log(mean_mass / self.n), **opts)
         self.log_r = log_r.repeat_interleave(self.n_time).reshape(-1, 1)  # one row per (problem, step)
