@@ -49,7 +49,8 @@ nodes and 4 time steps per interval with a Kantorovich secondary, 8 otherwise; 6
 the grid; its ``graph_floor`` row replaces ``grid_floor``. A last table then gives the graph fit's figures against
 its targets: syncot (with the time warp, as ``tl.syncot``'s default) over static OT, median and highest over every
 row but the noise course's; on the leading course at t = 0.6 syncot over its weight-0 fit and the branch share's
-distance to the truth; on the noise course syncot over weight 0.
+distance to the truth; on the noise course syncot over weight 0. ``--n-nodes`` and ``--n-neighbors`` set every
+graph fit's node count and kNN ``k`` (default: ``tl.syncot``'s).
 
     python benchmarks/heldout.py --reference-embedding [--fast] [--datasets scicar]
 
@@ -154,12 +155,14 @@ def _load(loader, label: str):
 
 
 # --geometry graph: every evaluation on the graph of cell states in the full bases instead of the grid
-GEOMETRY = {"name": "grid"}
+GEOMETRY = {"name": "grid", "options": {}}
 
 
 def graph_settings(fast: bool) -> dict:
-    """The graph's settings: 600 nodes and 4 time steps per interval with --fast, else tl.syncot's defaults."""
-    return {"geometry": "graph", "n_nodes": 600, "n_time": 4} if fast else {"geometry": "graph"}
+    """The graph's settings: 600 nodes and 4 time steps per interval with --fast, else tl.syncot's defaults; then
+    --n-nodes and --n-neighbors where given."""
+    base = {"geometry": "graph", "n_nodes": 600, "n_time": 4} if fast else {"geometry": "graph"}
+    return base | GEOMETRY["options"]
 
 
 def tigon(fast: bool, n_sample: int) -> list[dict]:
@@ -543,9 +546,13 @@ def main() -> None:
         "--geometry", choices=["grid", "graph"], default="grid",
         help="fit tigon, bifurcation and scgem on the graph of cell states in their full bases (default: grid)",
     )  # fmt: skip
+    parser.add_argument("--n-nodes", type=int, help="graph nodes of every graph fit (default: tl.syncot's)")
+    parser.add_argument("--n-neighbors", type=int, help="k of every graph fit's kNN graph (default: tl.syncot's)")
     add_argument(parser)
     args = parser.parse_args()
     GEOMETRY["name"] = args.geometry
+    given = {"n_nodes": args.n_nodes, "n_neighbors": args.n_neighbors}
+    GEOMETRY["options"] = {k: v for k, v in given.items() if v is not None}
     torch.set_num_threads(1)
     logging.getLogger("sc_syncot").setLevel(logging.ERROR)  # the Monge fit's low-R^2 warning: reported below
     REPORT.path = args.report

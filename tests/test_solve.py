@@ -261,6 +261,22 @@ def test_solve_warns_when_it_stops_unconverged():
     assert {w.filename for w in said} == {__file__}  # points at the caller, not into the package
 
 
+def test_a_diverged_solve_is_told_from_a_slow_one():
+    # the history of a graph fit that diverged (objective 9 -> 2e10, residual 1.4e-3 -> 0.04 between checks) and of
+    # one that was still converging: only the first is called diverged, and raising max_iter is not what it suggests
+    from types import SimpleNamespace
+
+    from sc_syncot.solvers.solve import finished
+
+    diverged = {"objective": [2.3, 9.0, 9.1, 3.7e10, 1.9e10], "primal_residual": [0.33, 1.5e-3, 1.4e-3, 3.4, 0.044]}
+    slow = {"objective": [0.01, 0.5, 0.9, 1.0, 1.01], "primal_residual": [0.4, 0.1, 0.02, 5e-3, 2e-3]}
+    with pytest.warns(RuntimeWarning, match="diverged: its objective rose from 2.3 to 1.9e\\+10") as said:
+        finished(SimpleNamespace(converged=False, n_iter=5000, history=diverged), 1e-5)
+    assert "max_iter" not in str(said[0].message)
+    with pytest.warns(RuntimeWarning, match="stopped after 5000 iterations without converging"):
+        finished(SimpleNamespace(converged=False, n_iter=5000, history=slow), 1e-5)
+
+
 def test_weight_zero_monge_secondary_measures_the_induced_action():
     # a translation by d of a Gaussian: the primary path is the translation (v = d everywhere), which a weight-0
     # secondary does not change, and the induced secondary action with J = M is |M d|^2 per unit mass

@@ -453,15 +453,48 @@ def solve(
     return finished(in_units(result, caller_grid, length), tol)
 
 
+# An unconverged solve whose last objective exceeds this many times the smallest one of its residual checks, with
+# a last primal residual above ten times its smallest, diverged: more iterations would not help (the warning says so)
+DIVERGED = 100.0
+
+
 def finished(result: SyncOTResult, tol: float) -> SyncOTResult:
-    """``result``, with a warning when the iteration stopped at ``max_iter`` before the stopping rule held."""
-    if not result.converged:
+    """``result``, with a warning when the iteration stopped at ``max_iter`` before the stopping rule held.
+
+    The warning tells a divergence (the objective and the primal residual ended far above their lowest values,
+    :data:`DIVERGED`) from a slow convergence: a Kantorovich secondary at weight 0.01 once drove a graph fit's
+    objective from 9 to 2e10 and its residual from 1.4e-3 to 0.04, and raising ``max_iter`` would only have
+    returned the same wrong path later.
+    """
+    if result.converged:
+        return result
+    if _diverged(result.history):
+        objective = np.asarray(result.history["objective"], dtype=float)
+        lowest = float(np.nanmin(objective))
         warn(
-            f"the solver stopped after {result.n_iter} iterations without converging (tol={tol:g}); raise max_iter "
-            "or tol, or coarsen the grid / graph",
+            f"the solver diverged: its objective rose from {lowest:.3g} to {objective[-1]:.3g} and it stopped after "
+            f"{result.n_iter} iterations; the result is not a solution. Check the inputs' scales (weight, delta, "
+            "epsilon), or report it with the data",
             RuntimeWarning,
         )
+        return result
+    warn(
+        f"the solver stopped after {result.n_iter} iterations without converging (tol={tol:g}); raise max_iter "
+        "or tol, or coarsen the grid / graph",
+        RuntimeWarning,
+    )
     return result
+
+
+def _diverged(history: dict) -> bool:
+    """Whether the last residual check's objective and primal residual are far above their lowest (see DIVERGED)."""
+    objective, residual = (np.asarray(history.get(k, []), dtype=float) for k in ("objective", "primal_residual"))
+    if len(objective) and not np.isfinite(objective[-1]):
+        return True
+    if len(objective) < 2 or len(residual) < 2:
+        return False
+    low_objective, low_residual = np.nanmin(objective), np.nanmin(residual)
+    return low_objective > 0 and objective[-1] > DIVERGED * low_objective and residual[-1] > 10 * low_residual
 
 
 def run_primal_dual(ops, x0: list[torch.Tensor], step_ratio: float, cp_options: dict) -> PrimalDualState:
