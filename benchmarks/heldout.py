@@ -544,7 +544,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--geometry", choices=["grid", "graph"], default="grid",
-        help="fit tigon, bifurcation and scgem on the graph of cell states in their full bases (default: grid)",
+        help="fit tigon, bifurcation, scgem and scicar on the graph of cell states in their full bases (default: grid)",
     )  # fmt: skip
     parser.add_argument("--n-nodes", type=int, help="graph nodes of every graph fit (default: tl.syncot's)")
     parser.add_argument("--n-neighbors", type=int, help="k of every graph fit's kNN graph (default: tl.syncot's)")
