@@ -610,7 +610,7 @@ def main() -> None:
         goals = targets(w1, shares)
         if not goals.empty:
             REPORT.print("\nthe graph fit's targets (each value at most its target; time warp as tl.syncot's default)")
-            REPORT.table(goals.assign(met=goals["value"] <= goals["target"]), console=1, index=False)
+            REPORT.table(goals.assign(met=goals["value"] <= goals["target"]), console=3, index=False)
         REPORT.print("\nseconds per evaluation (two fits: syncot and primary_only, then the baselines and the W1s)")
         REPORT.table(timing, console=1, index=False)
     REPORT.write()
