@@ -468,11 +468,10 @@ def finished(result: SyncOTResult, tol: float) -> SyncOTResult:
     """
     if result.converged:
         return result
-    if _diverged(result.history):
-        objective = np.asarray(result.history["objective"], dtype=float)
-        lowest = float(np.nanmin(objective))
+    rise = _divergence(result.history)
+    if rise is not None:
         warn(
-            f"the solver diverged: its objective rose from {lowest:.3g} to {objective[-1]:.3g} and it stopped after "
+            f"the solver diverged: its objective rose from {rise[0]:.3g} to {rise[1]:.3g} and it stopped after "
             f"{result.n_iter} iterations; the result is not a solution. Check the inputs' scales (weight, delta, "
             "epsilon), or report it with the data",
             RuntimeWarning,
@@ -486,15 +485,23 @@ def finished(result: SyncOTResult, tol: float) -> SyncOTResult:
     return result
 
 
-def _diverged(history: dict) -> bool:
-    """Whether the last residual check's objective and primal residual are far above their lowest (see DIVERGED)."""
+def _divergence(history: dict) -> tuple[float, float] | None:
+    """The objective's ``(lowest, last)`` where the iteration diverged, else ``None``.
+
+    Diverged: the last residual check's objective is not finite, or it and the primal residual are far above their
+    lowest (see DIVERGED).
+    """
     objective, residual = (np.asarray(history.get(k, []), dtype=float) for k in ("objective", "primal_residual"))
-    if len(objective) and not np.isfinite(objective[-1]):
-        return True
+    if len(objective) == 0:
+        return None
+    seen = objective[~np.isnan(objective)]
+    rise = (float(seen.min()) if len(seen) else float("nan"), float(objective[-1]))
+    if not np.isfinite(rise[1]):
+        return rise
     if len(objective) < 2 or len(residual) < 2:
-        return False
-    low_objective, low_residual = np.nanmin(objective), np.nanmin(residual)
-    return low_objective > 0 and objective[-1] > DIVERGED * low_objective and residual[-1] > 10 * low_residual
+        return None
+    far = rise[0] > 0 and rise[1] > DIVERGED * rise[0] and residual[-1] > 10 * np.nanmin(residual)
+    return rise if far else None
 
 
 def run_primal_dual(ops, x0: list[torch.Tensor], step_ratio: float, cp_options: dict) -> PrimalDualState:
