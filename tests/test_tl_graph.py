@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import sc_syncot as scs
-from sc_syncot.tl.graph_fit import intrinsic_dimension
+from sc_syncot.solvers.graph import intrinsic_dimension
 from sc_syncot.tl.graph_flow import GraphFlow
 
 matplotlib.use("Agg")

@@ -287,3 +287,23 @@ def isotropic_weights(edges: np.ndarray, n: int, dimension: int) -> np.ndarray:
     deg = np.bincount(edges.reshape(-1), minlength=n)
     c = 2.0 * dimension / np.maximum(deg, 1)  # an isolated node has no edge to weigh
     return 2.0 / (c[edges[:, 0]] + c[edges[:, 1]])
+
+
+def intrinsic_dimension(points: np.ndarray, k: int = 10) -> int:
+    """Dimension of the set the points sample: the Levina-Bickel maximum-likelihood estimate, rounded.
+
+    ``1 / m_i = mean_{j<k} log(T_k / T_j)`` from the distances ``T_j`` to each point's ``k`` nearest neighbours,
+    pooled as the mean of ``1 / m_i`` (MacKay and Ghahramani's correction). It sets the graph's isotropic edge
+    weights (:class:`~sc_syncot.solvers.Graph`'s ``dimension``): cells in 30 PCs vary along far fewer directions,
+    and the weights for 30 would price transport 30 / m times too high against growth.
+
+    References
+    ----------
+    E. Levina, P. Bickel, "Maximum likelihood estimation of intrinsic dimension", NeurIPS 2004.
+    """
+    k = int(min(k, len(points) - 1))
+    dist = cKDTree(points).query(points, k + 1)[0][:, 1:]
+    dist = np.maximum(dist, 1e-12 * max(float(dist.max()), 1e-300))
+    inverse = np.log(dist[:, -1:] / dist[:, :-1]).mean(axis=1)
+    m = 1.0 / max(float(np.mean(inverse)), 1e-12)
+    return int(np.clip(round(m), 1, points.shape[1]))

@@ -111,6 +111,7 @@ class GraphProjector:
         self.n = graph.n_nodes
         self.free = tuple(bool(f) for f in free)
         self.time_basis, time_eig = time_operator(graph.n_time, self.dt, self.free, **opts)
+        self.time_eigenvalues = time_eig
         grounded = zeta_scale is None and not any(self.free)  # balanced: a zero mode in time frequency 0
         shift = 0.0 if zeta_scale is None else 1.0 / zeta_scale**2
         lap = graph.laplacian()
@@ -184,12 +185,34 @@ class GraphProjector:
 
     def project_(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
         """Project ``x = [rho, m(, zeta)]`` onto the balance equation in place and return it."""
-        rho = x[0]
+        self.set_ends_(x)
+        self.apply_potential_(x, self.solve(self.residual(x)))
+        return x
+
+    # -- the pieces of the projection, for projections coupled to other spaces (:mod:`.dynamic_secondary`) --
+
+    def set_ends_(self, x: list[torch.Tensor]) -> None:
+        """Fix the end masses of ``x`` in place (those that are not free)."""
         if not self.free[0]:
-            rho[:, 0].copy_(self.rho0)
+            x[0][:, 0].copy_(self.rho0)
         if not self.free[1]:
-            rho[:, -1].copy_(self.rho1)
-        phi = self.solve(self.residual(x))
+            x[0][:, -1].copy_(self.rho1)
+
+    residual_of = residual
+
+    def space_transform(self, v: torch.Tensor) -> torch.Tensor:
+        """``v`` ``(..., n)`` in the eigenbasis of ``L`` (that of :attr:`inverse_eigenvalues`)."""
+        return v @ self.space_basis
+
+    def spectral(self, r: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        """``r`` ``(B, Nt, n)`` in the basis that diagonalizes ``A A^T`` (or back from it); ``"eigh"`` only."""
+        if inverse:
+            return apply_along(r @ self.space_basis.T, self.time_basis.T, 1)
+        return apply_along(r, self.time_basis, 1) @ self.space_basis
+
+    def apply_potential_(self, x: list[torch.Tensor], phi: torch.Tensor) -> None:
+        """``x -= A^T phi`` in place (``phi`` at the time centres, ``(B, Nt, n)``)."""
+        rho = x[0]
         rho[:, 1:-1].add_(phi[:, 1:] - phi[:, :-1], alpha=1.0 / self.dt)
         if self.free[0]:  # -A^T phi on a free end (see .projection)
             rho[:, 0].add_(phi[:, 0], alpha=1.0 / self.dt)
@@ -198,7 +221,6 @@ class GraphProjector:
         x[1].sub_(self.gradient(phi))
         if len(x) > 2:
             x[2].add_(phi, alpha=1.0 / self.zeta_scale)
-        return x
 
 
 class GraphTransportOperators:

@@ -55,11 +55,12 @@ import torch
 
 from .._settings import warn
 from .chambolle_pock import PrimalDualState, _norm, chambolle_pock, primal_dual_step
+from .dynamic_secondary import DynamicSecondary, WithDynamicSecondaries, action_along, norm_bound
 from .endpoints import END_SCALE, SoftEndpointOperators
-from .graph_transport import GraphTransportOperators
-from .kantorovich import KantorovichSecondary
+from .graph_transport import EIGH_MAX_NODES, GraphTransportOperators
+from .kantorovich import KantorovichSecondary, kernel_norm, kernel_tensors, rows_times
 from .pd3o import condat_vu, pd3o
-from .scaling import MASS_FLOOR, EntropicSupport, ScalingState, to_csr
+from .scaling import MASS_FLOOR, EntropicSupport, ScalingState
 from .solve import TransportOperators, end_block, unwrap
 
 METHODS = ("chambolle_pock", "pd3o", "condat_vu")
@@ -70,24 +71,6 @@ MAX_SWEEPS_PER_CALL = 64
 # 4e-3 at 64^2 x 32 with 1000 support points (a well-resolved solve), 0.64 where epsilon was 2.8e-5 and one sweep
 # per iteration could not follow.
 LAG_WARNING = 0.05
-# Kernels with more than this share of nonzeros are kept dense: BLAS products then beat CSR's (measured on one CPU
-# thread: 0.36 against 0.62 ms at 49% fill, 1024 x 172, 20 rows; CSR 2x faster at 10%, 9x at 4%)
-DENSE_FILL = 0.25
-
-
-def kernel_norm(kernel: torch.Tensor, kernel_t: torch.Tensor | None = None, n_iter: int = 50) -> float:
-    """``||K||_2`` by power iteration on ``K^T K`` (an upper estimate: the iterate's Rayleigh quotient, +1%).
-
-    ``kernel_t``: ``K^T`` in the same layout, where it is already at hand (a CSR transpose is not CSR).
-    """
-    kernel_t = kernel.t() if kernel_t is None else kernel_t
-    x = torch.ones(kernel.shape[1], 1, dtype=kernel.dtype, device=kernel.device)
-    val = 0.0
-    for _ in range(n_iter):
-        y = _mm(kernel_t, _mm(kernel, x))
-        val = float(torch.linalg.vector_norm(y))
-        x = y / max(val, 1e-300)
-    return 1.01 * math.sqrt(val)
 
 
 def block_norm(k_norm: float, weight: float = 1.0) -> float:
@@ -118,10 +101,6 @@ def block_norm(k_norm: float, weight: float = 1.0) -> float:
     return math.sqrt(k_norm * (min(weight, 1.0) if weight > 0 else 1.0))
 
 
-def _mm(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.sparse.mm(matrix, x) if matrix.is_sparse else matrix @ x
-
-
 class SecondaryBlock:
     """One Kantorovich secondary: its linear map, its proximal map and its gradient, on a batch of paths.
 
@@ -150,12 +129,7 @@ class SecondaryBlock:
         sweeps: int | str = 1,
     ):
         self.secondary = secondary
-        kernel = secondary.kernel_tensor(**opts)  # (n_cells, n)
-        if kernel.is_sparse and kernel._nnz() > DENSE_FILL * kernel.numel():
-            kernel = kernel.to_dense()
-        # a sparse kernel in CSR layout: its products are ~4x faster than COO's on a CPU
-        self.kernel = to_csr(kernel) if kernel.is_sparse else kernel
-        self.kernel_t = to_csr(kernel.t()) if kernel.is_sparse else kernel.t()
+        self.kernel, self.kernel_t = kernel_tensors(secondary, opts)  # (n_cells, n) and its transpose
         support = torch.as_tensor(secondary.support, **opts)
         self.engine = EntropicSupport(support, secondary.delta, secondary.effective_epsilon)
         self.n_time = grid.n_time
@@ -191,13 +165,13 @@ class SecondaryBlock:
     def masses(self, rho: torch.Tensor) -> torch.Tensor:
         """Induced masses ``mu K^T rho_k``, ``(B, Nt + 1, n)``, from densities ``(B, Nt + 1, *S)``."""
         flat = rho.reshape(-1, self.kernel.shape[0])
-        out = flat @ self.kernel if self.kernel.layout == torch.strided else _mm(self.kernel_t, flat.T).T
+        out = rows_times(flat, self.kernel, self.kernel_t)
         return out.reshape(rho.shape[0], rho.shape[1], self.n) * self.mu.reshape(-1, 1, 1)
 
     def masses_adjoint(self, g: torch.Tensor, shape) -> torch.Tensor:
         """Adjoint of :meth:`masses`: ``(B, Nt + 1, n)`` -> densities ``shape``."""
         flat = g.reshape(-1, self.n)
-        out = flat @ self.kernel_t if self.kernel.layout == torch.strided else _mm(self.kernel, flat.T).T
+        out = rows_times(flat, self.kernel_t, self.kernel)
         return out.reshape(shape) * self.mu.reshape(-1, *([1] * (len(shape) - 1)))
 
     def apply(self, rho: torch.Tensor) -> torch.Tensor:
@@ -551,6 +525,24 @@ def _follow_lagging_sinkhorn(ops: Synchronized, state: PrimalDualState, cp_optio
     return chambolle_pock(ops, state, **(cp_options | {"max_iter": remaining}))
 
 
+def _check_graph_discretization(problem, method: str, projector) -> None:
+    """What ``discretization="graph"`` needs (:mod:`.dynamic_secondary`), or a ``ValueError`` naming it."""
+    if method != "chambolle_pock" or any(problem.soft_ends):
+        raise ValueError(
+            "discretization: a Kantorovich secondary with discretization='graph' needs method='chambolle_pock' and "
+            f"fixed endpoints (tau=None), got method={method!r}, tau={problem.tau}"
+        )
+    if problem.delta is None:
+        raise ValueError(
+            "discretization: discretization='graph' needs an unbalanced problem (delta); use 'pairs' for balanced ones"
+        )
+    if getattr(projector, "method", "eigh") != "eigh":
+        raise ValueError(
+            "discretization: discretization='graph' needs the graph's eigenbasis projection (projection='eigh', "
+            f"at most {EIGH_MAX_NODES} nodes)"
+        )
+
+
 def run_kantorovich(
     problem,
     primary_args: tuple,
@@ -578,15 +570,23 @@ def run_kantorovich(
         raise ValueError(f"tau: soft endpoints need method='chambolle_pock' (their proximal map), got {method!r}")
     if sinkhorn_sweeps != "auto" and not (isinstance(sinkhorn_sweeps, int) and sinkhorn_sweeps >= 1):
         raise ValueError(f"sinkhorn_sweeps: expected 'auto' or a positive integer, got {sinkhorn_sweeps!r}")
+    on_graph = [s.discretization == "graph" for _, s in problem.kantorovich_secondaries]
+    if any(on_graph):
+        _check_graph_discretization(problem, method, primary_args[0])
     m0, m1 = problem.masses()
     mean_mass = 0.5 * (m0 + m1)
+    mu = scale * problem.grid.cell_volume
+    ends = [r.reshape(r.shape[0], -1) for r in (x0[0][:, 0], x0[0][:, -1])]
     all_blocks = [
-        SecondaryBlock(s, problem.grid, scale, mean_mass, opts, sweeps=sinkhorn_sweeps)
-        for _, s in problem.kantorovich_secondaries
+        DynamicSecondary(s, problem.grid.n_time, mu, *ends, opts)
+        if graph_kind
+        else SecondaryBlock(s, problem.grid, scale, mean_mass, opts, sweeps=sinkhorn_sweeps)
+        for (_, s), graph_kind in zip(problem.kantorovich_secondaries, on_graph, strict=True)
     ]
     # a secondary at weight 0 adds nothing to the objective: it stays out of the iteration (its proximal step would
     # be 0) and only its action along the final path is evaluated, as a Monge secondary's at weight 0
-    blocks = [b for b in all_blocks if b.secondary.weight > 0]
+    blocks = [b for b in all_blocks if b.secondary.weight > 0 and isinstance(b, SecondaryBlock)]
+    dynamic = [b for b in all_blocks if b.secondary.weight > 0 and isinstance(b, DynamicSecondary)]
     graph = problem.on_graph
     if method == "chambolle_pock":
         cls = GraphSynchronizedOperators if graph else SynchronizedOperators
@@ -596,11 +596,21 @@ def run_kantorovich(
             projector = primary_args[0]
             ops = SoftEndpointOperators(ops, end_block(problem, (projector.rho0, projector.rho1)))
             norm2 += END_SCALE**2
+        start = x0
+        if dynamic:
+            ops = WithDynamicSecondaries(ops, dynamic, x0)
+            start = ops.start
+            norm2 = norm_bound(norm2, dynamic)
         tau = math.sqrt(0.99 * step_ratio)
-        y0 = torch.zeros_like(ops.apply(x0))
-        state = PrimalDualState(x=x0, y=y0, tau=tau, sigma=0.99 / tau / norm2)
+        y0 = torch.zeros_like(ops.apply(start))
+        state = PrimalDualState(x=start, y=y0, tau=tau, sigma=0.99 / tau / norm2)
         state = chambolle_pock(ops, state, **cp_options)
         state = _follow_lagging_sinkhorn(ops, state, cp_options)
+        dynamic_points = {}
+        if dynamic:  # the primary's unknowns and prox point; each graph secondary's prox point, for its report
+            base_v, action_points = ops.block_points(state.v)
+            dynamic_points = dict(zip(map(id, dynamic), action_points, strict=True))
+            state.x, state.v, ops = state.x[: ops.n_base], base_v, ops.base
         _, v, ops.final_penalties = unwrap(ops, state.v)  # the soft ends' part split off, if any
         v = ops.primary_point(v)
     else:
@@ -626,12 +636,21 @@ def run_kantorovich(
     rho = state.x[0]
     reports = []
     for (k, sec), block in zip(problem.kantorovich_secondaries, all_blocks, strict=True):
+        name = sec.name or f"secondary_{k}"
+        if isinstance(block, DynamicSecondary):
+            if id(block) in dynamic_points:
+                rep = block.report(rho, dynamic_points[id(block)])
+            else:  # weight 0: its action along the final path
+                rep = action_along(block, rho)
+            state.history.setdefault("final_sinkhorn_error", []).append(rep["error"])
+            state.history.setdefault("sinkhorn_lag", []).append(rep["lag"])
+            reports.append((k, name, rep))
+            continue
         # balanced W2 needs equal masses, which only the induced masses of rho have exactly; a block that was not
         # iterated (weight 0) has no prox point
         iterated = block in blocks
         at_prox = method == "chambolle_pock" and iterated and not block.engine.balanced and not block.debias
         rep = block.evaluate(rho, sinkhorn_tol, sinkhorn_max_iter, at_prox=at_prox, iterated=iterated)
-        name = sec.name or f"secondary_{k}"
         state.history.setdefault("final_sinkhorn_error", []).append(rep["error"])
         state.history.setdefault("sinkhorn_lag", []).append(rep["lag"])
         if rep["lag"] > LAG_WARNING:

@@ -64,6 +64,7 @@ class BalanceProjector:
         self.free = tuple(bool(f) for f in free)
         sizes = (n_time, *shape)
         time_basis, time_eig = time_operator(n_time, self.dt, self.free, **opts)
+        self.time_basis, self.time_eigenvalues = time_basis, time_eig
         self.bases = [time_basis] + [dct_matrix(n, **opts) for n in shape]
         eig = time_eig.reshape(-1, *([1] * len(shape))).expand(sizes)
         for axis, (n, h) in enumerate(zip(shape, self.spacing, strict=True), start=1):
@@ -92,6 +93,34 @@ class BalanceProjector:
         """Project ``u`` onto ``C`` in place and return it."""
         return project_balance_(u, *self.parts(), self.dt, self.spacing, self.zeta_scale, self.free)
 
+    # -- the pieces of the projection, for projections coupled to other spaces (:mod:`.dynamic_secondary`) --
+
+    def set_ends_(self, x: list[torch.Tensor]) -> None:
+        """Fix the end faces and the no-flux boundary of ``x = [rho, m_1, ..., m_d(, zeta)]`` in place."""
+        _set_ends_(Staggered.from_tensors(x, len(self.spacing)), self.rho0, self.rho1, self.free)
+
+    def residual_of(self, x: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`residual` of the unknowns as a list."""
+        return self.residual(Staggered.from_tensors(x, len(self.spacing)))
+
+    def apply_potential_(self, x: list[torch.Tensor], phi: torch.Tensor) -> None:
+        """``x -= A^T phi`` in place (``phi`` at the time centres, ``(B, Nt, *S)``)."""
+        _apply_potential_(Staggered.from_tensors(x, len(self.spacing)), phi, self.dt, self.spacing, self.zeta_scale,
+                          self.free)  # fmt: skip
+
+    def space_transform(self, v: torch.Tensor) -> torch.Tensor:
+        """The spatial DCT-II of ``v`` ``(..., *S)`` along its last axes (the basis of :attr:`inverse_eigenvalues`)."""
+        first = v.ndim - len(self.spacing)
+        for axis, c in enumerate(self.bases[1:], start=first):
+            v = apply_along(v, c, axis)
+        return v
+
+    def spectral(self, r: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        """``r`` ``(B, Nt, *S)`` in the basis that diagonalizes ``A A^T`` (or back from it, ``inverse=True``)."""
+        for axis, c in zip(range(1, r.ndim), self.bases, strict=True):
+            r = apply_along(r, c.T if inverse else c, axis)
+        return r
+
 
 def solve_poisson(r: torch.Tensor, bases: list[torch.Tensor], inverse_eigenvalues: torch.Tensor) -> torch.Tensor:
     """``(A A^T)^{-1} r`` for ``r`` of shape ``(B, Nt, *S)``: DCT along every axis, divide, inverse DCT."""
@@ -116,6 +145,14 @@ def project_balance_(
     free: tuple[bool, bool] = (False, False),
 ) -> Staggered:
     """:meth:`BalanceProjector.project_` on explicit tensors (what a compiled graph takes as inputs)."""
+    _set_ends_(u, rho0, rho1, free)
+    residual = divergence(u, dt, spacing, 1.0 if zeta_scale is None else zeta_scale)
+    phi = solve_poisson(residual, bases, inverse_eigenvalues)
+    return _apply_potential_(u, phi, dt, spacing, zeta_scale, free)
+
+
+def _set_ends_(u: Staggered, rho0: torch.Tensor, rho1: torch.Tensor, free: tuple[bool, bool]) -> None:
+    """The fixed end faces and the no-flux boundary faces, in place."""
     if not free[0]:
         u.rho[:, 0].copy_(rho0)
     if not free[1]:
@@ -123,8 +160,10 @@ def project_balance_(
     for i, mi in enumerate(u.m):
         mi.select(2 + i, 0).zero_()
         mi.select(2 + i, -1).zero_()
-    residual = divergence(u, dt, spacing, 1.0 if zeta_scale is None else zeta_scale)
-    phi = solve_poisson(residual, bases, inverse_eigenvalues)
+
+
+def _apply_potential_(u: Staggered, phi: torch.Tensor, dt: float, spacing, zeta_scale, free) -> Staggered:
+    """``u -= A^T phi`` in place, on the free faces only."""
     nt = phi.shape[1]
     u.rho.narrow(1, 1, nt - 1).add_(difference(phi, 1), alpha=1.0 / dt)
     if free[0]:  # -A^T phi on a free end face: the face enters one cell's balance, with -1/dt at the start

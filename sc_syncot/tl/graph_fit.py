@@ -19,6 +19,7 @@ from .. import pp
 from ..pp.cell_graph import CellGraph
 from ..pp.inputs import CellData
 from ..solvers import SyncOTResult
+from ..solvers.graph import intrinsic_dimension
 from ..solvers.kantorovich import KantorovichSecondary
 from .graph_flow import GraphFlow
 
@@ -57,26 +58,6 @@ def resolve_geometry(geometry: str, n_columns: int, n_dims, grid_options: dict |
             "n_dims (the first columns are used) or geometry='graph' (all of them)"
         )
     return geometry, why
-
-
-def intrinsic_dimension(points: np.ndarray, k: int = 10) -> int:
-    """Dimension of the set the points sample: the Levina-Bickel maximum-likelihood estimate, rounded.
-
-    ``1 / m_i = mean_{j<k} log(T_k / T_j)`` from the distances ``T_j`` to each point's ``k`` nearest neighbours,
-    pooled as the mean of ``1 / m_i`` (MacKay and Ghahramani's correction). It sets the graph's isotropic edge
-    weights (:class:`~sc_syncot.solvers.Graph`'s ``dimension``): cells in 30 PCs vary along far fewer directions,
-    and the weights for 30 would price transport 30 / m times too high against growth.
-
-    References
-    ----------
-    E. Levina, P. Bickel, "Maximum likelihood estimation of intrinsic dimension", NeurIPS 2004.
-    """
-    k = int(min(k, len(points) - 1))
-    dist = cKDTree(points).query(points, k + 1)[0][:, 1:]
-    dist = np.maximum(dist, 1e-12 * max(float(dist.max()), 1e-300))
-    inverse = np.log(dist[:, -1:] / dist[:, :-1]).mean(axis=1)
-    m = 1.0 / max(float(np.mean(inverse)), 1e-12)
-    return int(np.clip(round(m), 1, points.shape[1]))
 
 
 # On the graph "auto" takes delta at least this many times the largest W2 between consecutive time points

@@ -372,7 +372,7 @@ def syncot(
         kNN edges. 2,000 nodes keep a fit of a few intervals within about a minute on 2 CPU cores (5,000 paired
         cells, four time points, a 30-D primary: 53-62 s, ``benchmarks/graph_fit.py``); ``n_nodes`` trades speed
         for resolution. The graph's isotropic edge weights use the nodes' intrinsic dimension
-        (:func:`sc_syncot.tl.graph_fit.intrinsic_dimension`, in ``.uns[key_added]["graph"]["dimension"]``).
+        (:func:`sc_syncot.solvers.graph.intrinsic_dimension`, in ``.uns[key_added]["graph"]["dimension"]``).
     masses
         Population size per time point: ``"equal"``, ``"counts"``, ``"growth_prior"`` (from ``.obs[growth_key]``,
         see :func:`sc_syncot.pp.growth_prior`), or sizes (a sequence, or a mapping time -> size).
