@@ -4,6 +4,7 @@
     python benchmarks/kantorovich.py --oracle5              # math.md oracle 5 on 32^2, n_time 4 to 32
     python benchmarks/kantorovich.py --oracle5 --oracle5-grid 64 --oracle5-steps 32   # 64^2 x 32 (slow)
     python benchmarks/kantorovich.py --time-steps           # iterations against n_time, Kantorovich and weight 0
+    python benchmarks/kantorovich.py --map-oracle           # both discretizations against an exact Monge solve
     python benchmarks/kantorovich.py                        # 200, 1000, 5000 support points at 64^2 x 32
     python benchmarks/kantorovich.py --support 200 --methods chambolle_pock,pd3o,condat_vu --max-iter 2000
 
@@ -24,7 +25,13 @@ divergence at its default epsilon and, at the first n_time, the plain entropic o
 ``--time-steps``: :func:`sc_syncot.solvers.oracles.embedded_secondary` (200 support points, 10-D) on a
 ``--grid``^2 grid at n_time 4, 8, 16 and 32, at weights 1, 0.1 and 0, each in a fresh process with
 ``max_iter`` 8000 (above the default 5000, to see where the iterations go): iterations, seconds and their ratios
-to weight 0. The Kantorovich iterations grow with n_time while weight 0's do not (the secondary's time chain).
+to weight 0, for both discretizations of the secondary (``KantorovichSecondary(discretization=...)``). The pairs'
+iterations grow with n_time while weight 0's do not (the secondary's time chain); the graph's do not.
+
+``--map-oracle``: an identity kernel onto the images ``T(x)`` of the grid cells under the smooth map
+:func:`sc_syncot.solvers.oracles.smooth_embedding` into 10-D is the Monge secondary with ``T``, whose solve is exact
+by a change of variables: the secondary's action of each discretization against it, on 16^2 and 32^2 grids at
+n_time 4 and 16.
 
 The default mode runs :func:`sc_syncot.solvers.oracles.embedded_secondary` (a 10-dimensional secondary whose
 support points are random points of a smooth image of the square, a sparse row-stochastic kernel) for several
@@ -35,6 +42,7 @@ proximal map of the primary action and the projection onto the balance equation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing as mp
 import time
 import warnings
@@ -140,29 +148,73 @@ def _oracle5(args) -> dict:
 
 
 def _time_step_case(args) -> dict:
-    """One solve of ``--time-steps`` in this (fresh) process: ``(n, n_time, weight)``."""
-    n, n_time, weight = args
-    from sc_syncot.solvers import solve
+    """One solve of ``--time-steps`` in this (fresh) process: ``(n, n_time, weight, discretization)``."""
+    n, n_time, weight, discretization = args
+    from sc_syncot.solvers import SyncOTProblem, solve
     from sc_syncot.solvers.oracles import embedded_secondary
 
     problem = embedded_secondary(n, n_time, n_support=200, weight=weight)
+    sec = dataclasses.replace(problem.secondaries[0], discretization=discretization)
+    problem = SyncOTProblem(problem.geometry, problem.rho0[0], problem.rho1[0], delta=problem.delta, secondaries=[sec])
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # unconverged solves are rows of the table
         res = solve(problem, max_iter=8000)
     seconds = time.perf_counter() - start
-    return {"grid": f"{n}^2 x {n_time}", "weight": weight, "iters": res.n_iter, "converged": res.converged,
-            "seconds": seconds, "ms/iter": 1e3 * seconds / res.n_iter, "cost": res.cost}  # fmt: skip
+    return {"grid": f"{n}^2 x {n_time}", "discretization": discretization, "weight": weight,
+            "iters": res.n_iter, "converged": res.converged, "seconds": seconds,
+            "ms/iter": 1e3 * seconds / res.n_iter, "cost": res.cost,
+            "secondary action": res.secondary_actions["secondary_0"]}  # fmt: skip
 
 
 def _time_steps(pool, n: int, report: Report) -> None:
-    cases = [(n, n_time, w) for n_time in (4, 8, 16, 32) for w in (1.0, 0.1, 0.0)]
+    cases = [
+        (n, n_time, w, d) for n_time in (4, 8, 16, 32) for w, d in
+        ((1.0, "pairs"), (1.0, "graph"), (0.1, "pairs"), (0.1, "graph"), (0.0, "pairs"), (0.0, "graph"))
+    ]  # fmt: skip
     rows = [pool.submit(_time_step_case, case).result() for case in cases]
     _print_table(_by_weight_zero(rows, "grid", {"iter ratio": "iters", "time ratio": "seconds"}), report)
 
 
+def _map_case(args) -> dict:
+    """One solve of ``--map-oracle`` in this (fresh) process: ``(n, n_time, secondary kind)``."""
+    n, n_time, kind = args
+    import scipy.sparse as sp
+
+    from sc_syncot.solvers import Grid, KantorovichSecondary, MongeSecondary, SyncOTProblem, oracles, solve
+
+    grid = Grid(oracles.UNIT_BOX, (n, n), n_time)
+
+    def t_map(points):
+        return oracles.smooth_embedding(points, 10)
+
+    rho0 = oracles.gaussian_density(grid, oracles.MEAN0, oracles.COV0)
+    rho1 = oracles.gaussian_density(grid, oracles.MEAN1, oracles.COV1, mass=1.5)
+    if kind == "monge":
+        sec = MongeSecondary(t_map)
+    else:
+        identity = sp.identity(grid.n_cells, format="csr")
+        sec = KantorovichSecondary(identity, t_map(grid.points().reshape(-1, 2)), discretization=kind)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = solve(SyncOTProblem(grid, rho0, rho1, delta=0.3, secondaries=[sec]), max_iter=8000)
+    return {"grid": f"{n}^2 x {n_time}", "secondary": kind, "iters": res.n_iter, "converged": res.converged,
+            "seconds": time.perf_counter() - start, "cost": res.cost,
+            "secondary action": res.secondary_actions["secondary_0"]}  # fmt: skip
+
+
+def _map_oracle(pool, report: Report) -> None:
+    cases = [(n, n_time, kind) for n in (16, 32) for n_time in (4, 16) for kind in ("monge", "graph", "pairs")]
+    rows = [pool.submit(_map_case, case).result() for case in cases]
+    for row in rows:
+        exact = next(r for r in rows if r["grid"] == row["grid"] and r["secondary"] == "monge")
+        row["action / Monge - 1"] = row["secondary action"] / exact["secondary action"] - 1
+    _print_table(rows, report)
+
+
 def _by_weight_zero(rows: list[dict], group: str, ratios: dict[str, str]) -> list[dict]:
-    """``rows`` with ``ratios`` added: each named column divided by that of the weight-0 row of its ``group``."""
+    """``rows`` with ``ratios``: each named column over that of the first weight-0 row of its ``group``."""
     for row in rows:
         zero = next(r for r in rows if r[group] == row[group] and r["weight"] == 0.0)
         row.update({name: row[column] / zero[column] for name, column in ratios.items()})
@@ -294,6 +346,7 @@ def main() -> None:
     parser.add_argument("--oracle5-steps", default="4,8,16,32", help="n_time of the oracle 5 runs (plain: the first)")
     parser.add_argument("--ratios", action="store_true", help="Kantorovich vs weight 0 on scGEM, sim. course, 64^2")
     parser.add_argument("--time-steps", action="store_true", help="iterations against n_time, weights 1, 0.1 and 0")
+    parser.add_argument("--map-oracle", action="store_true", help="identity kernel onto a map's images vs Monge")
     parser.add_argument("--threads", type=int, default=None, help="--ratios: torch threads per fit (default: torch's)")
     add_argument(parser)
     args = parser.parse_args()
@@ -305,6 +358,9 @@ def main() -> None:
     elif args.time_steps:
         report.print(f"Kantorovich secondary (200 points, 10-D) against weight 0 on {args.grid}^2, n_time 4 to 32")
         _time_steps(pool, args.grid, report)
+    elif args.map_oracle:
+        report.print("identity kernel onto the images T(x) of the grid cells in 10-D, against the Monge solve with T")
+        _map_oracle(pool, report)
     elif args.oracle5:
         steps = [int(v) for v in args.oracle5_steps.split(",")]
         cases = [(args.oracle5_grid, n_time, True) for n_time in steps] + [(args.oracle5_grid, steps[0], False)]

@@ -65,6 +65,23 @@ def test_a_copy_of_the_primary_converges_about_as_fast_as_the_primary(n_time):
     assert res.n_iter <= 1.6 * alone.n_iter
 
 
+def test_two_copies_and_a_light_one_add_up():
+    # two graph secondaries in one projection (their Schur complements stacked), beside a pair-discretized one at
+    # weight 0.5: copies of the primary, so the path stays the primary's and the cost is (1 + 1 + 1 + 0.5) times its
+    # (the pairs' debiased HK meets the primary's cost within 3% on this oracle, tests/test_graph.py)
+    g = path_graph(60, 8)
+    rho0, rho1 = bumps(g.points[:, 0])
+    alone = solve(SyncOTProblem(g, rho0, rho1, delta=DELTA), tol=1e-8)
+    pairs = KantorovichSecondary(sp.identity(60, format="csr"), g.points, 0.5, delta=DELTA, name="pairs")
+    secs = [identity_secondary(g), dataclasses.replace(identity_secondary(g), name="again"), pairs]
+    res = solve(SyncOTProblem(g, rho0, rho1, delta=DELTA, secondaries=secs))
+    assert res.converged
+    assert res.costs["secondary_0"] == pytest.approx(alone.cost, rel=1e-3)
+    assert res.costs["again"] == pytest.approx(alone.cost, rel=1e-3)
+    assert res.costs["pairs"] == pytest.approx(0.5 * alone.cost, rel=3e-2)
+    np.testing.assert_allclose(res.rho, alone.rho, atol=5e-3 * alone.rho.max())
+
+
 def test_at_weight_zero_the_secondary_is_priced_along_the_primary_path():
     # the action along a fixed curve is a quadratic form per time step (action_along); on a copy of the primary it
     # is the primary's own action, within the stopping rule's error of the path (2e-5 at tol 1e-10, 6e-4 at 1e-8)

@@ -161,6 +161,35 @@ def test_a_light_kantorovich_secondary_converges_to_the_weight_zero_fit():
         assert np.sum(costs[1e-3][part]) == pytest.approx(np.sum(costs[0.0][part]), rel=1e-2)
 
 
+def test_kantorovich_discretization_from_tl():
+    """The graph discretization of the secondary (solvers.dynamic_secondary) through tl.syncot.
+
+    At weight 0 it leaves the fit as it is (the secondary is only priced along the path); at weight 1 it bends the
+    path and reports what the path costs on the support graph.
+    """
+    a = scs.datasets.simulate_multiome(n_cells=600, n_timepoints=3, seed=0)
+    fits = {}
+    for w, disc in ((0.0, "pairs"), (0.0, "graph"), (1.0, "graph")):
+        opts = {"weight": w, "kantorovich_discretization": disc, "n_nodes": 300, "n_time": 4, "progress": False}
+        b = scs.tl.syncot(a, "time", "X_pca", "X_lsi", copy=True, **opts)
+        assert b.uns["syncot"]["convergence"]["converged"]
+        assert b.uns["syncot"]["params"]["kantorovich_discretization"] == disc
+        fits[(w, disc)] = b.uns["syncot"]["costs"]
+    for part in ("primary_transport", "primary_growth"):
+        np.testing.assert_array_equal(fits[(0.0, "graph")][part], fits[(0.0, "pairs")][part])
+    synced = fits[(1.0, "graph")]
+    assert np.all(np.asarray(synced["secondary"]) > 0)
+    total = np.sum(synced["primary_transport"]) + np.sum(synced["primary_growth"])
+    assert total > np.sum(fits[(0.0, "graph")]["primary_transport"]) + np.sum(fits[(0.0, "graph")]["primary_growth"])
+    for bad, match in (
+        ({"kantorovich_discretization": "chain"}, "kantorovich_discretization: expected one of"),
+        ({"kantorovich_discretization": "graph", "delta": None}, "needs an unbalanced fit"),
+        ({"kantorovich_discretization": "graph", "coupling": "monge"}, "act on coupling='kantorovich' only"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            scs.tl.syncot(a, "time", "X_pca", "X_lsi", copy=True, progress=False, **bad)
+
+
 def test_monge_on_the_graph_is_the_map_of_the_paired_cells(course):
     """A linear secondary y = M x: the map is exact, so each cell's secondary velocity is M v (as on the grid)."""
     a = course.copy()

@@ -32,9 +32,12 @@ two products with ``P U`` and ``Nt`` triangular solves.
 
 The price is the support graph's metric: transport runs along its edges, whose isotropic weights take the
 support's intrinsic dimension. With an identity kernel onto the points ``T(x)`` of a smooth map ``T`` of a 16^2 or
-32^2 grid into 10-D, the secondary's action is within 1-3% of the Monge solve with ``T`` (exact by a change of
-variables), where the debiased pairs at their default epsilon read 16-19% low. An identity kernel onto the
-primary graph's own nodes gives exactly what the primary pays (the Mathematics page's oracle 5).
+32^2 grid into 10-D, the secondary's action is 0.8-2.9% below the Monge solve with ``T`` (exact by a change of
+variables), where the debiased pairs at their default epsilon read 4-19% low (``benchmarks/kantorovich.py
+--map-oracle``). An identity kernel onto the primary graph's own nodes gives exactly what the primary pays (the
+Mathematics page's oracle 5). Not faster than the pairs at few time steps: on the 32^2 grid with 200 points in
+10-D it took 1,500-1,600 iterations at 4 to 32 steps (the pairs 500 to 6,460; weight 0 240-340), as the secondary's
+own problem on its graph is slow to solve (``--time-steps``).
 
 Units: the secondary masses are scaled to unit mean, ``sigma~ = K^T rho~ / y_s`` with ``y_s = n_cells / n_support``
 (``rho~`` the primary's scaled densities), and the secondary's action weights carry ``lambda y_s``, so that both

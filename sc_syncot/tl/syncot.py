@@ -27,7 +27,7 @@ from ..pp.inputs import (
 )
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
 from ..solvers.grid import is_integer
-from ..solvers.kantorovich import KantorovichSecondary, cost_scales, default_epsilon
+from ..solvers.kantorovich import DISCRETIZATIONS, KantorovichSecondary, cost_scales, default_epsilon
 from ..solvers.problem import check_tau
 from ..solvers.solve import resolve_device
 from . import graph_fit
@@ -298,6 +298,7 @@ def syncot(
     bandwidth: float | None = None,
     n_support: int | Sequence[int] = 200,
     epsilon: float | Sequence[float | None] | None = None,
+    kantorovich_discretization: str = "pairs",
     tol: float = 1e-6,
     max_iter: int = 5000,
     sinkhorn_sweeps: int | str = 1,
@@ -415,6 +416,13 @@ def syncot(
         secondary is the debiased divergence, which has no additive bias; the value used and its ratio to the
         median support cost are in ``.uns[key_added]["coupling"]`` (``epsilon``, ``epsilon_ratio``), warned above
         0.5 (where the smoothing is as wide as the support's spread; see ``SMOOTHING_WARNING``).
+    kantorovich_discretization
+        How a Kantorovich secondary's induced curve is priced in time: ``"pairs"`` (default), the debiased entropic
+        ``HK^2`` between consecutive time steps; ``"graph"``, a dynamic problem of its own on the kNN graph of the
+        support points, solved together with the primary's by one projection
+        (:class:`~sc_syncot.solvers.KantorovichSecondary`, ``discretization``). The second has no entropic
+        smoothing (``epsilon`` is then unused) and its iterations do not grow with ``n_time``; its transport runs
+        along the support graph's edges. Needs an unbalanced fit (``delta``).
     time_warp
         Where times between samples sit on each interval's path (see :mod:`sc_syncot.tl.time_warp`): ``"auto"``
         fits a monotone map from physical to path time to the lengths of the fitted intervals (the speed of the
@@ -562,6 +570,7 @@ def fit(
     bandwidth,
     n_support: int,
     epsilon: float | None,
+    kantorovich_discretization: str,
     tol: float,
     max_iter: int,
     sinkhorn_sweeps: int | str,
@@ -594,9 +603,15 @@ def fit(
         )  # fmt: skip
         _check_params(own[0], own[1], delta, own[2], own[3], bandwidth, n_bins, n_time, own[4], tol, max_iter, seed)
     chained = isinstance(masses, str) and masses == "growth_prior"  # sizes chained from the growth rates
+    if kantorovich_discretization not in DISCRETIZATIONS:
+        raise ValueError(
+            f"kantorovich_discretization: expected one of {DISCRETIZATIONS}, got {kantorovich_discretization!r}"
+        )
+    if kantorovich_discretization == "graph" and delta is None:
+        raise ValueError("kantorovich_discretization='graph': needs an unbalanced fit (delta=None fits balanced ones)")
     _check_unused(
         geometry, specs, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes,
-        n_neighbors, growth_key, chained or _wants(growth_prior),
+        n_neighbors, growth_key, chained or _wants(growth_prior), kantorovich_discretization,
     )  # fmt: skip
     cells = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
     logger.info("sc_syncot: fitting on the %s (%s)", geometry, why)
@@ -623,6 +638,7 @@ def fit(
         cells, rel_mass, specs, delta, seed, device,
         n_bins=n_bins, n_time=n_time, bandwidth=bandwidth, n_nodes=n_nodes, n_neighbors=n_neighbors,
         prior_rates=None if shifts is None else _interval_priors(rates, shifts), tau=tau,
+        discretization=kantorovich_discretization,
     )  # fmt: skip
     with _threads_for(problem.geometry, len(tp) - 1, device):
         sinkhorn = {"sinkhorn_sweeps": sinkhorn_sweeps} if problem.kantorovich_secondaries else {}
@@ -678,7 +694,7 @@ def _build_grid(cells, rel_mass, specs, delta, seed, device, **kw):
         "sc_syncot: grid of %s cells over the first %d columns, %d time steps per interval, delta %s",
         " x ".join(map(str, grid.shape)), grid.ndim, grid.n_time, _shown(delta),
     )  # fmt: skip
-    return _problem(grid, dens, delta, cpls, prior, kw["tau"]), cpls, None
+    return _problem(grid, dens, delta, cpls, prior, kw["tau"], kw["discretization"]), cpls, None
 
 
 def _shown(delta) -> str:
@@ -734,7 +750,7 @@ def _build_graph(cells, rel_mass, specs, delta, seed, device, **kw):
         "sc_syncot: graph of %d nodes (%d edges, intrinsic dimension %d), %d time steps per interval, delta %s",
         cg.n_nodes, cg.graph.n_edges, cg.graph.dimension, n_time, _shown(delta),
     )  # fmt: skip
-    return _problem(cg.graph, rho, delta, cpls, prior, kw["tau"]), cpls, cg
+    return _problem(cg.graph, rho, delta, cpls, prior, kw["tau"], kw["discretization"]), cpls, cg
 
 
 def _graph_coupling(cg, y_scaled, spec: SecondarySpec, columns: slice, scaled: tuple, seed: int, k: int) -> Coupling:
@@ -762,13 +778,18 @@ def _check_growth_prior(growth_prior, delta) -> None:
         raise ValueError("growth_prior=True: needs growth (delta=None fits balanced transport)")
 
 
-def _problem(geometry, dens, delta, cpls: list[Coupling], growth_prior=None, tau=None) -> SyncOTProblem:
+def _problem(
+    geometry, dens, delta, cpls: list[Coupling], growth_prior=None, tau=None, discretization: str = "pairs"
+) -> SyncOTProblem:
     # a secondary at weight 0 changes nothing in the solve (a Monge one's metric term vanishes, a Kantorovich one
     # stays out of the iteration) and measures what the path costs in the secondary (the trade-off's weight-0 point)
     secondaries = []
     for cpl in cpls:
         sec = cpl.secondary
-        if isinstance(sec, KantorovichSecondary):
+        if isinstance(sec, KantorovichSecondary) and discretization == "graph":  # no entropic smoothing to resolve
+            cpl.info.update(discretization=discretization)
+            secondaries.append(replace(sec, discretization=discretization))
+        elif isinstance(sec, KantorovichSecondary):
             secondaries.append(_resolve_epsilon(sec, delta, cpl.info))
         elif isinstance(sec, MongeSecondary):
             secondaries.append(sec)
@@ -845,16 +866,19 @@ def _is_length(value) -> bool:
 
 def _check_unused(
     geometry, specs, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes, n_neighbors,
-    growth_key, uses_rates: bool,
+    growth_key, uses_rates: bool, kantorovich_discretization: str = "pairs",
 ) -> None:  # fmt: skip
     """Refuse options this fit would not use that are set away from :func:`syncot`'s defaults (every argument acts)."""
     sec = changed(
         syncot, coupling=coupling, weight=weight, n_support=n_support, sinkhorn_sweeps=sinkhorn_sweeps,
-        secondary_delta=secondary_delta, epsilon=epsilon,
+        secondary_delta=secondary_delta, epsilon=epsilon, kantorovich_discretization=kantorovich_discretization,
     )  # fmt: skip
     if not specs and sec:
         raise ValueError(f"{', '.join(sec)}: act on a secondary basis, and secondary=None; pass one or leave them out")
-    kantorovich_only = changed(syncot, n_support=n_support, sinkhorn_sweeps=sinkhorn_sweeps, epsilon=epsilon)
+    kantorovich_only = changed(
+        syncot, n_support=n_support, sinkhorn_sweeps=sinkhorn_sweeps, epsilon=epsilon,
+        kantorovich_discretization=kantorovich_discretization,
+    )  # fmt: skip
     if specs and all(s.coupling == "monge" for s in specs) and kantorovich_only:
         raise ValueError(f"{', '.join(kantorovich_only)}: act on coupling='kantorovich' only, not on coupling='monge'")
     graph_only = changed(syncot, n_nodes=n_nodes, n_neighbors=n_neighbors)
@@ -941,7 +965,8 @@ def locals_params(env: dict) -> dict:
     """The call's parameters as h5ad-writable values (``None`` becomes the string ``"none"``)."""
     keys = (
         "time_key primary secondary coupling weight delta secondary_delta geometry n_dims n_bins n_time n_nodes "
-        "n_neighbors bandwidth n_support epsilon tol max_iter sinkhorn_sweeps seed growth_key growth_prior"
+        "n_neighbors bandwidth n_support epsilon kantorovich_discretization tol max_iter sinkhorn_sweeps seed "
+        "growth_key growth_prior"
     ).split()
     tau = env["tau"]  # (start, end) with NaN at a hard end: h5ad stores no None inside an array
     out_tau = "none" if tau is None else np.array([np.nan if t is None else t for t in tau])
