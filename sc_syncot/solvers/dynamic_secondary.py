@@ -107,14 +107,21 @@ class DynamicSecondary:
         return self.induced_adjoint(eye)
 
     def start(self, rho: torch.Tensor) -> list[torch.Tensor]:
-        """``[q, s]`` of the linear interpolation of the induced masses (no flow, the source takes the change)."""
+        """``[q, s]`` of the induced masses of ``rho`` without flow.
+
+        The source (stored times ``delta``, as the projector takes it) makes each step's change.
+        """
         sigma = self.induced(rho)
         q = sigma.new_zeros(sigma.shape[0], sigma.shape[1] - 1, self.graph.n_edges)
-        return [q, self.delta * (sigma[:, 1:] - sigma[:, :-1])]
+        return [q, (self.delta / self.graph.dt) * (sigma[:, 1:] - sigma[:, :-1])]
 
     def report(self, rho: torch.Tensor, v: torch.Tensor) -> dict:
         """What :func:`.run_kantorovich` reports of a secondary, at the prox point ``v`` of its action."""
-        action = self.ops.objective_per_problem(v) / self.action_weight
+        return self.reported(rho, self.ops.objective_per_problem(v))
+
+    def reported(self, rho: torch.Tensor, weighted: torch.Tensor) -> dict:
+        """The report from the weighted action ``(B,)`` in problem units and the primary path ``rho``."""
+        action = weighted / self.action_weight
         flat = rho.reshape(rho.shape[0], rho.shape[1], self.n_cells)
         masses = self.induced(flat) * (self.mu * self.ys).reshape(-1, 1, 1)
         cost = self.secondary.weight * action
@@ -318,10 +325,4 @@ def action_along(block: DynamicSecondary, rho: torch.Tensor) -> dict:
     lap = lap + torch.diag_embed(ridge.expand(*r.shape[:2], n))
     b = -(sigma[:, 1:] - sigma[:, :-1]) / graph.dt
     value = (b * torch.linalg.solve(lap, b)).sum((1, 2))  # (B,), solver units
-    action = value * block.ops.cell_weight / block.action_weight
-    masses = sigma * (block.mu * block.ys).reshape(-1, 1, 1)
-    cost = block.secondary.weight * action
-    return {
-        "cost": cost, "action": action, "entropic_cost": cost, "converged": True, "error": 0.0,
-        "lag": math.nan, "masses": masses,
-    }  # fmt: skip
+    return block.reported(rho, value * block.ops.cell_weight)
