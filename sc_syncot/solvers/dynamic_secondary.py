@@ -97,6 +97,10 @@ class DynamicSecondary:
         """``K^T rho~ / y_s`` of scaled densities ``(..., n_cells)``: ``(..., n_support)``."""
         return rows_times(rho, self.kernel, self.kernel_t) / self.ys
 
+    def path_masses(self, rho: torch.Tensor) -> torch.Tensor:
+        """:meth:`induced` of a path of densities ``(B, Nt + 1, *S)`` (grid cells or nodes): ``(B, Nt + 1, n)``."""
+        return self.induced(rho.reshape(rho.shape[0], rho.shape[1], self.n_cells))
+
     def induced_adjoint(self, g: torch.Tensor) -> torch.Tensor:
         """Adjoint of :meth:`induced`: ``(..., n_support)`` -> ``(..., n_cells)``."""
         return rows_times(g, self.kernel_t, self.kernel) / self.ys
@@ -107,11 +111,11 @@ class DynamicSecondary:
         return self.induced_adjoint(eye)
 
     def start(self, rho: torch.Tensor) -> list[torch.Tensor]:
-        """``[q, s]`` of the induced masses of ``rho`` without flow.
+        """``[q, s]`` of the induced masses of the path ``rho`` without flow.
 
         The source (stored times ``delta``, as the projector takes it) makes each step's change.
         """
-        sigma = self.induced(rho)
+        sigma = self.path_masses(rho)
         q = sigma.new_zeros(sigma.shape[0], sigma.shape[1] - 1, self.graph.n_edges)
         return [q, (self.delta / self.graph.dt) * (sigma[:, 1:] - sigma[:, :-1])]
 
@@ -122,8 +126,7 @@ class DynamicSecondary:
     def reported(self, rho: torch.Tensor, weighted: torch.Tensor) -> dict:
         """The report from the weighted action ``(B,)`` in problem units and the primary path ``rho``."""
         action = weighted / self.action_weight
-        flat = rho.reshape(rho.shape[0], rho.shape[1], self.n_cells)
-        masses = self.induced(flat) * (self.mu * self.ys).reshape(-1, 1, 1)
+        masses = self.path_masses(rho) * (self.mu * self.ys).reshape(-1, 1, 1)
         cost = self.secondary.weight * action
         # no entropic smoothing and no Sinkhorn: the entropic cost is the cost, and nothing lags
         return {
@@ -178,14 +181,13 @@ class CoupledProjector:
         xb = x[:n_base]
         self.primary.set_ends_(xb)
         rho = xb[0]
-        flat = rho.reshape(rho.shape[0], rho.shape[1], -1)
         r_x = self.primary.spectral(self.primary.residual_of(xb))
         shape = r_x.shape
         r_x = r_x.reshape(shape[0], shape[1], -1)
         r_y = []
         for j, b in enumerate(self.blocks):
-            q, s = x[n_base + 2 * j : n_base + 2 * j + 2]
-            sigma = b.induced(flat)
+            q, s = secondary_unknowns(x, n_base, j)
+            sigma = b.path_masses(rho)
             r_y.append((sigma[:, 1:] - sigma[:, :-1]) / self.dt + b.projector.divergence([sigma, q]) - s / b.delta)
         r_y = apply_along(torch.cat(r_y, -1), self.primary.time_basis, 1)  # (B, Nt, n_tot)
         lam = self.lam.reshape(1, -1, 1)
@@ -197,9 +199,14 @@ class CoupledProjector:
         for j, (b, part) in enumerate(zip(self.blocks, torch.split(psi, self.sizes, -1), strict=True)):
             step = b.induced_adjoint(part[:, 1:] - part[:, :-1]) / self.dt  # P^T (psi_k - psi_{k-1}) / dt
             rho[:, 1:-1] += step.reshape(rho[:, 1:-1].shape)
-            q, s = x[n_base + 2 * j : n_base + 2 * j + 2]
+            q, s = secondary_unknowns(x, n_base, j)
             q.sub_(b.projector.gradient(part))
             s.add_(part, alpha=1.0 / b.delta)
+
+
+def secondary_unknowns(x: list[torch.Tensor], n_base: int, j: int) -> list[torch.Tensor]:
+    """``[q, s]`` of the ``j``-th graph secondary in a primal point whose first ``n_base`` tensors are the base's."""
+    return x[n_base + 2 * j : n_base + 2 * j + 2]
 
 
 class WithDynamicSecondaries:
@@ -215,18 +222,11 @@ class WithDynamicSecondaries:
         self.n_base = len(x0)
         self.projector_all = CoupledProjector(base.projector, dynamic)
         self.shapes = None
-        self.start = list(x0) + [t for b in dynamic for t in b.start(x0[0].reshape(*x0[0].shape[:2], -1))]
+        self.start = list(x0) + [t for b in dynamic for t in b.start(x0[0])]
         self.primal_prox_(self.start)
 
     def __getattr__(self, name):  # the base's blocks, logs and cell weights
         return getattr(self.__dict__["base"], name)
-
-    def _sigma(self, x, b: DynamicSecondary) -> torch.Tensor:
-        rho = x[0]
-        return b.induced(rho.reshape(rho.shape[0], rho.shape[1], -1))
-
-    def _own(self, x, j: int) -> list[torch.Tensor]:
-        return x[self.n_base + 2 * j : self.n_base + 2 * j + 2]
 
     def _split(self, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         parts = torch.split(y, [math.prod(s) for s in self.shapes])
@@ -237,7 +237,7 @@ class WithDynamicSecondaries:
         parts = [self.base.apply(x[: self.n_base]).reshape(-1)]
         shapes = [parts[0].shape]
         for j, b in enumerate(self.dynamic):
-            a = b.ops.apply([self._sigma(x, b), *self._own(x, j)])
+            a = b.ops.apply([b.path_masses(x[0]), *secondary_unknowns(x, self.n_base, j)])
             parts.append(a.reshape(-1))
             shapes.append(a.shape)
         self.shapes = shapes
@@ -308,10 +308,8 @@ def action_along(block: DynamicSecondary, rho: torch.Tensor) -> dict:
     ``b^T M^{-1} b`` with the weighted graph Laplacian ``M = G diag(r / w) G^T`` (one ``n_support``-square solve per
     step), and the minimizer ``c = diag(r / w) G^T M^{-1} b``.
     """
-    flat = rho.reshape(rho.shape[0], rho.shape[1], block.n_cells)
-    sigma = block.induced(flat)
-    zeros = block.start(flat)
-    r = block.ops.apply([sigma, zeros[0], torch.zeros_like(zeros[1])])[0]  # (B, Nt, E + n): the masses
+    sigma = block.path_masses(rho)
+    r = block.ops.centred_density(sigma)  # (B, Nt, E + n): the masses the action divides by
     ratio = r / block.ops.weights[0]  # r / w, (B, Nt, E + n)
     graph, n = block.graph, block.n
     n_edges = graph.n_edges

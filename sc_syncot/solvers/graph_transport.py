@@ -147,13 +147,9 @@ class GraphProjector:
 
     def solve(self, r: torch.Tensor) -> torch.Tensor:
         """``(A A^T)^{-1} r`` for ``r`` ``(B, Nt, n)`` (the balanced null modes set to zero)."""
-        r = apply_along(r, self.time_basis, 1)
         if self.method == "eigh":
-            u = self.space_basis
-            r = (r @ u) * self.inverse_eigenvalues
-            r = r @ u.T
-        else:
-            r = self._sparse_solve(r)
+            return self.spectral(self.spectral(r) * self.inverse_eigenvalues, inverse=True)
+        r = self._sparse_solve(apply_along(r, self.time_basis, 1))
         return apply_along(r, self.time_basis.T, 1)
 
     def _sparse_solve(self, r: torch.Tensor) -> torch.Tensor:
@@ -299,12 +295,13 @@ class GraphTransportOperators:
         x = torch.rand(1, n_time + 1, self.n, generator=gen, **opts)
         val = 1.0
         for _ in range(n_iter):
-            y = self._density_adjoint(self._centred_density(x))
+            y = self._density_adjoint(self.centred_density(x))
             val = float(torch.linalg.vector_norm(y))
             x = y / max(val, 1e-300)
         return 1.01 * math.sqrt(val)
 
-    def _centred_density(self, rho: torch.Tensor) -> torch.Tensor:
+    def centred_density(self, rho: torch.Tensor) -> torch.Tensor:
+        """The densities of ``rho`` ``(B, Nt + 1, n)`` each action term divides by, ``(B, Nt, E + n)`` (channel 0)."""
         mid = 0.5 * (rho[:, :-1] + rho[:, 1:])  # (B, Nt, n)
         return torch.cat([apply_sparse(self.mean_op, mid), self.node_scale * mid], dim=-1)
 
@@ -320,7 +317,7 @@ class GraphTransportOperators:
         """``I x``, ``(2, B, Nt, E + n)``."""
         zeta = x[1].new_zeros(*x[1].shape[:-1], self.n) if self.balanced else x[2]
         second = torch.cat([x[1], zeta], dim=-1)
-        return torch.stack([self._centred_density(x[0]), second])
+        return torch.stack([self.centred_density(x[0]), second])
 
     def adjoint(self, y: torch.Tensor) -> list[torch.Tensor]:
         """``I* y`` as ``[rho, m(, zeta)]``."""

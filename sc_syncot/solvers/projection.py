@@ -110,26 +110,22 @@ class BalanceProjector:
 
     def space_transform(self, v: torch.Tensor) -> torch.Tensor:
         """The spatial DCT-II of ``v`` ``(..., *S)`` along its last axes (the basis of :attr:`inverse_eigenvalues`)."""
-        first = v.ndim - len(self.spacing)
-        for axis, c in enumerate(self.bases[1:], start=first):
-            v = apply_along(v, c, axis)
-        return v
+        return transform(v, self.bases[1:], v.ndim - len(self.spacing))
 
     def spectral(self, r: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         """``r`` ``(B, Nt, *S)`` in the basis that diagonalizes ``A A^T`` (or back from it, ``inverse=True``)."""
-        for axis, c in zip(range(1, r.ndim), self.bases, strict=True):
-            r = apply_along(r, c.T if inverse else c, axis)
-        return r
+        return transform(r, self.bases, 1, inverse)
 
 
 def solve_poisson(r: torch.Tensor, bases: list[torch.Tensor], inverse_eigenvalues: torch.Tensor) -> torch.Tensor:
     """``(A A^T)^{-1} r`` for ``r`` of shape ``(B, Nt, *S)``: DCT along every axis, divide, inverse DCT."""
-    axes = range(1, r.ndim)
-    for axis, c in zip(axes, bases, strict=True):
-        r = apply_along(r, c, axis)
-    r = r * inverse_eigenvalues
-    for axis, c in zip(axes, bases, strict=True):
-        r = apply_along(r, c.T, axis)
+    return transform(transform(r, bases, 1) * inverse_eigenvalues, bases, 1, inverse=True)
+
+
+def transform(r: torch.Tensor, bases: list[torch.Tensor], first: int, inverse: bool = False) -> torch.Tensor:
+    """``r`` with ``bases[i]`` (orthonormal, forward) applied along axis ``first + i``, or their transposes."""
+    for axis, c in enumerate(bases, start=first):
+        r = apply_along(r, c.T if inverse else c, axis)
     return r
 
 
