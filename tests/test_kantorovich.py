@@ -56,6 +56,29 @@ def test_default_epsilon_is_twice_the_nearest_neighbour_cost_and_ignores_the_tim
     assert far.effective_epsilon == pytest.approx(2 * (100 / 60) ** 2)
 
 
+def test_default_epsilon_is_capped_where_distances_concentrate():
+    # 200 points of a 30-D standard Gaussian: every pair is nearly as far as the median one, so twice the
+    # nearest-neighbour cost exceeds EPSILON_CAP times the median cost, and the cap is the default (sci-CAR's 30 LSI
+    # components cycled at 0.75 times the median); costs recomputed here with SciPy, balanced W2 and HK alike
+    from scipy.spatial.distance import cdist
+
+    from sc_syncot.solvers.kantorovich import EPSILON_CAP
+
+    def median(v):  # the lower of the two middle values for an even count, as torch.median takes it
+        return np.sort(v)[(len(v) - 1) // 2]
+
+    points = np.random.default_rng(0).standard_normal((200, 30))
+    for delta in (None, 10.0):
+        dist = cdist(points, points)
+        cost = dist**2 if delta is None else -np.log(np.cos(np.minimum(dist / (2 * delta), np.pi / 2)) ** 2)
+        off = cost[~np.eye(200, dtype=bool)]
+        c_med = median(off[np.isfinite(off)])
+        c_nn = median(np.where(np.eye(200, dtype=bool), np.inf, cost).min(1))
+        assert 2 * c_nn > EPSILON_CAP * c_med
+        sec = KantorovichSecondary(np.eye(200), points, delta=delta)
+        assert sec.effective_epsilon == pytest.approx(EPSILON_CAP * c_med, rel=1e-9)
+
+
 def test_secondary_support_merges_repeated_points_and_never_has_empty_clusters():
     # 300 cells on 40 distinct points (a detection limit repeats values): asking for 200 support points gives the
     # 40 points; asking for 10 gives 10 k-means centroids, each with cells; no warning either way

@@ -145,7 +145,8 @@ def secondary_path(
     the induced secondary velocity ``.obsm[f"{key}_velocity_secondary"]`` (directions and relative speeds; the
     fastest arrow spans a tenth of the cloud). With a Kantorovich coupling: small multiples over time of the
     secondary support points, sized and coloured by the induced secondary mass
-    (``.uns[key]["coupling"]["secondary_density"]``), over the paired cells in grey.
+    (``.uns[key]["coupling"]["secondary_density"]``), over the paired cells in grey. (On the graph a Kantorovich
+    fit also writes the velocity it induces at the cells in ``.obsm``; the panels show what the coupling fitted.)
 
     Parameters
     ----------
@@ -182,13 +183,14 @@ def secondary_path(
     st = stored(adata, key)
     basis, name, info = _chosen_secondary(st, secondary)
     velocity = f"{key}_velocity_{name}"
-    if velocity in st.obsm:
-        _refuse_unused(changed(secondary_path, n_panels=n_panels, times=times, cells=cells, ncols=ncols))
-        fig, axes = _monge_path(adata, st, velocity, basis, components, n_arrows, cmap, robust, ax)
-    elif "secondary_density" in info:
+    # a graph fit writes the induced velocity for both couplings; a Kantorovich path is still its support masses
+    if "secondary_density" in info:
         _refuse_unused(changed(secondary_path, n_arrows=n_arrows))
         ts = panel_times(st.flow, n_panels, times)
         fig, axes = _kantorovich_path(adata, st, info, basis, ts, components, cells, ncols, cmap, robust, ax)
+    elif velocity in st.obsm:
+        _refuse_unused(changed(secondary_path, n_panels=n_panels, times=times, cells=cells, ncols=ncols))
+        fig, axes = _monge_path(adata, st, velocity, basis, components, n_arrows, cmap, robust, ax)
     else:
         raise ValueError(
             f"key={key!r}: the result has no secondary path (neither .obsm[{velocity!r}] from a "

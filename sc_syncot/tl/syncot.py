@@ -27,7 +27,12 @@ from ..pp.inputs import (
 )
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
 from ..solvers.grid import is_integer
-from ..solvers.kantorovich import DISCRETIZATIONS, KantorovichSecondary, cost_scales, default_epsilon
+from ..solvers.kantorovich import (
+    DISCRETIZATIONS,
+    KantorovichSecondary,
+    cost_scales,
+    default_epsilon,
+)
 from ..solvers.problem import check_tau
 from ..solvers.solve import resolve_device
 from . import graph_fit
@@ -412,7 +417,8 @@ def syncot(
         Secondary support points of a Kantorovich coupling.
     epsilon
         Entropic smoothing of a Kantorovich coupling, in units of its cost (dimensionless for HK); ``None``:
-        :func:`~sc_syncot.solvers.kantorovich.default_epsilon`, twice the support's nearest-neighbour cost. The
+        :func:`~sc_syncot.solvers.kantorovich.default_epsilon`, twice the support's nearest-neighbour cost, at most
+        0.3 times the median support cost (above it, fits in many near-isotropic dimensions cycled). The
         secondary is the debiased divergence, which has no additive bias; the value used and its ratio to the
         median support cost are in ``.uns[key_added]["coupling"]`` (``epsilon``, ``epsilon_ratio``), warned above
         0.5 (where the smoothing is as wide as the support's spread; see ``SMOOTHING_WARNING``).
@@ -513,7 +519,8 @@ def _resolve_epsilon(secondary: KantorovichSecondary, delta, info: dict) -> Kant
     ``epsilon_ratio`` is epsilon over the median cost between support points: the smoothing of the debiased
     divergence relative to the support's spread, which sets how far it falls below ``HK^2`` (see
     :data:`SMOOTHING_WARNING`). It is large when the support is coarse (few points, many dimensions), since the
-    default epsilon is twice the nearest-neighbour cost; warned above :data:`SMOOTHING_WARNING`.
+    default epsilon is twice the nearest-neighbour cost (capped at ``EPSILON_CAP`` times the median cost); warned
+    above :data:`SMOOTHING_WARNING`.
     """
     sec_delta = secondary.delta if secondary.delta is not None else delta  # as SyncOTProblem resolves delta=None
     scales = cost_scales(secondary.support, sec_delta)
@@ -530,7 +537,11 @@ def _resolve_epsilon(secondary: KantorovichSecondary, delta, info: dict) -> Kant
             "when the secondary is a smooth function of the primary"
         )
     info.update(epsilon=eps, epsilon_ratio=ratio)
-    how = "given" if secondary.epsilon is not None else "default: twice the support's nearest-neighbour cost"
+    how = "given"
+    if secondary.epsilon is None:
+        how = "default: twice the support's nearest-neighbour cost"
+        if eps < 2.0 * scales[1]:
+            how = f"default, capped: twice the nearest-neighbour cost is {2.0 * scales[1] / scales[0]:.2g} x the median"
     logger.info("sc_syncot: Kantorovich epsilon %.3g (%s; %.2g x the median support cost)", eps, how, ratio)
     return replace(secondary, epsilon=eps)
 
