@@ -193,8 +193,8 @@ def _forbid_fitting(monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("mutate", "kwargs", "match"),
     [
-        pytest.param(_nan_primary, {}, r"primary='X_pca': 1 cells have NaN or inf", id="nan-in-primary"),
-        pytest.param(_inf_secondary, SEC, r"secondary='X_sec': 1 cells have NaN or inf", id="inf-in-secondary"),
+        pytest.param(_nan_primary, {}, r"primary='X_pca': 1 cell has NaN or inf", id="nan-in-primary"),
+        pytest.param(_inf_secondary, SEC, r"secondary='X_sec': 1 cell has NaN or inf", id="inf-in-secondary"),
         pytest.param(None, {"primary": "X_umap"}, r"primary='X_umap': not in \.obsm", id="missing-primary-key"),
         pytest.param(None, {"secondary": "X_lsi"}, r"secondary='X_lsi': not in \.obsm", id="missing-secondary-key"),
         pytest.param(None, {"time_key": "day"}, r"time_key='day': not in \.obs", id="missing-time-key"),
@@ -562,7 +562,7 @@ def test_flow_tools_refuse_bad_arguments(fitted, call, match):
 
 def test_flow_tools_refuse_a_basis_broken_after_the_fit(fitted):
     _nan_basis_after_fit(fitted)
-    with unchanged(fitted), pytest.raises(ValueError, match=r"primary='X_pca': 1 cells have NaN or inf"):
+    with unchanged(fitted), pytest.raises(ValueError, match=r"primary='X_pca': 1 cell has NaN or inf"):
         tl.push(fitted, "side", "up")
 
 
@@ -606,7 +606,7 @@ def test_evaluate_heldout_refuses_bad_input(heldout, kwargs, match):
     [
         pytest.param(None, {"groupby": "cluster"}, r"groupby='cluster': not in \.obs", id="missing-groupby"),
         pytest.param(None, {"basis": "X_umap"}, r"basis='X_umap': not in \.obsm", id="missing-basis"),
-        pytest.param(_nan_primary, {}, r"basis='X_pca': 1 cells have NaN or inf", id="nan-basis"),
+        pytest.param(_nan_primary, {}, r"basis='X_pca': 1 cell has NaN or inf", id="nan-basis"),
         pytest.param(_one_time_point, {}, r"time_key='time': expected at least two time points", id="one-time"),
         pytest.param(None, {"tau": -1.0}, r"tau: expected a positive float", id="tau-negative"),
         pytest.param(None, {"tau": np.nan}, r"tau: expected a positive float", id="tau-nan"),
@@ -730,7 +730,7 @@ def test_couple_views_refuses_unmatched_time_points_and_nan():
         pp.couple_views(first, second, "X_pca", "X_sec", "time")
     second = course(seed=1)
     _inf_secondary(second)
-    with unchanged(first), pytest.raises(ValueError, match=r"secondary_basis='X_sec': 1 cells have NaN or inf"):
+    with unchanged(first), pytest.raises(ValueError, match=r"secondary_basis='X_sec': 1 cell has NaN or inf"):
         pp.couple_views(first, second, "X_pca", "X_sec", "time")
 
 

@@ -187,3 +187,17 @@ def test_strength_selection_recovers_a_clearly_non_constant_speed():
     mids = np.array([0.5, 1.5, 2.5, 3.5])
     truth = true_fraction(saturating, mids, mids - 0.5, mids + 0.5)
     assert np.all(warp.fractions(mids) > 0.53) and abs(warp.fractions(mids).mean() - truth.mean()) < 0.05
+
+
+def test_an_unchecked_warp_says_so_in_the_log(caplog):
+    # with three time points the strength cannot be checked by leaving one out: the full warp is used, and the info
+    # line says so and how to turn it off (the record holds the same reason)
+    import logging
+
+    from sc_syncot.tl.time_warp import resolve_time_warp
+
+    with caplog.at_level(logging.INFO, logger="sc_syncot"):
+        warp = resolve_time_warp("auto", [0.0, 1.0, 3.0], [1.0, 3.0])
+    said = [r.getMessage() for r in caplog.records]
+    assert any("too few for the leave-one-out check" in m and "time_warp=None" in m for m in said), said
+    assert "too few for the leave-one-out check" in warp.reason

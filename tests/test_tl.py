@@ -211,8 +211,9 @@ BAD = [
     ({"primary": "X_umap"}, "primary='X_umap'"),
     ({"primary": "X_1d", "n_dims": 2}, "n_dims=2 needs"),
     ({"secondary": "X_none"}, "secondary='X_none'"),
-    ({"secondary": "X_bad"}, "secondary='X_bad': 1 cells have NaN or inf"),
-    ({"primary": "X_nan"}, "primary='X_nan': 2 cells have NaN"),
+    ({"secondary": "X_bad"}, "secondary='X_bad': 1 cell has NaN or inf"),
+    ({"primary": "X_nan"}, "primary='X_nan': 2 cells have NaN or inf coordinates \\(3, 7\\)"),
+    ({"secondary": "X_peaks"}, "secondary='X_peaks': 1200 columns; expected an embedding .*embed_atac"),
     ({"coupling": "gromov"}, "coupling"),
     ({"n_dims": 4}, "n_dims"),
     ({"n_bins": 1}, "n_bins"),
@@ -246,6 +247,7 @@ def _bad_data():
     adata.obsm["X_bad"] = adata.obsm["X_sec"].copy()
     adata.obsm["X_bad"][5, 0] = np.inf
     adata.obsm["X_zero"] = np.zeros_like(adata.obsm["X_pca"])
+    adata.obsm["X_peaks"] = np.random.default_rng(0).poisson(0.05, (adata.n_obs, 1200)).astype(float)  # counts
     return adata
 
 

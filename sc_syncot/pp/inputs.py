@@ -37,6 +37,11 @@ def _table(data, mod: str | None) -> ad.AnnData:
     return data if mod is None else data.mod[mod]
 
 
+# Widest basis taken: embeddings have tens of columns (ADT panels a few hundred); a wider one is a feature matrix
+# passed by mistake (sci-CAR's 52,761 ATAC peaks as a secondary stalled in the kNN predictability check)
+MAX_BASIS_COLUMNS = 1000
+
+
 def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFrame:
     """``.obsm[key]`` (its first ``n_columns`` columns, all by default) as a DataFrame indexed by cell names.
 
@@ -47,8 +52,15 @@ def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFra
     if name not in table.obsm:
         raise ValueError(f"{what}={key!r}: not in .obsm (keys: {list(table.obsm)})")
     raw = table.obsm[name]
+    width = raw.shape[1] if getattr(raw, "ndim", 0) == 2 else 1
+    if min(width, n_columns or width) > MAX_BASIS_COLUMNS:
+        raise ValueError(
+            f"{what}={key!r}: {width} columns; expected an embedding (at most {MAX_BASIS_COLUMNS} columns, typically "
+            "10-50), not a feature matrix: embed it first (sc_syncot.pp.embed_rna -> 'X_pca', "
+            "sc_syncot.pp.embed_atac -> 'X_lsi')"
+        )
     if sp.issparse(raw):  # anndata stores sparse embeddings as they come; the bases are used densely
-        raw = raw.toarray()
+        raw = raw[:, :n_columns].toarray()
     try:
         arr = np.asarray(raw, dtype=float)
     except (TypeError, ValueError):
@@ -58,9 +70,13 @@ def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFra
     if arr.ndim != 2 or arr.shape[1] == 0:
         raise ValueError(f"{what}={key!r}: expected an (n_cells, n_dims) array with columns, got shape {arr.shape}")
     arr = arr[:, :n_columns]
-    bad = int(np.sum(~np.isfinite(arr).all(1)))
-    if bad:
-        raise ValueError(f"{what}={key!r}: {bad} cells have NaN or inf coordinates; drop or impute them first")
+    bad = ~np.isfinite(arr).all(1)
+    if bad.any():
+        names = list(table.obs_names[bad][:3]) + (["..."] if bad.sum() > 3 else [])
+        raise ValueError(
+            f"{what}={key!r}: {int(bad.sum())} {'cell has' if bad.sum() == 1 else 'cells have'} NaN or inf "
+            f"coordinates ({', '.join(map(str, names))}); drop or impute them first"
+        )
     if len(arr) and not np.any(np.ptp(arr, axis=0) > 0):
         raise ValueError(f"{what}={key!r}: all cells have the same coordinates; expected an embedding with spread")
     return pd.DataFrame(arr, index=table.obs_names)

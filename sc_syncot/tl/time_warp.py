@@ -423,6 +423,7 @@ def resolve_time_warp(time_warp, time_points, lengths, x=None, time=None, seed=0
                 f"{len(time_points)} time points: too few for the leave-one-out check of the strength (it needs "
                 f"{CHECK_TIME_POINTS}); the full warp, fitted exactly to the two intervals' speeds"
             )
+            logger.info("sc_syncot: time warp, %s; time_warp=None for constant speed", reason)
             return replace(full, reason=reason)
         if x is None:
             return replace(full, reason="no cells given: the strength was not checked; the full warp")
