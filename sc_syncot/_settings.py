@@ -8,7 +8,8 @@
   only propagate to those, so that no line is printed twice.
 - What the user should act on is a :func:`warnings.warn` pointing at the user's own call (:func:`warn`), not a
   log line.
-- Progress bars (tqdm.auto: a widget in notebooks, a bar on terminals) are off at verbosity 0.
+- Progress bars (tqdm.auto: a widget in notebooks, a bar on terminals; where output goes to a file, an info line
+  every 30 s instead) are off at verbosity 0.
 - ``sc_syncot.settings.figdir``: the folder that the plots' ``save=`` writes to. Unset (``None``) it follows
   ``scanpy.settings.figdir`` (default ``./figures``), and a ``save`` without a file extension takes scanpy's
   ``file_format_figs`` (default ``pdf``).

@@ -143,6 +143,22 @@ def test_progress_is_off_when_not_asked_or_at_verbosity_0(verbosity):
     assert _settings.show_progress(True) is True
 
 
+def test_a_bar_not_drawn_is_replaced_by_log_lines(verbosity, monkeypatch, caplog):
+    # pytest's captured output is no terminal, so tqdm draws no bar there: a fit that asked for progress logs its
+    # iteration instead (every LOG_SECONDS, here every check); one that did not ask logs nothing
+    import logging
+
+    module = importlib.import_module("sc_syncot.solvers.chambolle_pock")
+    monkeypatch.setattr(module, "LOG_SECONDS", 0.0)
+    verbosity.verbosity = 2
+    with caplog.at_level(logging.INFO, logger="sc_syncot"):
+        solve(_problem(), progress=False, max_iter=60)
+        assert not [r for r in caplog.records if "iteration" in r.getMessage()]
+        solve(_problem(), progress=True, max_iter=60)
+    lines = [r.getMessage() for r in caplog.records if "iteration" in r.getMessage()]
+    assert lines and "iteration 20 of 60, residual" in lines[0], lines
+
+
 def test_warn_names_the_first_frame_outside_the_package():
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")

@@ -24,7 +24,9 @@ statistical learning and image processing", NeurIPS (2015).
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +34,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .._settings import show_progress
+
+logger = logging.getLogger("sc_syncot")
+# Where a progress bar was asked for but tqdm draws none (output to a log file, not a terminal), an info line on
+# the iteration this often instead: a minutes-long fit then still says where it is, without flooding the log.
+LOG_SECONDS = 30.0
 
 
 class PrimalDualOperators(Protocol):
@@ -86,10 +93,11 @@ def _norm(tensors) -> float:
 class ConvergenceMonitor:
     """The stopping rule and history shared by the primal-dual loops (see the module docstring)."""
 
-    def __init__(self, state: PrimalDualState, tol: float, bar, name: str = "primal-dual"):
+    def __init__(self, state: PrimalDualState, tol: float, bar, name: str = "primal-dual", log_seconds=None):
         self.state, self.tol, self.bar, self.name = state, tol, bar, name
         self.last_objective, self.last_it, self.passed = None, state.n_iter, 0
         self.first = state.n_iter  # the bar counts this loop's iterations
+        self.log_seconds, self.last_log = log_seconds, time.monotonic()  # log lines in place of a bar not drawn
 
     def check(self, it: int, primal: float, dual: float, objective: float, **extra: float) -> bool:
         """Record one check; ``True`` once the criteria held on two checks in a row."""
@@ -117,6 +125,12 @@ class ConvergenceMonitor:
         self.bar.update(it - self.first - self.bar.n)
         residual = max(primal, dual)  # what the stopping rule compares with sqrt(tol)
         self.bar.set_postfix(residual=f"{residual:.1e}", change=f"{change:.1e}", objective=f"{objective:.5g}")
+        if self.log_seconds is not None and time.monotonic() - self.last_log >= self.log_seconds:
+            self.last_log = time.monotonic()
+            logger.info(
+                "sc_syncot (%s): iteration %d of %d, residual %.1e, change %.1e (stops below %.1e and %.1e)",
+                self.name, it, self.bar.total, residual, change, math.sqrt(self.tol), self.tol,
+            )  # fmt: skip
         self.passed = self.passed + 1 if (max(primal, dual) < math.sqrt(self.tol) and change < self.tol) else 0
         return self.passed >= 2
 
@@ -127,9 +141,10 @@ def run_loop(state: PrimalDualState, step, *, tol: float, max_iter: int, check_e
     ``check`` is true every ``check_every`` iterations and on the last one; the loop keeps ``state.n_iter`` and
     ``state.converged`` and closes the progress bar however it ends.
     """
-    # tqdm.auto: a widget in notebooks, a bar on terminals, nothing in log files or at verbosity 0
+    # tqdm.auto: a widget in notebooks, a bar on terminals, info lines in log files, nothing at verbosity 0
     bar = tqdm(total=max_iter, disable=show_progress(progress), desc=f"sc_syncot ({name})", leave=False)
-    monitor = ConvergenceMonitor(state, tol, bar, name=name)
+    not_drawn = progress and bar.disable and show_progress(progress) is None  # asked for, but not a terminal
+    monitor = ConvergenceMonitor(state, tol, bar, name=name, log_seconds=LOG_SECONDS if not_drawn else None)
     first, last = state.n_iter, state.n_iter + max_iter
     try:
         for it in range(first + 1, last + 1):
@@ -186,9 +201,9 @@ def chambolle_pock(
         Over-relaxation ``r`` in ``[1, 2)``: ``(x, y) <- (x, y) + r ((x+, y+) - (x, y))`` (Condat 2013 / He-Yuan);
         1 is the plain iteration.
     progress
-        Show a progress bar (tqdm.auto: a widget in notebooks, a bar on terminals; not in log files, which it
-        would flood, nor at ``sc_syncot.settings.verbosity`` 0). It ends at the iteration where the solve
-        converged, with the current residual in its postfix.
+        Show a progress bar (tqdm.auto: a widget in notebooks, a bar on terminals; in log files, which a bar would
+        flood, an info line every 30 s instead; nothing at ``sc_syncot.settings.verbosity`` 0). It ends at the
+        iteration where the solve converged, with the current residual in its postfix.
     """
     it_state = {"x": state.x, "y": state.y, "v": None, "tau": state.tau, "sigma": state.sigma, "adapt": 0.5}
     decay, band = 0.95, 1.5

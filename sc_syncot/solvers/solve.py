@@ -326,9 +326,9 @@ def solve(
     dtype
         Floating type of the iterates; ``torch.float64`` by default (and the only one Kantorovich secondaries take).
     progress
-        Show a progress bar (tqdm.auto: a widget in notebooks, a bar on terminals; not in log files, which it
-        would flood, nor at ``sc_syncot.settings.verbosity`` 0). It ends at the iteration where the solve
-        converged, with the current residual in its postfix.
+        Show a progress bar (tqdm.auto: a widget in notebooks, a bar on terminals; in log files, which a bar would
+        flood, an info line every 30 s instead; nothing at ``sc_syncot.settings.verbosity`` 0). It ends at the
+        iteration where the solve converged, with the current residual in its postfix.
     check_every
         Iterations between residual checks.
     step_ratio
