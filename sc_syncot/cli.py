@@ -119,6 +119,13 @@ def _add_run(sub) -> None:
         help="soft endpoints: KL weight of both ends ('auto': the mean squared W2 between time points), or of the "
         "start and the end ('none': hard); default: hard",
     )
+    run.add_argument(
+        "--time-warp",
+        default="auto",
+        choices=["auto", "none"],
+        help="where times between samples sit on each interval's path: 'auto' (fitted to the course's speed) or "
+        "'none' (constant speed) (default: %(default)s)",
+    )
     run.add_argument("--tol", type=float, default=1e-6, help="solver tolerance (default: %(default)s)")
     run.add_argument("--max-iter", type=int, default=5000, help="solver iteration cap (default: %(default)s)")
     run.add_argument(
@@ -279,6 +286,7 @@ def _fit_and_write(tl, args, src: Path, out: Path) -> int:
             n_support=args.n_support,
             epsilon=args.epsilon,
             tau=_tau_pair(args.tau),
+            time_warp=None if args.time_warp == "none" else args.time_warp,
             tol=args.tol,
             max_iter=args.max_iter,
             sinkhorn_sweeps=args.sinkhorn_sweeps,
@@ -293,7 +301,7 @@ def _fit_and_write(tl, args, src: Path, out: Path) -> int:
     res = data.uns[args.key_added]
     conv = res["convergence"]
     costs = ", ".join(f"{k} {float(v.sum()):.4g}" for k, v in res["costs"].items())
-    state = "converged" if conv["converged"] else "NOT converged (raise --max-iter or --tol, or coarsen the grid)"
+    state = "converged" if conv["converged"] else "NOT converged (the warning above says whether --max-iter helps)"
     print(
         f"{len(res['time_points']) - 1} interval(s) {state} in {conv['n_iter']} iterations; costs summed over "
         f"intervals: {costs}; written to {out}"

@@ -81,11 +81,12 @@ def test_run_passes_solver_options_and_reports_no_convergence(tmp_path, capsys):
     _time_course(src)
     argv = ["run", str(src), "--time-key", "day", "--primary", "X_pca", "--secondary", "X_sec", "-o", str(dst)]
     argv += ["--n-bins", "12", "--n-time", "2", "--max-iter", "20", "--tol", "1e-9", "--n-support", "30"]
-    argv += ["--sinkhorn-sweeps", "auto", "--seed", "3", "--no-progress"]
+    argv += ["--sinkhorn-sweeps", "auto", "--seed", "3", "--no-progress", "--time-warp", "none"]
     assert main(argv) == 0
-    assert "NOT converged (raise --max-iter" in capsys.readouterr().out
+    assert "NOT converged (the warning above says whether --max-iter helps)" in capsys.readouterr().out
     params = ad.read_h5ad(dst).uns["syncot"]["params"]
     assert (params["max_iter"], params["n_support"], params["seed"], params["sinkhorn_sweeps"]) == (20, 30, 3, "auto")
+    assert params["time_warp"] == "none"
 
 
 def test_run_bad_number_is_a_usage_error(tmp_path, capsys):
