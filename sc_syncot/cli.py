@@ -138,6 +138,13 @@ def _add_run(sub) -> None:
     run.add_argument("--key-added", default="syncot", help="where results go (default: %(default)s)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print what the fit chose (graph size, delta, epsilon, time warp) on standard error, and, when that is "
+        "not a terminal (a log file), the iteration every 30 s",
+    )
 
 
 def _paths(args) -> tuple[Path, Path]:
@@ -243,11 +250,17 @@ def _stopped_cleanly():
 
 
 def _run(args) -> int:
-    from . import tl
+    from . import settings, tl
 
     src, out = _paths(args)
-    with _stopped_cleanly():
-        return _fit_and_write(tl, args, src, out)
+    before = settings._verbosity  # restored after: main() can be called from Python too
+    if args.verbose:
+        settings.verbosity = 2
+    try:
+        with _stopped_cleanly():
+            return _fit_and_write(tl, args, src, out)
+    finally:
+        settings.verbosity = before
 
 
 def _tau_pair(values):

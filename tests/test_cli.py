@@ -111,3 +111,18 @@ def test_version_names_the_installed_package(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f"sc-syncot {version('sc-syncot')}"
+
+
+def test_run_verbose_prints_what_the_fit_chose_to_a_log(tmp_path):
+    # a fresh process (pytest's own log handlers would take the records here): with -v the info lines reach
+    # standard error, a file as in `sc-syncot run ... 2> fit.log`; without, only the summary line is printed
+    import subprocess
+    import sys
+
+    src = tmp_path / "cells.h5ad"
+    _time_course(src)
+    argv = ["run", str(src), "--time-key", "day", "--primary", "X_pca", "--delta", "none", "--n-bins", "16"]
+    code = "import sys; from sc_syncot.cli import main; sys.exit(main(sys.argv[1:]))"
+    for extra, expected in (([], False), (["-v"], True)):
+        done = subprocess.run([sys.executable, "-c", code, *argv, *extra], capture_output=True, text=True, check=True)
+        assert ("sc_syncot: grid" in done.stderr) is expected, done.stderr

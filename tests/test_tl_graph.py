@@ -105,6 +105,16 @@ def test_stored_flow_satisfies_the_balance_equation(fitted):
         assert np.abs(residual).max() < 2e-2 * np.abs(d_rho).max()
 
 
+def test_a_group_absent_where_it_is_taken_names_the_times_it_has(fitted):
+    # pull takes the group at the last time point by default: a group of early cells only is not there, and the
+    # error says where it has cells, to pass as time=
+    a = fitted.copy()
+    a.obs["when"] = np.where(a.obs["time"].to_numpy() == 0, "early", "later")
+    with pytest.raises(ValueError, match=r"no cell of the group is observed at time 3, .* it has cells at 0: pass"):
+        scs.tl.pull(a, "when", "early")
+    assert "syncot_pull_early" not in a.obs
+
+
 def test_push_shares_of_complementary_groups_add_up_to_one(fitted):
     a = fitted.copy()
     t0 = a.obs["time"] == 0

@@ -56,6 +56,13 @@ def _carry(data, groupby, groups, time, key, key_added, direction, copy):
     mask = _group_mask(data, params["primary"], groupby, groups)
     _check_column(data, params, key, key_added, groupby)
     at = cells.time == time
+    if not mask[at].any():
+        seen = [f"{t:g}" for t in tp if mask[cells.time == t].any()]
+        raise ValueError(
+            f"groups: no cell of the group is observed at time {time:g}, where the group is taken "
+            f"({'the first' if direction > 0 else 'the last'} time point unless time= is given); it has cells at "
+            f"{', '.join(seen) or 'no time point of the fit'}: pass one of them as time="
+        )
     if isinstance(flow, GraphFlow):
         nodes = cell_nodes(data, key, params["primary"], flow.n_nodes)
         share = _node_share(flow, nodes[at], mask[at])
