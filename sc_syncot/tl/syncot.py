@@ -507,9 +507,9 @@ class Fitted:
 # Warned above (epsilon over the median support cost). On the Mathematics page's oracle 5 (2-D, 1024 support points) the
 # debiased secondary fell below HK^2 by 1% at a ratio of 0.015, 7% at 0.11 and 19% at 0.37, as the smoothing
 # approaches the support's spread and the divergence tends to a kernel distance. k-means supports of a few hundred
-# points in 10 or more dimensions have ratios of 0.2-0.35 at the default epsilon (sim. course 0.23, scGEM 0.35),
-# as their nearest neighbours are nearly as far as the median pair; the warning is kept for ratios where the
-# smoothing is as wide as the spread itself.
+# points in 10 or more dimensions have ratios of 0.2-0.36 by the nearest-neighbour rule (sim. course 0.23, scGEM
+# 0.36, capped at 0.3: see default_epsilon), as their nearest neighbours are nearly as far as the median pair; the
+# warning is kept for ratios where the smoothing is as wide as the spread itself (a given epsilon).
 SMOOTHING_WARNING = 0.5
 
 
