@@ -370,6 +370,24 @@ def test_default_grid_follows_the_coupling():
     assert default_graph_time("kantorovich", "X_lsi", 1.0, 6) == 6
 
 
+def test_a_support_of_near_duplicates_is_warned_with_an_epsilon_to_pass():
+    # secondary states in a few tight clumps (as coupled coordinates of unpaired views can be): nearest neighbours
+    # almost coincide, the default epsilon is a tiny share of the median cost, and the fit says what to pass instead
+    import warnings
+
+    from sc_syncot.tl.syncot import FINE_SMOOTHING
+
+    adata = translated(n=60, secondary=lambda x: np.round(2 * x) + 1e-3 * x)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        tl.syncot(adata, "time", "X_pca", "X_sec", n_bins=8, n_time=2, n_support=40, max_iter=2)
+    info = adata.uns["syncot"]["coupling"]
+    assert info["epsilon_ratio"] < FINE_SMOOTHING
+    message = next(str(w.message) for w in said if "nearly duplicates" in str(w.message))
+    c_med = info["epsilon"] / info["epsilon_ratio"]
+    assert f"Pass epsilon={0.1 * c_med:.3g}" in message
+
+
 def test_smoothing_of_the_kantorovich_secondary_is_reported():
     import warnings
 
