@@ -27,12 +27,7 @@ from ..pp.inputs import (
 )
 from ..solvers import Grid, MongeSecondary, SyncOTProblem, SyncOTResult, solve
 from ..solvers.grid import is_integer
-from ..solvers.kantorovich import (
-    DISCRETIZATIONS,
-    KantorovichSecondary,
-    cost_scales,
-    default_epsilon,
-)
+from ..solvers.kantorovich import DISCRETIZATIONS, KantorovichSecondary, cost_scales, default_epsilon
 from ..solvers.problem import check_tau
 from ..solvers.solve import resolve_device
 from . import graph_fit
@@ -543,10 +538,15 @@ def _resolve_epsilon(secondary: KantorovichSecondary, delta, info: dict) -> Kant
             "when the secondary is a smooth function of the primary"
         )
     if ratio < FINE_SMOOTHING:
+        why = (
+            "as given"
+            if secondary.epsilon is not None
+            else "by default, as the support points are nearly duplicates of their neighbours (as coupled coordinates "
+            "of unpaired views that collapse onto curves)"
+        )
         warn(
             f"the Kantorovich secondary's epsilon ({eps:.3g}) is only {ratio:.2g} x the median cost between its "
-            f"{len(secondary.support)} support points, which are nearly duplicates of their neighbours (as coupled "
-            "coordinates of unpaired views that collapse onto curves): its Sinkhorn solves will be slow and may not "
+            f"{len(secondary.support)} support points, {why}: its Sinkhorn solves will be slow and may not "
             f"converge. Pass epsilon={0.1 * scales[0]:.3g} (0.1 x the median cost), or coupling='monge'"
         )
     info.update(epsilon=eps, epsilon_ratio=ratio)
