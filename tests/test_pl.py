@@ -219,7 +219,7 @@ def test_trajectories_by_colour_or_width(monge):
 def test_fates_one_panel_per_key(monge):
     keys = ["syncot_push_up", "syncot_pull_down"]
     fig = pl.fates(monge, keys, return_fig=True)
-    titles = ["share of up's descendants (push)", "share of down's ancestors (pull)"]
+    titles = ["share of descent from up (push)", "share of descendants in down (pull)"]
     panels = [a for a in fig.axes if a.get_title() in titles]
     assert len(panels) == 2
     assert [n_points(a) for a in panels] == [monge.n_obs] * 2

@@ -370,6 +370,21 @@ def test_default_grid_follows_the_coupling():
     assert default_graph_time("kantorovich", "X_lsi", 1.0, 6) == 6
 
 
+def test_an_unpredictable_secondary_is_warned_only_where_it_acts():
+    # a noise secondary: R^2 within time about 0, recorded in both fits, warned only when the weight lets it act
+    # on the fit (evaluate_heldout's weight-0 refit used to repeat the warning)
+    import warnings
+
+    adata = translated(n=60)
+    adata.obsm["X_noise"] = np.random.default_rng(0).standard_normal((adata.n_obs, 3))
+    for weight, warned in ((1.0, True), (0.0, False)):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            tl.syncot(adata, "time", "X_pca", "X_noise", weight=weight, n_bins=8, n_time=2, n_support=30, max_iter=2)
+        assert any("hardly predictable" in str(w.message) for w in said) is warned
+        assert adata.uns["syncot"]["coupling"]["r2_within_time"] < 0.05
+
+
 def test_a_support_of_near_duplicates_is_warned_with_an_epsilon_to_pass():
     # secondary states in a few tight clumps (as coupled coordinates of unpaired views can be): nearest neighbours
     # almost coincide, the default epsilon is a tiny share of the median cost, and the fit says what to pass instead

@@ -13,11 +13,15 @@ from ._result import stored
 
 
 def _title(column: str, key: str) -> str:
-    """A readable title for a push / pull column: whose share it is, and in which direction."""
-    for kind, what in (("pull", "ancestors"), ("push", "descendants")):
+    """A readable title for a push / pull column, as the functions define the share.
+
+    ``pull``: each earlier cell's share of descendants in the group; ``push``: each later cell's share of mass that
+    descends from the group.
+    """
+    for kind, what in (("pull", "descendants in {}"), ("push", "descent from {}")):
         prefix = f"{key}_{kind}_"
         if column.startswith(prefix):
-            return f"share of {column[len(prefix) :]}'s {what} ({kind})"
+            return f"share of {what.format(column[len(prefix) :])} ({kind})"
     return column
 
 

@@ -51,7 +51,7 @@ def resolve_geometry(geometry: str, n_columns: int, n_dims, grid_options: dict |
             f" (a grid takes at most {MAX_GRID_DIMS})" if geometry == "graph" else ""
         )
     else:
-        why = "as asked"
+        why = f"geometry={geometry!r}"
     if geometry == "grid" and n_dims is None and n_columns > MAX_GRID_DIMS:
         raise ValueError(
             f"n_dims: a grid has 1 to {MAX_GRID_DIMS} axes and the primary basis has {n_columns} columns; pass "

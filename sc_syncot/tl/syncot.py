@@ -140,16 +140,17 @@ def _label(spec: SecondarySpec) -> str:
     return "the secondary" if spec.name == "secondary" else f"the secondary {spec.key!r}"
 
 
-def _scaled_secondary(cells: CellData, seed: int, columns: slice = slice(None), label: str = "the secondary"):
+def _scaled_secondary(cells: CellData, seed: int, columns: slice, spec: SecondarySpec):
     """The paired cells' primary and scaled secondary coordinates (the basis in ``columns`` of ``cells.y``).
 
     Also the scale and predictability for ``.uns``. Each secondary is scaled on its own, to the primary's spread.
+    A secondary at weight 0 does not act on the fit: its predictability is recorded but not warned about.
     """
     x, y = cells.x[cells.paired], cells.y[cells.paired][:, columns]
     scale = _secondary_scale(x, y)
     y = y * scale
     info = {"scale": scale, "n_paired": int(len(x))}
-    info.update(_predictability(x, y, cells.time[cells.paired], seed, label=label))
+    info.update(_predictability(x, y, cells.time[cells.paired], seed, label=_label(spec), warned=spec.weight > 0))
     return x, y, info
 
 
@@ -161,7 +162,7 @@ def _couplings(cells: CellData, grid: Grid, specs: list[SecondarySpec], seed: in
 
 
 def _coupling(cells: CellData, grid: Grid, spec: SecondarySpec, columns: slice, seed: int) -> Coupling:
-    x, y, info = _scaled_secondary(cells, seed, columns, _label(spec))
+    x, y, info = _scaled_secondary(cells, seed, columns, spec)
     named = {"name": spec.name, "columns": columns}
     if spec.coupling == "monge":
         fitted = _monge_map(x, y, spec, info, seed)
@@ -188,7 +189,13 @@ def _monge_map(x: np.ndarray, y: np.ndarray, spec: SecondarySpec, info: dict, se
 
 
 def _predictability(
-    x: np.ndarray, y: np.ndarray, time: np.ndarray, seed: int, n_max: int = 5000, label: str = "the secondary"
+    x: np.ndarray,
+    y: np.ndarray,
+    time: np.ndarray,
+    seed: int,
+    n_max: int = 5000,
+    label: str = "the secondary",
+    warned: bool = True,
 ) -> dict:
     """Cross-validated kNN R^2 of the secondary on the primary (pooled and within time points), with a warning."""
     if len(x) > n_max:  # keep it a second or two
@@ -196,7 +203,7 @@ def _predictability(
         x, y, time = x[keep], y[keep], time[keep]
     k = max(1, min(50, len(x) // 20))
     r2 = pp.secondary_predictability(x, y, time, k=k, seed=seed)
-    if np.isfinite(r2["within_time"]) and r2["within_time"] < 0.05:
+    if warned and np.isfinite(r2["within_time"]) and r2["within_time"] < 0.05:
         warn(
             f"{label} is hardly predictable from the primary state within a time point (cross-validated kNN "
             f"R^2 = {r2['within_time']:.2f}; pooled over time {r2['pooled']:.2f}): the synchronization can smooth "
@@ -756,7 +763,7 @@ def _build_graph(cells, rel_mass, specs, delta, seed, device, **kw):
     """
     columns = _columns(cells, specs)
     # read_cells refuses unpaired cells: the paired cells are all of them
-    scaled = [_scaled_secondary(cells, seed, cols, _label(s)) for s, cols in zip(specs, columns, strict=True)]
+    scaled = [_scaled_secondary(cells, seed, cols, s) for s, cols in zip(specs, columns, strict=True)]
     y = np.hstack([part[1] for part in scaled]) if scaled else None
     n_time, k = kw["n_time"], kw["n_neighbors"]
     cg = graph_fit.build(cells, y, n_nodes=kw["n_nodes"], n_neighbors=k, n_time=n_time, seed=seed)
