@@ -430,6 +430,8 @@ def evaluate_heldout(
         rng = np.random.default_rng([seed, r])
         rows += _round(rng, fits, warps, hx, hy, heldout, truth_mass, n_sample, reg_m, spaces, labels)
     table = _table(rows, labels)
+    if not same:
+        _warn_where_synchronizing_hurts(table, n_repeats)
     data.uns[key_added] = {c: table[c].to_numpy() for c in table.columns} | {
         "heldout": float(heldout),
         "fractions": _fractions(fits["syncot"].cells.time_points, heldout, warps),
@@ -439,6 +441,30 @@ def evaluate_heldout(
     if labels is not None:
         data.uns[key_added]["label_shares"] = dict(zip(labels.categories, labels.truth.tolist(), strict=True))
     return table
+
+
+# syncot is called worse than its weight-0 fit in a space when its mean W1 exceeds that fit's by this share and by
+# two standard errors of the difference (each mean's spread over the rounds over sqrt(n_repeats))
+HURTS = 0.05
+
+
+def _warn_where_synchronizing_hurts(table: pd.DataFrame, n_repeats: int) -> list[str]:
+    """Warn about (and return) the spaces where the synchronized prediction is clearly worse than weight 0's."""
+    rows = table.set_index(["method", "space"])
+    worse = []
+    for space in table.loc[table.method == "syncot", "space"]:
+        sync, plain = rows.loc[("syncot", space)], rows.loc[("primary_only", space)]
+        stds = np.nan_to_num([sync.w1_std, plain.w1_std])
+        error = float(np.sqrt(np.sum(stds**2) / n_repeats))
+        if sync.w1 > (1 + HURTS) * plain.w1 and sync.w1 - plain.w1 > 2 * error:
+            worse.append(f"{space} (W1 {sync.w1:.3g} against {plain.w1:.3g} at weight 0)")
+    if worse:
+        warn(
+            f"the synchronized fit predicts the held-out cells worse than its weight-0 fit in {', '.join(worse)}: "
+            "here the secondary misleads more than it informs (it may change on a clock of its own, or hardly "
+            "follow the primary); a lower weight, or weight 0, fits this course better"
+        )
+    return worse
 
 
 def _table(rows: list, labels: _Labels | None) -> pd.DataFrame:
