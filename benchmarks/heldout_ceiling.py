@@ -34,17 +34,13 @@ import pandas as pd
 from _report import Report, add_argument
 from heldout import _scicar_embedded, scgem_embedded, standardized
 from scipy.interpolate import CubicSpline, PchipInterpolator
-from scipy.spatial.distance import cdist
 
 import sc_syncot as so
+from sc_syncot.tl.evaluation import _w1  # the W1 that tl.evaluate_heldout scores with
 
 REPORT = Report()
 FRACTIONS = np.linspace(0, 1, 21)
 TARGET = 0.85  # heldout.py's median target for graph syncot / static OT
-
-
-def _w1(a: np.ndarray, b: np.ndarray) -> float:
-    return float(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cdist(a, b), numItermax=1_000_000))
 
 
 def _glued_paths(x: np.ndarray, time: np.ndarray, times: np.ndarray, n: int, rng) -> np.ndarray:

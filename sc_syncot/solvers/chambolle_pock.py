@@ -142,8 +142,9 @@ def run_loop(state: PrimalDualState, step, *, tol: float, max_iter: int, check_e
     ``state.converged`` and closes the progress bar however it ends.
     """
     # tqdm.auto: a widget in notebooks, a bar on terminals, info lines in log files, nothing at verbosity 0
-    bar = tqdm(total=max_iter, disable=show_progress(progress), desc=f"sc_syncot ({name})", leave=False)
-    not_drawn = progress and bar.disable and show_progress(progress) is None  # asked for, but not a terminal
+    disable = show_progress(progress)
+    bar = tqdm(total=max_iter, disable=disable, desc=f"sc_syncot ({name})", leave=False)
+    not_drawn = disable is None and bar.disable  # asked for, left to tqdm, which found no terminal
     monitor = ConvergenceMonitor(state, tol, bar, name=name, log_seconds=LOG_SECONDS if not_drawn else None)
     first, last = state.n_iter, state.n_iter + max_iter
     try:

@@ -37,8 +37,6 @@ def _share(flow: Flow, x: np.ndarray, in_group: np.ndarray, bandwidth) -> np.nda
     The ratio of two kernel estimates with one bandwidth (masses proportional to the cell counts), zero where
     there are no cells.
     """
-    if not in_group.any():
-        raise ValueError("groups: no cell of the group is observed at that time point")
     h = pp.scott_bandwidth(x) if bandwidth is None else bandwidth
     everyone = pp.kde_density(x, flow.grid, mass=len(x), bandwidth=h)
     group = pp.kde_density(x[in_group], flow.grid, mass=int(in_group.sum()), bandwidth=h)
@@ -98,8 +96,6 @@ def _check_column(data, params: dict, key: str, key_added, groupby: str) -> None
 
 def _node_share(flow: GraphFlow, nodes: np.ndarray, in_group: np.ndarray) -> np.ndarray:
     """Fraction of each node's cells (at one time point) that belong to the group; 0 at nodes without cells."""
-    if not in_group.any():
-        raise ValueError("groups: no cell of the group is observed at that time point")
     everyone = np.bincount(nodes, minlength=flow.n_nodes).astype(float)
     group = np.bincount(nodes, weights=in_group.astype(float), minlength=flow.n_nodes)
     return np.where(everyone > 0, group / np.maximum(everyone, 1.0), 0.0)
