@@ -80,7 +80,8 @@ so.pl.growth(adata, per_cell=True, save=SAVE)
 # ## Fates and trajectories
 # Where do the cells of branch A at the last time point come from? `tl.pull` carries A's share of the density
 # backwards along the flow; `tl.trajectories` follows particles forward, weighted by their expected number of
-# descendants.
+# descendants. `tl.cell_transition` sums the shares over groups, as moscot's table of the same name: with
+# `forward=True`, where each group of the first time point has its descendants at the last.
 
 # %%
 last = adata.obs["time"].max()
@@ -89,6 +90,9 @@ so.tl.pull(adata, "branch", "B", time=last)
 so.tl.trajectories(adata, n_particles=100)
 so.pl.fates(adata, ["syncot_pull_A", "syncot_pull_B"], save=SAVE)
 so.pl.trajectories(adata, save=SAVE)
+first = adata.obs["time"].min()
+print(so.tl.cell_transition(adata, first, last, "branch", forward=True).round(2))
+so.pl.cell_transition(adata, save=SAVE)
 
 # %% [markdown]
 # ## How much should ATAC count?

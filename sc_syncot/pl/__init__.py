@@ -1,4 +1,4 @@
-"""Plots of a reconstruction (matplotlib): the density path, velocity, growth, trajectories, fates, costs.
+"""Plots of a reconstruction (matplotlib): the density path, velocity, growth, trajectories, fates, transitions, costs.
 
 Functions read everything from ``adata.uns`` / ``.obs`` / ``.obsm`` (so they work on a file read back from disk),
 write nothing into the AnnData, and follow scanpy: ``ax`` to draw into existing axes, ``show`` to call
@@ -8,12 +8,13 @@ to ``sc_syncot.settings.figdir`` (``save=True``: ``<plot>.pdf``; ``save="_a.png"
 
 from .animation import animate
 from .costs import cost_table, tradeoff
-from .fates import fates
+from .fates import cell_transition, fates
 from .fields import growth, velocity
 from .paths import density_path, secondary_path, trajectories
 
 __all__ = [
     "animate",
+    "cell_transition",
     "cost_table",
     "density_path",
     "fates",

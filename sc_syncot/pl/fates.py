@@ -1,10 +1,15 @@
-"""Fates: the shares written by :func:`sc_syncot.tl.push` and :func:`sc_syncot.tl.pull`, one panel per group."""
+"""Fates: shares of descent per cell (``push`` / ``pull``) and between groups (``cell_transition``).
+
+:func:`fates` draws the shares written by :func:`sc_syncot.tl.push` and :func:`sc_syncot.tl.pull`, one panel per
+group; :func:`cell_transition` the group-to-group table of :func:`sc_syncot.tl.cell_transition`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -93,3 +98,64 @@ def fates(
         scatter_values(a, xy, values, size or point_size(len(xy)), cmap=cmap, label="share", vmin=0, vmax=1)
         label_axes(a, st.labels(), _title(k, key) + suffix)
     return finish(fig, axes, show, return_fig, save, "fates")
+
+
+def cell_transition(
+    data,
+    key: str = "syncot_cell_transition",
+    cmap: str = "viridis",
+    annotate: bool = True,
+    fmt: str = ".2f",
+    ax: Axes | None = None,
+    show: bool | None = None,
+    return_fig: bool | None = None,
+    save: bool | str | None = None,
+) -> Figure | Axes | None:
+    """Heatmap of a :func:`sc_syncot.tl.cell_transition` table: source groups as rows, target groups as columns.
+
+    Parameters
+    ----------
+    data
+        AnnData holding the table under ``.uns[key]`` (as :func:`sc_syncot.tl.cell_transition` stores it), or the
+        returned DataFrame itself.
+    key
+        ``.uns`` key of the stored table (its ``key_added``).
+    cmap
+        Colormap; fractions are drawn on ``[0, 1]``, counts (``normalize=False``) from 0 to their largest.
+    annotate, fmt
+        Write each value in its cell, with this format.
+    ax, show, return_fig, save
+        As in :func:`sc_syncot.pl.density_path`.
+
+    Returns
+    -------
+    The Figure when ``return_fig``; else the axes when not shown; else ``None``.
+    """
+    table, params = _transition_table(data, key)
+    values = table.to_numpy(float)
+    normalized = params.get("normalize", True)
+    fig, (a,) = panels(1, ax)
+    vmax = 1.0 if normalized else max(float(np.nanmax(values, initial=0.0)), 1e-300)
+    image = a.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto")
+    a.set_xticks(range(values.shape[1]), [str(c) for c in table.columns], rotation=45, ha="right")
+    a.set_yticks(range(values.shape[0]), [str(i) for i in table.index])
+    if annotate:
+        for (i, j), v in np.ndenumerate(values):
+            dark = np.isfinite(v) and v < 0.6 * vmax
+            a.text(j, i, "" if np.isnan(v) else format(v, fmt), ha="center", va="center", color="w" if dark else "k")
+    timed = "source" in params
+    a.set_xlabel(f"{table.columns.name or 'target'}" + (f" at {params['target']:g}" if timed else ""))
+    a.set_ylabel(f"{table.index.name or 'source'}" + (f" at {params['source']:g}" if timed else ""))
+    what = "fraction of descendants (rows)" if params.get("forward") else "fraction of ancestry (columns)"
+    a.set_title(what if normalized else "cells descending (counts)")
+    fig.colorbar(image, ax=a, shrink=0.8)
+    return finish(fig, [a], show, return_fig, save, "cell_transition")
+
+
+def _transition_table(data, key: str) -> tuple[pd.DataFrame, dict]:
+    if isinstance(data, pd.DataFrame):
+        return data, {"forward": None, "normalize": bool(np.nanmax(data.to_numpy(float), initial=0.0) <= 1.0)}
+    stored_table = getattr(data, "uns", {}).get(key)
+    if not isinstance(stored_table, dict) or "transition" not in stored_table:
+        raise ValueError(f"key={key!r}: no cell_transition table in .uns; run sc_syncot.tl.cell_transition first")
+    return stored_table["transition"], dict(stored_table.get("params", {}))

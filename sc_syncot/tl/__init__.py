@@ -1,9 +1,18 @@
 """Tools: reconstruct the dynamics of a time course into AnnData, and read fates and paths off the result."""
 
 from .evaluation import evaluate_heldout
-from .fates import pull, push
+from .fates import cell_transition, pull, push
 from .gaussian_growth import gaussian_growth
 from .paths import interpolate, trajectories
 from .syncot import syncot
 
-__all__ = ["evaluate_heldout", "gaussian_growth", "interpolate", "pull", "push", "syncot", "trajectories"]
+__all__ = [
+    "cell_transition",
+    "evaluate_heldout",
+    "gaussian_growth",
+    "interpolate",
+    "pull",
+    "push",
+    "syncot",
+    "trajectories",
+]

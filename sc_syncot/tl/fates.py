@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+import pandas as pd
 
 from .. import pp
+from .._settings import warn
 from ..pp.inputs import check_key_added, check_writes, obs_column, observed_time, primary_table
 from .flow import Flow, read_flow, result_cells
 from .graph_flow import GraphFlow, cell_nodes
@@ -45,6 +49,20 @@ def _share(flow: Flow, x: np.ndarray, in_group: np.ndarray, bandwidth) -> np.nda
 
 
 def _carry(data, groupby, groups, time, key, key_added, direction, copy):
+    read_flow(data, key)  # a missing or foreign result is named before anything else is checked
+    params = data.uns[key]["params"]
+    _check_column(data, params, key, key_added, groupby)
+    result = _carried_share(data, key, groupby, groups, time, direction)
+    out = data.copy() if copy else data
+    primary_table(out, params["primary"]).obs[key_added] = result
+    return out if copy else None
+
+
+def _carried_share(data, key, groupby, groups, time, direction, until=None) -> np.ndarray:
+    """Per cell of the fit, the group's share carried from ``time`` along the flow (NaN on the far side).
+
+    ``until``: the index of the last time point to carry to (default: the end of the course in ``direction``).
+    """
     flow = read_flow(data, key)
     params = data.uns[key]["params"]
     cells = result_cells(data, params)
@@ -52,7 +70,6 @@ def _carry(data, groupby, groups, time, key, key_added, direction, copy):
     k0 = (0 if direction > 0 else len(tp) - 1) if time is None else observed_time(time, tp)
     time = tp[k0]
     mask = _group_mask(data, params["primary"], groupby, groups)
-    _check_column(data, params, key, key_added, groupby)
     at = cells.time == time
     if not mask[at].any():
         seen = [f"{t:g}" for t in tp if mask[cells.time == t].any()]
@@ -71,15 +88,15 @@ def _carry(data, groupby, groups, time, key, key_added, direction, copy):
         read = lambda share, sel: flow.sample(share, cells.x[sel])  # noqa: E731
     result = np.full(len(cells.x), np.nan)
     result[at] = mask[at].astype(float)
-    intervals = range(k0, len(tp) - 1) if direction > 0 else range(k0 - 1, -1, -1)
+    if until is None:
+        until = len(tp) - 1 if direction > 0 else 0
+    intervals = range(k0, until) if direction > 0 else range(k0 - 1, until - 1, -1)
     for k in intervals:
         share = flow.advect_share(share, k, direction)
         nxt = k + 1 if direction > 0 else k
         sel = cells.time == tp[nxt]
         result[sel] = read(share, sel).clip(0, 1)
-    out = data.copy() if copy else data
-    primary_table(out, params["primary"]).obs[key_added] = result
-    return out if copy else None
+    return result
 
 
 def _check_column(data, params: dict, key: str, key_added, groupby: str) -> None:
@@ -158,3 +175,134 @@ def pull(
 def _label(groups) -> str:
     """The groups in a default column name (``"/"``, which .h5ad keys cannot hold, becomes ``"_"``)."""
     return "_".join(map(str, _wanted(groups))).replace("/", "_")
+
+
+def cell_transition(
+    adata,
+    source: float,
+    target: float,
+    source_groups: str | Mapping,
+    target_groups: str | Mapping | None = None,
+    *,
+    forward: bool = False,
+    normalize: bool = True,
+    key: str = "syncot",
+    key_added: str | None = None,
+) -> pd.DataFrame:
+    """How the groups of cells at ``source`` and at ``target`` are linked by the computed flow (moscot's table).
+
+    Each source group's share of the density is carried forward along the flow to ``target``, as :func:`push`
+    carries it. Entry ``(a, b)`` first counts the cells of target group ``b`` that descend from source group
+    ``a``: ``n_ab = sum_{c in b} s_a(c)``, with ``s_a(c)`` the share of cell ``c``'s mass that descends from ``a``.
+    Growth is in it, as the target cells are what the source cells became. Then, as moscot's
+    ``TemporalProblem.cell_transition``:
+
+    - ``forward=True``: each row is divided by its sum, the fraction of ``a``'s descendants at ``target`` that
+      are in ``b``;
+    - ``forward=False`` (the default, as moscot's): each column is divided by its sum, the fraction of ``b``'s
+      cells that descend from ``a``.
+
+    Sums run over the groups shown (all the groups with cells at that time, unless a dict restricts them).
+
+    A balanced fit (``delta=None``) on the graph reproduces the table of the exact static plan (POT's ``emd``
+    between the two time points' cells) to rounding; with growth (the default), a group that grows has more
+    descendants, so its share of the target groups' ancestry exceeds its share of the source cells. On a grid the
+    shares are kernel estimates, blurred by the density bandwidth.
+
+    Parameters
+    ----------
+    adata
+        AnnData with a result of :func:`sc_syncot.tl.syncot` under ``key`` (either geometry).
+    source, target
+        Observed time points of the fit, ``source`` before ``target`` (any later one, not only the next).
+    source_groups
+        An ``.obs`` column (its groups with cells at ``source``, in the column's category order), or a dict
+        ``{column: [labels]}`` for some of its groups, in that order.
+    target_groups
+        The same at ``target``; default: ``source_groups``' column with all its groups at ``target``.
+    forward
+        Normalize rows (where the source groups go) instead of columns (where the target groups come from).
+    normalize
+        ``False``: return the counts ``n_ab`` themselves (cells of ``target``, fractional).
+    key
+        The result to use.
+    key_added
+        ``.uns`` key the table is stored under, with its parameters (default ``f"{key}_cell_transition"``), for
+        :func:`sc_syncot.pl.cell_transition`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Source groups as the index, target groups as the columns. A row (``forward=True``) or column without any
+        descent among the groups shown is NaN, with a warning.
+    """
+    flow = read_flow(adata, key)
+    params = adata.uns[key]["params"]
+    tp = flow.time_points
+    k_source = observed_time(source, tp, "source", "the fit's time points")
+    k_target = observed_time(target, tp, "target", "the fit's time points")
+    if k_source >= k_target:
+        raise ValueError(f"source={source!r}, target={target!r}: expected source before target")
+    key_added = check_key_added(f"{key}_cell_transition" if key_added is None else key_added)
+    check_writes(primary_table(adata, params["primary"]), [("uns", key_added)], {}, key_added)
+    time = result_cells(adata, params).time
+    at_source, at_target = time == tp[k_source], time == tp[k_target]
+    target_groups = _column_of(source_groups) if target_groups is None else target_groups
+    s_col, s_labels = _groups_at(adata, params["primary"], source_groups, at_source, tp[k_source], "source_groups")
+    t_col, t_labels = _groups_at(adata, params["primary"], target_groups, at_target, tp[k_target], "target_groups")
+    t_values = obs_column(adata, params["primary"], t_col, "target_groups").to_numpy()[at_target]
+    counts = np.zeros((len(s_labels), len(t_labels)))
+    for i, label in enumerate(s_labels):
+        share = _carried_share(adata, key, s_col, [label], tp[k_source], +1, until=k_target)[at_target]
+        counts[i] = [share[t_values == b].sum() for b in t_labels]
+    table = pd.DataFrame(counts, index=pd.Index(s_labels, name=s_col), columns=pd.Index(t_labels, name=t_col))
+    if normalize:
+        table = _normalized(table, forward)
+    adata.uns[key_added] = {
+        "transition": table,
+        "params": {
+            "key": key, "source": float(tp[k_source]), "target": float(tp[k_target]), "source_groups": s_col,
+            "target_groups": t_col, "forward": bool(forward), "normalize": bool(normalize),
+        },
+    }  # fmt: skip
+    return table
+
+
+def _column_of(groups) -> str:
+    return next(iter(groups)) if isinstance(groups, Mapping) else groups
+
+
+def _groups_at(data, primary: str, groups, at: np.ndarray, time: float, what: str) -> tuple[str, list]:
+    """``(column, labels)`` of ``groups`` (a column name or ``{column: labels}``), each label with cells at ``at``."""
+    if isinstance(groups, Mapping) and len(groups) == 1:
+        column, wanted = next(iter(groups.items()))
+        wanted = _wanted(wanted)
+    elif isinstance(groups, str):
+        column, wanted = groups, None
+    else:
+        raise ValueError(
+            f"{what}: expected an .obs column or a {{column: [labels]}} dict of one column, got {groups!r}"
+        )
+    col = obs_column(data, primary, column, what)
+    present = set(col[at].dropna().unique())
+    if wanted is None:
+        order = col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else sorted(present, key=str)
+        return column, [g for g in order if g in present]
+    absent = [g for g in wanted if g not in present]
+    if absent:
+        raise ValueError(
+            f"{what}: {absent} of .obs[{column!r}] have no cells at time {time:g}; "
+            f"groups there: {sorted(present, key=str)}"
+        )
+    return column, wanted
+
+
+def _normalized(table: pd.DataFrame, forward: bool) -> pd.DataFrame:
+    """Rows (``forward``) or columns divided by their sums; empty ones NaN, with a warning."""
+    sums = table.sum(axis=1 if forward else 0)
+    empty = sums.index[sums <= 0].tolist()
+    if empty:
+        side = "source group(s) reach" if forward else "target group(s) descend from"
+        warn(f"cell_transition: {empty}: the {side} none of the groups shown; their fractions are NaN")
+    sums = sums.where(sums > 0)
+    return table.div(sums, axis=0) if forward else table.div(sums, axis=1)
