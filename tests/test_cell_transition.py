@@ -124,6 +124,32 @@ def test_bad_input_is_named_and_changes_nothing(fitted):
     assert set(a.uns) == before
 
 
+def test_the_transport_matrix_is_a_near_optimal_coupling_on_the_graph(fitted, monkeypatch):
+    a = fitted
+    if a.uns["syncot"]["params"]["geometry"] == "grid":
+        with pytest.raises(ValueError, match="geometry='graph'"):
+            scs.tl.transport_matrix(a, 0, 1)
+        return
+    plan = scs.tl.transport_matrix(a, 0, 1)
+    t = a.obs["time"].to_numpy()
+    assert list(plan.index) == list(a.obs_names[t == 0]) and list(plan.columns) == list(a.obs_names[t == 1])
+    np.testing.assert_allclose(plan.sum(0), 1.0, atol=1e-9)  # every target cell's ancestry, whole
+    np.testing.assert_allclose(plan.sum(1), 1.0, atol=0.01)  # balanced, equal sizes: one cell each (measured 1e-3)
+    # a coupling of the same marginals costs at least the exact plan's; the flow's mixing at nodes costs more
+    x = a.obsm["X_state"]
+    cost = ot.dist(x[t == 0], x[t == 1])
+    exact = ot.emd2(ot.unif(len(cost)), ot.unif(cost.shape[1]), cost)
+    ratio = float(np.sum(plan.to_numpy() * cost) / plan.to_numpy().sum()) / exact
+    assert 1 - 1e-6 <= ratio <= 1.25  # measured 1.12
+    counts = scs.tl.cell_transition(a, 0, 1, "group", normalize=False, key_added="counts")
+    g = a.obs["group"].to_numpy()
+    summed = [[plan.to_numpy()[g[t == 0] == i][:, g[t == 1] == j].sum() for j in counts.columns] for i in counts.index]
+    np.testing.assert_allclose(summed, counts, atol=1e-10)
+    monkeypatch.setattr(scs.tl.fates, "MAX_TRANSPORT_ENTRIES", 100)
+    with pytest.raises(ValueError, match="150 x 150"):
+        scs.tl.transport_matrix(a, 0, 1)
+
+
 @pytest.mark.skipif(not (_DATA / "moscot_temporal_tests.h5ad").is_file(), reason=f"real data not found at {_DATA}")
 def test_reprogramming_transitions_match_the_exact_plan():
     """Schiebinger's reprogramming subset (moscot's test data), 30 PCs, day 10 -> 10.5, as a moscot user runs it."""
@@ -135,3 +161,8 @@ def test_reprogramming_transitions_match_the_exact_plan():
     emd = _emd_table(a, "X_pca", "cell_type", 10.0, 10.5, table.index, table.columns)
     diff = np.abs(table - emd.div(emd.sum(1), axis=0)).to_numpy()
     assert diff.mean() < 0.03 and diff.max() < 0.1  # measured 0.0094 and 0.043
+    plan = scs.tl.transport_matrix(a, 10, 10.5).to_numpy()
+    x, day = a.obsm["X_pca"], a.obs["day"].to_numpy()
+    cost = ot.dist(x[day == 10], x[day == 10.5])
+    exact = ot.emd2(ot.unif(len(cost)), ot.unif(cost.shape[1]), cost)
+    assert np.sum(plan * cost) / plan.sum() <= 1.1 * exact  # measured 1.027

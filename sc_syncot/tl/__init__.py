@@ -1,7 +1,7 @@
 """Tools: reconstruct the dynamics of a time course into AnnData, and read fates and paths off the result."""
 
 from .evaluation import evaluate_heldout
-from .fates import cell_transition, pull, push
+from .fates import cell_transition, pull, push, transport_matrix
 from .gaussian_growth import gaussian_growth
 from .paths import interpolate, trajectories
 from .syncot import syncot
@@ -15,4 +15,5 @@ __all__ = [
     "push",
     "syncot",
     "trajectories",
+    "transport_matrix",
 ]

@@ -13,6 +13,8 @@ from ..pp.inputs import check_key_added, check_writes, obs_column, observed_time
 from .flow import Flow, read_flow, result_cells
 from .graph_flow import GraphFlow, cell_nodes
 
+MAX_TRANSPORT_ENTRIES = 50_000_000  # a dense float64 matrix of 400 MB
+
 
 def _wanted(groups) -> list:
     """``groups`` as a list: one label (a string, a number, a numpy scalar as ``.unique()`` gives) or several."""
@@ -239,10 +241,7 @@ def cell_transition(
     flow = read_flow(adata, key)
     params = adata.uns[key]["params"]
     tp = flow.time_points
-    k_source = observed_time(source, tp, "source", "the fit's time points")
-    k_target = observed_time(target, tp, "target", "the fit's time points")
-    if k_source >= k_target:
-        raise ValueError(f"source={source!r}, target={target!r}: expected source before target")
+    k_source, k_target = _interval_ends(tp, source, target)
     key_added = check_key_added(f"{key}_cell_transition" if key_added is None else key_added)
     check_writes(primary_table(adata, params["primary"]), [("uns", key_added)], {}, key_added)
     time = result_cells(adata, params).time
@@ -266,6 +265,67 @@ def cell_transition(
         },
     }  # fmt: skip
     return table
+
+
+def transport_matrix(adata, source: float, target: float, key: str = "syncot") -> pd.DataFrame:
+    """Cell-to-cell descent between two time points of a graph fit: moscot's transport matrix, growth included.
+
+    Entry ``(c, c')`` is the share of target cell ``c'``'s mass that descends from source cell ``c``: every
+    source node's share of the density is carried forward along the flow, as :func:`push` carries a group's, and
+    split evenly among the node's cells at ``source``. So each column sums to 1 (to 0 for a target cell that the
+    flow does not reach), and row ``c`` sums to the number of target cells that ``c`` becomes: more for cells
+    that grow. Normalize rows for a forward transition matrix (e.g. for CellRank's ``PrecomputedKernel``). Summed
+    over groups, it is :func:`cell_transition` with ``normalize=False``.
+
+    Parameters
+    ----------
+    adata
+        AnnData with a result of :func:`sc_syncot.tl.syncot` under ``key``, fitted on the graph.
+    source, target
+        Observed time points of the fit, ``source`` before ``target``.
+    key
+        The result to use.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cells observed at ``source`` as the index, at ``target`` as the columns (their ``obs_names``, in
+        ``.obs`` order). Dense: at most :data:`MAX_TRANSPORT_ENTRIES` entries.
+    """
+    flow = read_flow(adata, key)
+    if not isinstance(flow, GraphFlow):
+        raise ValueError(
+            f"key={key!r}: a grid fit holds densities, not cells; refit with geometry='graph' for a cell-to-cell "
+            "matrix, or use tl.cell_transition for groups"
+        )
+    params = adata.uns[key]["params"]
+    k_source, k_target = _interval_ends(flow.time_points, source, target)
+    table = primary_table(adata, params["primary"])
+    time = result_cells(adata, params).time
+    at_source, at_target = time == flow.time_points[k_source], time == flow.time_points[k_target]
+    size = int(at_source.sum()) * int(at_target.sum())
+    if size > MAX_TRANSPORT_ENTRIES:
+        raise ValueError(
+            f"source={source!r}, target={target!r}: a dense {at_source.sum()} x {at_target.sum()} matrix has more "
+            f"than {MAX_TRANSPORT_ENTRIES:,} entries; use tl.cell_transition, or subset the cells before fitting"
+        )
+    nodes = cell_nodes(adata, key, params["primary"], flow.n_nodes)
+    held, which = np.unique(nodes[at_source], return_inverse=True)  # the source nodes, and each cell's
+    share = np.zeros((flow.n_nodes, len(held)))
+    share[held, np.arange(len(held))] = 1.0
+    for k in range(k_source, k_target):
+        share = flow.advect_share(share, k, +1)
+    per_cell = share[nodes[at_target]][:, which] / np.bincount(which)[which]  # (target cells, source cells)
+    return pd.DataFrame(per_cell.T, index=table.obs_names[at_source], columns=table.obs_names[at_target])
+
+
+def _interval_ends(tp: np.ndarray, source, target) -> tuple[int, int]:
+    """Indices of ``source`` and ``target`` among the fit's time points, ``source`` first."""
+    k_source = observed_time(source, tp, "source", "the fit's time points")
+    k_target = observed_time(target, tp, "target", "the fit's time points")
+    if k_source >= k_target:
+        raise ValueError(f"source={source!r}, target={target!r}: expected source before target")
+    return k_source, k_target
 
 
 def _column_of(groups) -> str:

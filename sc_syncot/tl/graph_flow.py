@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import spsolve
+from scipy.sparse.linalg import splu, spsolve
 
 from ..pp.inputs import primary_table
 from .flow import TimeAxis
@@ -125,6 +125,7 @@ class GraphFlow(TimeAxis):
         return share
 
     def _mix(self, share: np.ndarray, k: int, j: int, direction: int) -> np.ndarray:
+        """One step of :meth:`advect_share`; ``share`` is ``(n,)`` or ``(n, m)`` (``m`` shares carried at once)."""
         source, target, amount, _ = self.parcels(k, j)
         n = self.n_nodes
         rho = np.clip(self.density[k, j], 0.0, None)
@@ -136,12 +137,14 @@ class GraphFlow(TimeAxis):
         floor = 1e-12 * max(float(total.max()), 1e-300)  # nodes without mass keep their share
         if direction > 0:
             coupling = sp.csr_matrix((amount, (target, source)), shape=(n, n))
-            rhs = rho * share
+            weight = rho
         else:
             coupling = sp.csr_matrix((amount, (source, target)), shape=(n, n))
-            rhs = (total - outflow) * share
-        matrix = sp.diags(total + floor) - coupling
-        return np.clip(spsolve(matrix.tocsc(), rhs + floor * share), 0.0, 1.0)
+            weight = total - outflow
+        column = (slice(None),) + (None,) * (share.ndim - 1)  # node weights against one share or several
+        matrix = (sp.diags(total + floor) - coupling).tocsc()
+        rhs = (weight + floor)[column] * share
+        return np.clip(splu(matrix).solve(rhs) if share.ndim > 1 else spsolve(matrix, rhs), 0.0, 1.0)
 
     def walk(self, nodes: np.ndarray, k: int, j: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One step of particles (node indices) along the flow, and ``int g dt`` over it.
