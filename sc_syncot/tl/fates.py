@@ -272,10 +272,11 @@ def transport_matrix(adata, source: float, target: float, key: str = "syncot") -
 
     Entry ``(c, c')`` is the share of target cell ``c'``'s mass that descends from source cell ``c``: every
     source node's share of the density is carried forward along the flow, as :func:`push` carries a group's, and
-    split evenly among the node's cells at ``source``. So each column sums to 1 (to 0 for a target cell that the
-    flow does not reach), and row ``c`` sums to the number of target cells that ``c`` becomes: more for cells
-    that grow. Normalize rows for a forward transition matrix (e.g. for CellRank's ``PrecomputedKernel``). Summed
-    over groups, it is :func:`cell_transition` with ``normalize=False``.
+    split evenly among the node's cells at ``source``. So each column sums to 1 (a little less where mass was born
+    at a node the flow had left nearly empty, whose share is taken as 0: on the README's simulated course 99% of
+    the columns are within 1e-4 of 1, the lowest at 0.97), and row ``c`` sums to the number of target cells that
+    ``c`` becomes: more for cells that grow. Normalize rows for a forward transition matrix (e.g. for CellRank's
+    ``PrecomputedKernel``). Summed over groups, it is :func:`cell_transition` with ``normalize=False``.
 
     Parameters
     ----------
