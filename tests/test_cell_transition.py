@@ -98,12 +98,15 @@ def test_the_table_and_its_plot_survive_h5ad(fitted, tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(SIZES)
     fig = scs.pl.cell_transition(a.uns["syncot_cell_transition"]["transition"], return_fig=True)
     assert len(fig.axes[0].texts) == len(SIZES) * len(TARGETS)
+    assert fig.axes[0].get_title() == "fraction of descendants (rows)"  # read off the table: its rows sum to 1
+    assert fig.axes[0].get_ylabel() == "group (source)"
     with pytest.raises(ValueError, match="run sc_syncot.tl.cell_transition"):
         scs.pl.cell_transition(a, key="other")
 
 
 def test_bad_input_is_named_and_changes_nothing(fitted):
     a = fitted.copy()
+    a.uns["pca"] = {"variance": np.ones(3)}
     before = set(a.uns)
     cases = [
         ({"source": 1, "target": 0}, "source before target"),
@@ -116,12 +119,25 @@ def test_bad_input_is_named_and_changes_nothing(fitted):
         ({"key_added": "syncot"}, "syncot"),
         ({"key_added": "a/b"}, "key_added"),
         ({"key": "other"}, "no sc_syncot result"),
+        ({"key_added": "pca"}, "holds other data"),  # another tool's entry
+        ({"source_groups": {"group": ["l"]}}, "not labels of"),  # a typo, told from a label absent at the time
+        ({"source": "day0"}, "not a label of"),
     ]
     for kwargs, match in cases:
         args = {"source": 0, "target": 1, "source_groups": "group"} | kwargs
         with pytest.raises(ValueError, match=match):
             scs.tl.cell_transition(a, **args)
-    assert set(a.uns) == before
+    assert set(a.uns) == before and set(a.uns["pca"]) == {"variance"}
+
+
+def test_times_are_read_as_the_fit_read_its_text_column():
+    a = _course(5)
+    a.obs["day"] = np.where(a.obs["time"] == 0, "day0", "day1")
+    scs.tl.syncot(a, "day", "X_state", delta=None, n_nodes=200, progress=False)
+    by_label = scs.tl.cell_transition(a, "day0", "day1", "group", forward=True)
+    np.testing.assert_allclose(by_label, scs.tl.cell_transition(a, 0, 1, "group", forward=True))
+    scs.tl.push(a, "group", "M", time="day0")
+    assert a.obs["syncot_push_M"].notna().all()
 
 
 def test_the_transport_matrix_is_a_near_optimal_coupling_on_the_graph(fitted, monkeypatch):
@@ -161,6 +177,13 @@ def test_reprogramming_transitions_match_the_exact_plan():
     emd = _emd_table(a, "X_pca", "cell_type", 10.0, 10.5, table.index, table.columns)
     diff = np.abs(table - emd.div(emd.sum(1), axis=0)).to_numpy()
     assert diff.mean() < 0.03 and diff.max() < 0.1  # measured 0.0094 and 0.043
+    # no Stromal cell of day 10 has descendants among day 10.5's IPS and Trophoblast cells: only the mixing's
+    # rounding (1e-29 and 1e-18 cells), which must read as no descent, not as 100% Trophoblast
+    with pytest.warns(UserWarning, match="none of the groups shown"):
+        none = scs.tl.cell_transition(
+            a, 10, 10.5, {"cell_type": ["Stromal"]}, {"cell_type": ["IPS", "Trophoblast"]}, forward=True
+        )
+    assert none.isna().all().all()
     plan = scs.tl.transport_matrix(a, 10, 10.5).to_numpy()
     x, day = a.obsm["X_pca"], a.obs["day"].to_numpy()
     cost = ot.dist(x[day == 10], x[day == 10.5])

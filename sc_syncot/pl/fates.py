@@ -144,17 +144,21 @@ def cell_transition(
             dark = np.isfinite(v) and v < 0.6 * vmax
             a.text(j, i, "" if np.isnan(v) else format(v, fmt), ha="center", va="center", color="w" if dark else "k")
     timed = "source" in params
-    a.set_xlabel(f"{table.columns.name or 'target'}" + (f" at {params['target']:g}" if timed else ""))
-    a.set_ylabel(f"{table.index.name or 'source'}" + (f" at {params['source']:g}" if timed else ""))
-    what = "fraction of descendants (rows)" if params.get("forward") else "fraction of ancestry (columns)"
-    a.set_title(what if normalized else "cells descending (counts)")
-    fig.colorbar(image, ax=a, shrink=0.8)
+    a.set_xlabel(f"{table.columns.name or 'target'} " + (f"at {params['target']:g}" if timed else "(target)"))
+    a.set_ylabel(f"{table.index.name or 'source'} " + (f"at {params['source']:g}" if timed else "(source)"))
+    titles = {True: "fraction of descendants (rows)", False: "fraction of ancestry (columns)", None: "fraction"}
+    a.set_title(titles[params.get("forward")] if normalized else "cells descending (counts)")
+    fig.colorbar(image, ax=a, shrink=0.8, label="fraction" if normalized else "target cells")
     return finish(fig, [a], show, return_fig, save, "cell_transition")
 
 
 def _transition_table(data, key: str) -> tuple[pd.DataFrame, dict]:
+    """The table and its parameters; for a bare DataFrame, read off which of its axes sums to 1."""
     if isinstance(data, pd.DataFrame):
-        return data, {"forward": None, "normalize": bool(np.nanmax(data.to_numpy(float), initial=0.0) <= 1.0)}
+        values = data.to_numpy(float)
+        ones = [bool(np.allclose(np.nansum(values, axis), 1.0)) for axis in (1, 0)]  # rows, columns
+        forward = {(True, False): True, (False, True): False}.get(tuple(ones))
+        return data, {"forward": forward, "normalize": any(ones) or bool(np.nanmax(values, initial=0.0) <= 1.0)}
     stored_table = getattr(data, "uns", {}).get(key)
     if not isinstance(stored_table, dict) or "transition" not in stored_table:
         raise ValueError(f"key={key!r}: no cell_transition table in .uns; run sc_syncot.tl.cell_transition first")

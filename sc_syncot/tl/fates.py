@@ -14,6 +14,7 @@ from .flow import Flow, read_flow, result_cells
 from .graph_flow import GraphFlow, cell_nodes
 
 MAX_TRANSPORT_ENTRIES = 50_000_000  # a dense float64 matrix of 400 MB
+ROUNDING = 1e-9  # cell_transition: counts below this fraction of the target cells are rounding, set to 0
 
 
 def _wanted(groups) -> list:
@@ -69,7 +70,11 @@ def _carried_share(data, key, groupby, groups, time, direction, until=None) -> n
     params = data.uns[key]["params"]
     cells = result_cells(data, params)
     tp = flow.time_points
-    k0 = (0 if direction > 0 else len(tp) - 1) if time is None else observed_time(time, tp)
+    k0 = (
+        (0 if direction > 0 else len(tp) - 1)
+        if time is None
+        else observed_time(_as_time(data, params, cells.time, time, "time"), tp)
+    )
     time = tp[k0]
     mask = _group_mask(data, params["primary"], groupby, groups)
     at = cells.time == time
@@ -143,7 +148,8 @@ def push(
     groupby, groups
         ``.obs`` column and the group(s) of it to follow.
     time
-        Observed time point the group is taken at (default: the first).
+        Observed time point the group is taken at (default: the first): a number, or a label of the fit's time
+        column where it holds text.
     key
         The result to use.
     key_added
@@ -196,8 +202,10 @@ def cell_transition(
     Each source group's share of the density is carried forward along the flow to ``target``, as :func:`push`
     carries it. Entry ``(a, b)`` first counts the cells of target group ``b`` that descend from source group
     ``a``: ``n_ab = sum_{c in b} s_a(c)``, with ``s_a(c)`` the share of cell ``c``'s mass that descends from ``a``.
-    Growth is in it, as the target cells are what the source cells became. Then, as moscot's
-    ``TemporalProblem.cell_transition``:
+    The fit's growth is in it: a group that the fit lets grow has more descendants. That is the fitted growth, not
+    a measured one: with ``masses="equal"`` (the default) it only redistributes mass, and where the cells' own
+    proliferation and death are known, give them as ``growth_prior`` (see the README's limitations). Then, as
+    moscot's ``TemporalProblem.cell_transition``:
 
     - ``forward=True``: each row is divided by its sum, the fraction of ``a``'s descendants at ``target`` that
       are in ``b``;
@@ -206,17 +214,23 @@ def cell_transition(
 
     Sums run over the groups shown (all the groups with cells at that time, unless a dict restricts them).
 
-    A balanced fit (``delta=None``) on the graph reproduces the table of the exact static plan (POT's ``emd``
-    between the two time points' cells) to rounding; with growth (the default), a group that grows has more
-    descendants, so its share of the target groups' ancestry exceeds its share of the source cells. On a grid the
-    shares are kernel estimates, blurred by the density bandwidth.
+    A balanced fit (``delta=None``) on the graph comes close to the table of the exact static plan (POT's ``emd``
+    between the two time points' cells): 6e-5 on well separated clusters, 0.04 at most on Schiebinger's
+    reprogramming subset in 50 PCs, where the flow follows the graph of cell states instead of straight lines. On
+    a grid the shares are kernel estimates, blurred by the density bandwidth.
+
+    Unlike moscot's: ``normalize=False`` gives counts of target cells (columns sum to the groups' sizes), not plan
+    mass; ``target_groups`` defaults to the source's column; the table goes to ``.uns[key_added]``, which
+    :func:`sc_syncot.pl.cell_transition` draws (moscot's plotting does not read it); entries below 1e-9 of the
+    total are rounding and set to 0.
 
     Parameters
     ----------
     adata
         AnnData with a result of :func:`sc_syncot.tl.syncot` under ``key`` (either geometry).
     source, target
-        Observed time points of the fit, ``source`` before ``target`` (any later one, not only the next).
+        Observed time points of the fit, ``source`` before ``target`` (any later one, not only the next): numbers,
+        or labels of the fit's time column where it holds text (``"day2"``).
     source_groups
         An ``.obs`` column (its groups with cells at ``source``, in the column's category order), or a dict
         ``{column: [labels]}`` for some of its groups, in that order.
@@ -241,10 +255,10 @@ def cell_transition(
     flow = read_flow(adata, key)
     params = adata.uns[key]["params"]
     tp = flow.time_points
-    k_source, k_target = _interval_ends(tp, source, target)
-    key_added = check_key_added(f"{key}_cell_transition" if key_added is None else key_added)
-    check_writes(primary_table(adata, params["primary"]), [("uns", key_added)], {}, key_added)
     time = result_cells(adata, params).time
+    k_source, k_target = _interval_ends(adata, params, time, tp, source, target)
+    key_added = check_key_added(f"{key}_cell_transition" if key_added is None else key_added)
+    _check_table_key(adata, params, key_added)
     at_source, at_target = time == tp[k_source], time == tp[k_target]
     target_groups = _column_of(source_groups) if target_groups is None else target_groups
     s_col, s_labels = _groups_at(adata, params["primary"], source_groups, at_source, tp[k_source], "source_groups")
@@ -254,6 +268,7 @@ def cell_transition(
     for i, label in enumerate(s_labels):
         share = _carried_share(adata, key, s_col, [label], tp[k_source], +1, until=k_target)[at_target]
         counts[i] = [share[t_values == b].sum() for b in t_labels]
+    counts[counts < ROUNDING * at_target.sum()] = 0.0  # left by the mixing's floor (1e-12 of a node's mass)
     table = pd.DataFrame(counts, index=pd.Index(s_labels, name=s_col), columns=pd.Index(t_labels, name=t_col))
     if normalize:
         table = _normalized(table, forward)
@@ -300,9 +315,9 @@ def transport_matrix(adata, source: float, target: float, key: str = "syncot") -
             "matrix, or use tl.cell_transition for groups"
         )
     params = adata.uns[key]["params"]
-    k_source, k_target = _interval_ends(flow.time_points, source, target)
     table = primary_table(adata, params["primary"])
     time = result_cells(adata, params).time
+    k_source, k_target = _interval_ends(adata, params, time, flow.time_points, source, target)
     at_source, at_target = time == flow.time_points[k_source], time == flow.time_points[k_target]
     size = int(at_source.sum()) * int(at_target.sum())
     if size > MAX_TRANSPORT_ENTRIES:
@@ -320,13 +335,35 @@ def transport_matrix(adata, source: float, target: float, key: str = "syncot") -
     return pd.DataFrame(per_cell.T, index=table.obs_names[at_source], columns=table.obs_names[at_target])
 
 
-def _interval_ends(tp: np.ndarray, source, target) -> tuple[int, int]:
+def _interval_ends(data, params: dict, time: np.ndarray, tp: np.ndarray, source, target) -> tuple[int, int]:
     """Indices of ``source`` and ``target`` among the fit's time points, ``source`` first."""
-    k_source = observed_time(source, tp, "source", "the fit's time points")
-    k_target = observed_time(target, tp, "target", "the fit's time points")
+    k_source = observed_time(_as_time(data, params, time, source, "source"), tp, "source", "the fit's time points")
+    k_target = observed_time(_as_time(data, params, time, target, "target"), tp, "target", "the fit's time points")
     if k_source >= k_target:
         raise ValueError(f"source={source!r}, target={target!r}: expected source before target")
     return k_source, k_target
+
+
+def _as_time(data, params: dict, time: np.ndarray, value, what: str):
+    """``value`` as the fit's numeric time: a label of a text time column (``"day2"``) is the time read from it."""
+    if not isinstance(value, str):
+        return value
+    labels = obs_column(data, params["primary"], params["time_key"], "time_key").astype(str).to_numpy()
+    read = {str(label): float(t) for label, t in zip(labels, time, strict=True) if np.isfinite(t)}
+    if value not in read:
+        shown = ", ".join(f"{label!r} -> {t:g}" for label, t in sorted(read.items(), key=lambda kv: kv[1]))
+        raise ValueError(f"{what}={value!r}: not a label of .obs[{params['time_key']!r}], read as times {shown}")
+    return read[value]
+
+
+def _check_table_key(data, params: dict, key_added: str) -> None:
+    """``key_added`` may replace an earlier table, never other ``.uns`` data (a fit, scanpy's ``"pca"``, ...)."""
+    old = primary_table(data, params["primary"]).uns.get(key_added)
+    if old is not None and not (isinstance(old, Mapping) and set(old) == {"transition", "params"}):
+        raise ValueError(
+            f"key_added={key_added!r}: .uns[{key_added!r}] holds other data (not a cell_transition table); "
+            "pass another key_added"
+        )
 
 
 def _column_of(groups) -> str:
@@ -345,10 +382,16 @@ def _groups_at(data, primary: str, groups, at: np.ndarray, time: float, what: st
             f"{what}: expected an .obs column or a {{column: [labels]}} dict of one column, got {groups!r}"
         )
     col = obs_column(data, primary, column, what)
-    present = set(col[at].dropna().unique())
+    present = {_plain(g) for g in col[at].dropna().unique()}
     if wanted is None:
         order = col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else sorted(present, key=str)
-        return column, [g for g in order if g in present]
+        return column, [_plain(g) for g in order if _plain(g) in present]
+    unknown = [g for g in wanted if g not in {_plain(v) for v in col.dropna().unique()}]
+    if unknown:
+        raise ValueError(
+            f"{what}: {unknown} not labels of .obs[{column!r}], whose labels are "
+            f"{sorted({_plain(v) for v in col.dropna().unique()}, key=str)} (mind numbers against text)"
+        )
     absent = [g for g in wanted if g not in present]
     if absent:
         raise ValueError(
@@ -358,10 +401,15 @@ def _groups_at(data, primary: str, groups, at: np.ndarray, time: float, what: st
     return column, wanted
 
 
+def _plain(label):
+    """A label as Python writes it (``2``, not ``np.int64(2)``), for messages and comparisons."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
 def _normalized(table: pd.DataFrame, forward: bool) -> pd.DataFrame:
     """Rows (``forward``) or columns divided by their sums; empty ones NaN, with a warning."""
     sums = table.sum(axis=1 if forward else 0)
-    empty = sums.index[sums <= 0].tolist()
+    empty = [_plain(g) for g in sums.index[sums <= 0]]
     if empty:
         side = "source group(s) reach" if forward else "target group(s) descend from"
         warn(f"cell_transition: {empty}: the {side} none of the groups shown; their fractions are NaN")
