@@ -121,7 +121,7 @@ def test_bad_input_is_named_and_changes_nothing(fitted):
         ({"key": "other"}, "no sc_syncot result"),
         ({"key_added": "pca"}, "holds other data"),  # another tool's entry
         ({"source_groups": {"group": ["l"]}}, "not labels of"),  # a typo, told from a label absent at the time
-        ({"source": "day0"}, "not a label of"),
+        ({"source": "day0"}, "source: expected a number"),  # the fit read numbers, not labels
     ]
     for kwargs, match in cases:
         args = {"source": 0, "target": 1, "source_groups": "group"} | kwargs
@@ -138,6 +138,8 @@ def test_times_are_read_as_the_fit_read_its_text_column():
     np.testing.assert_allclose(by_label, scs.tl.cell_transition(a, 0, 1, "group", forward=True))
     scs.tl.push(a, "group", "M", time="day0")
     assert a.obs["syncot_push_M"].notna().all()
+    with pytest.raises(ValueError, match=r"'day0' -> 0, 'day1' -> 1"):
+        scs.tl.cell_transition(a, "day 0", "day1", "group")
 
 
 def test_the_transport_matrix_is_a_near_optimal_coupling_on_the_graph(fitted, monkeypatch):

@@ -346,9 +346,10 @@ def _interval_ends(data, params: dict, time: np.ndarray, tp: np.ndarray, source,
 
 def _as_time(data, params: dict, time: np.ndarray, value, what: str):
     """``value`` as the fit's numeric time: a label of a text time column (``"day2"``) is the time read from it."""
-    if not isinstance(value, str):
-        return value
-    labels = obs_column(data, params["primary"], params["time_key"], "time_key").astype(str).to_numpy()
+    column = obs_column(data, params["primary"], params["time_key"], "time_key")
+    if not isinstance(value, str) or pd.api.types.is_numeric_dtype(column):
+        return value  # a number, or text for a numeric column: observed_time says it expects a number
+    labels = column.astype(str).to_numpy()
     read = {str(label): float(t) for label, t in zip(labels, time, strict=True) if np.isfinite(t)}
     if value not in read:
         shown = ", ".join(f"{label!r} -> {t:g}" for label, t in sorted(read.items(), key=lambda kv: kv[1]))
