@@ -11,9 +11,9 @@ both fates. ``± se``: the standard deviation of the AUROC over 200 bootstrap re
 
 Methods, all on the same cells:
 
-- ``syncot kantorovich``, ``syncot monge``: ``tl.syncot`` (graph, ``masses="counts"``, weight 1) with each coupling,
-  then ``tl.pull(adata, "branch", "A")``; ``weight 0``: the same fit without the secondary's cost (its graph is
-  still built in the joint space);
+- ``syncot kantorovich``, ``syncot monge``, ``syncot paired``: ``tl.syncot`` (graph, ``masses="counts"``, weight
+  1) with each coupling, then ``tl.pull(adata, "branch", "A")``; ``weight 0``: the same fit without the
+  secondary's cost (its graph is still built in the joint space);
 - ``static OT <space>``: exact plans (POT's ``emd``, uniform masses) between consecutive time points in the primary
   (10 PCs), the secondary (10 LSI components) or both side by side (each z-scored), A's share pulled back along
   them (each cell takes its plan row's mean of the next time point's shares);
@@ -114,6 +114,7 @@ def rows(noise: bool) -> list[dict]:
     for name, kwargs in (
         ("syncot kantorovich", {}),
         ("syncot monge", {"coupling": "monge"}),
+        ("syncot paired", {"coupling": "paired"}),
         ("weight 0", {"weight": 0.0}),
     ):
         fitted = adata.copy()

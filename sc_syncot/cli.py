@@ -68,9 +68,9 @@ def _add_run(sub) -> None:
         "--coupling",
         nargs="+",
         default="kantorovich",
-        choices=["kantorovich", "monge"],
-        help="how the spaces are linked: a kernel to k-means points of the secondary, or a smooth map; one for all "
-        "secondaries or one each (default: %(default)s)",
+        choices=["kantorovich", "monge", "paired"],
+        help="how the spaces are linked: a kernel to k-means points of the secondary, a smooth map, or each graph "
+        "node's own secondary state (paired); one for all secondaries or one each (default: %(default)s)",
     )
     run.add_argument(
         "--weight",
@@ -350,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--weight", type=float, default=1.0, help="secondary weight lambda (default: %(default)s)")
     demo.add_argument(
-        "--coupling", default="kantorovich", choices=["kantorovich", "monge"], help="(default: %(default)s)"
+        "--coupling", default="kantorovich", choices=["kantorovich", "monge", "paired"], help="(default: %(default)s)"
     )
     demo.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -212,6 +212,31 @@ def test_monge_on_the_graph_is_the_map_of_the_paired_cells(course):
     assert np.linalg.norm(a.obsm["syncot_velocity_secondary"] - expected) < 0.05 * np.linalg.norm(expected)
 
 
+def test_a_paired_copy_of_the_primary_costs_weight_times_its_transport(course):
+    """Section 7's edge term with the nodes' own secondary states: a copy y = 3x (scaled back to x by the fit) pays
+    ``weight`` times the primary's transport on every edge, and its velocity is 3v, both exactly."""
+    a = course.copy()
+    a.obsm["X_copy"] = 3.0 * a.obsm["X_pca"]
+    scs.tl.syncot(a, "time", "X_pca", "X_copy", coupling="paired", weight=0.5, delta=None, **FAST)
+    costs = a.uns["syncot"]["costs"]
+    # measured 1e-8 (the map of coupling="monge" fits 0.4% and 2% off: a local linear fit, not the nodes' states)
+    np.testing.assert_allclose(costs["secondary"], 0.5 * np.asarray(costs["primary_transport"]), rtol=1e-6)
+    velocity = a.obsm["syncot_velocity"]
+    np.testing.assert_allclose(a.obsm["syncot_velocity_secondary"], 3.0 * velocity, atol=1e-6 * np.abs(velocity).max())
+    assert a.uns["syncot"]["params"]["coupling"] == "paired" and "r2" not in a.uns["syncot"]["coupling"]
+
+
+def test_paired_is_refused_where_nodes_carry_no_secondary_state(course):
+    a = course.copy()
+    for bad, match in (
+        ({"geometry": "grid", "n_dims": 2}, "needs the graph"),
+        ({"n_support": 50}, "act on coupling='kantorovich' only"),
+        ({"delta": None, "secondary_delta": 1.0}, "needs an unbalanced fit"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            scs.tl.syncot(a, "time", "X_pca", "X_lsi", coupling="paired", copy=True, progress=False, **bad)
+
+
 def test_a_noise_secondary_barely_bends_the_monge_paths_on_the_graph(course):
     """The Monge term pays the map's change along each edge, not the nodes' noisy secondary means."""
     a = course.copy()

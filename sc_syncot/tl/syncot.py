@@ -37,7 +37,8 @@ from .time_warp import TimeWarp, resolve_time_warp, warp_from_callable
 
 logger = logging.getLogger("sc_syncot")
 
-COUPLINGS = ("kantorovich", "monge")
+COUPLINGS = ("kantorovich", "monge", "paired")
+MAP_LIKE = ("monge", "paired")  # a secondary position per node (or grid cell): no support, no entropic smoothing
 # Peak memory of a solve, in scalar grid fields of (n_time + 1) x n_cells doubles: measured 80-100 on the
 # oracles of benchmarks/solver.py (64^2 and 128^2 space cells, 32 time steps), rounded up.
 FIELDS_PER_SOLVE = 120
@@ -332,9 +333,11 @@ def syncot(
     ``"auto"`` takes the graph when the primary basis has more than 3 columns and no grid option (``n_dims``,
     ``n_bins``, ``bandwidth``) is given, and logs which and why. With a secondary basis, the path also pays
     ``weight`` times the action it induces there: through a smooth map fitted on the paired cells (``"monge"``; on
-    the graph, the change of the map's value between the two nodes of each edge), or a Markov kernel to k-means
-    support points of the secondary basis (``"kantorovich"``; on the graph, each node's row is the support labels
-    of its cells, on the grid a kernel from grid cells).
+    the graph, the change of the map's value between the two nodes of each edge), the nodes' own secondary states
+    (``"paired"``, graph only: each edge pays the secondary displacement between its two nodes, so cells that share
+    a primary state but differ in the secondary, such as chromatin primed toward a fate, are told apart), or a
+    Markov kernel to k-means support points of the secondary basis (``"kantorovich"``; on the graph, each node's
+    row is the support labels of its cells, on the grid a kernel from grid cells).
 
     Parameters
     ----------
@@ -353,8 +356,10 @@ def syncot(
         factor so that its total variance equals that of the primary columns used (recorded in ``.uns``). On the
         graph, the nodes are clustered in the joint space of the primary and every secondary.
     coupling
-        ``"kantorovich"`` or ``"monge"``; with several secondaries one for all or a list of one per secondary, as
-        for ``weight``, ``secondary_delta``, ``n_support`` and ``epsilon``.
+        ``"kantorovich"``, ``"monge"`` or ``"paired"`` (graph only); with several secondaries one for all or a list
+        of one per secondary, as for ``weight``, ``secondary_delta``, ``n_support`` and ``epsilon``. ``"paired"``
+        tells fates earliest where the secondary leads (``benchmarks/fates.py``), but it follows the secondary's
+        noise too: where that is large, the map (``"monge"``) averages it away.
     weight
         ``lambda``, the weight of the secondary action (one per secondary, or one for all).
     delta
@@ -795,6 +800,9 @@ def _graph_coupling(cg, y_scaled, spec: SecondarySpec, columns: slice, scaled: t
         fitted = _monge_map(x, y, spec, info, seed)
         sec = MongeSecondary(fitted(cg.graph.points), spec.weight, delta=spec.delta, name=spec.name)
         return Coupling(sec, info, fitted, name=spec.name, columns=columns)
+    if spec.coupling == "paired":  # math.md section 7: each node's own y_i (path nodes: interpolated)
+        sec = MongeSecondary(cg.secondary[:, columns], spec.weight, delta=spec.delta, name=spec.name)
+        return Coupling(sec, info, name=spec.name, columns=columns)
     sec, support, labels = graph_fit.kantorovich_secondary(
         cg, y_scaled[:, columns], spec.weight, spec.delta, spec.n_support, spec.epsilon, seed, k, spec.name, columns
     )
@@ -910,8 +918,14 @@ def _check_unused(
         syncot, n_support=n_support, sinkhorn_sweeps=sinkhorn_sweeps, epsilon=epsilon,
         kantorovich_discretization=kantorovich_discretization,
     )  # fmt: skip
-    if specs and all(s.coupling == "monge" for s in specs) and kantorovich_only:
-        raise ValueError(f"{', '.join(kantorovich_only)}: act on coupling='kantorovich' only, not on coupling='monge'")
+    if specs and all(s.coupling in MAP_LIKE for s in specs) and kantorovich_only:
+        given = sorted({s.coupling for s in specs})
+        raise ValueError(f"{', '.join(kantorovich_only)}: act on coupling='kantorovich' only, not on coupling={given}")
+    if geometry == "grid" and any(s.coupling == "paired" for s in specs):
+        raise ValueError(
+            "coupling='paired': needs the graph (geometry='graph'), whose nodes carry their own secondary states; "
+            "on a grid use 'monge' or 'kantorovich'"
+        )
     graph_only = changed(syncot, n_nodes=n_nodes, n_neighbors=n_neighbors)
     if geometry == "grid" and graph_only:
         where = "this fit is on a grid (geometry or grid options)"
@@ -949,8 +963,8 @@ def _check_params(
         raise ValueError(f"delta: expected a positive finite float, 'auto' or None, got {delta!r}")
     if secondary_delta is not None and not _is_length(secondary_delta):
         raise ValueError(f"secondary_delta: expected a positive finite float or None, got {secondary_delta!r}")
-    if secondary_delta is not None and delta is None and coupling == "monge":  # folded into the primary's source
-        raise ValueError("secondary_delta: with coupling='monge' it needs an unbalanced fit; set delta too")
+    if secondary_delta is not None and delta is None and coupling in MAP_LIKE:  # folded into the primary's source
+        raise ValueError(f"secondary_delta: with coupling={coupling!r} it needs an unbalanced fit; set delta too")
     if epsilon is not None and not _is_length(epsilon):
         raise ValueError(f"epsilon: expected a positive finite float or None, got {epsilon!r}")
     if bandwidth is not None and not all(_is_length(h) for h in np.atleast_1d(np.asarray(bandwidth, dtype=object))):
