@@ -75,7 +75,8 @@ def test_counts_give_every_target_cell_one_ancestry(fitted):
     # the groups' shares of a target cell add up to 1 wherever the flow has mass, and every target cell has some
     np.testing.assert_allclose(counts.sum(0), list(TARGETS.values()), rtol=0.02)
     stored = fitted.uns["syncot_cell_transition"]
-    assert stored["params"]["normalize"] is False and stored["transition"].equals(counts)
+    assert stored["params"]["normalize"] is False
+    np.testing.assert_array_equal(stored["values"], counts.to_numpy())
 
 
 def test_a_dict_restricts_the_groups_and_keeps_their_order(fitted):
@@ -90,18 +91,42 @@ def test_the_table_and_its_plot_survive_h5ad(fitted, tmp_path):
     scs.tl.cell_transition(a, 0, 1, "group", forward=True)
     a.write_h5ad(tmp_path / "a.h5ad")
     b = ad.read_h5ad(tmp_path / "a.h5ad")
-    np.testing.assert_allclose(
-        b.uns["syncot_cell_transition"]["transition"], a.uns["syncot_cell_transition"]["transition"]
-    )
+    np.testing.assert_allclose(b.uns["syncot_cell_transition"]["values"], a.uns["syncot_cell_transition"]["values"])
     fig = scs.pl.cell_transition(b, return_fig=True)
     assert fig.axes[0].get_title() == "fraction of descendants (rows)"
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(SIZES)
-    fig = scs.pl.cell_transition(a.uns["syncot_cell_transition"]["transition"], return_fig=True)
+    assert fig.axes[0].get_xlabel() == "group at 1"  # the column's name, from the stored parameters
+    fig = scs.pl.cell_transition(scs.tl.cell_transition(a, 0, 1, "group", forward=True), return_fig=True)
     assert len(fig.axes[0].texts) == len(SIZES) * len(TARGETS)
     assert fig.axes[0].get_title() == "fraction of descendants (rows)"  # read off the table: its rows sum to 1
     assert fig.axes[0].get_ylabel() == "group (source)"
     with pytest.raises(ValueError, match="run sc_syncot.tl.cell_transition"):
         scs.pl.cell_transition(a, key="other")
+
+
+def test_any_labels_survive_h5ad_and_numbers_sort_by_value(fitted, tmp_path):
+    a = fitted.copy()
+    codes = {"L": 10, "M": 2, "R": 3, "up_left": 1, "up_right": 20}
+    a.obs["code"] = a.obs["group"].map(codes).astype(int)  # integer labels, one equal to nothing, one to a count
+    a.obs["n"] = a.obs["code"].astype(str)  # a target label column named like nothing in particular
+    table = scs.tl.cell_transition(a, 0, 1, "code", "n", forward=True)
+    assert list(table.index) == [2, 3, 10] and list(table.columns) == ["1", "20"]
+    a.write_h5ad(tmp_path / "a.h5ad")
+    b = ad.read_h5ad(tmp_path / "a.h5ad")
+    fig = scs.pl.cell_transition(b, return_fig=True)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["2", "3", "10"]
+
+
+def test_mudata_tables_go_where_they_are_checked():
+    md = pytest.importorskip("mudata")
+    m = md.MuData({"rna": _course(5)})
+    scs.tl.syncot(m, "time", "rna:X_state", delta=None, n_nodes=200, progress=False)
+    m.uns["other"] = {"mine": 1}
+    with pytest.raises(ValueError, match="holds other data"):
+        scs.tl.cell_transition(m, 0, 1, "group", key_added="other")
+    assert dict(m.uns["other"]) == {"mine": 1}
+    table = scs.tl.cell_transition(m, 0, 1, "group", forward=True)
+    np.testing.assert_allclose(m.uns["syncot_cell_transition"]["values"], table.to_numpy())
 
 
 def test_bad_input_is_named_and_changes_nothing(fitted):

@@ -119,7 +119,8 @@ def cell_transition(
         AnnData holding the table under ``.uns[key]`` (as :func:`sc_syncot.tl.cell_transition` stores it), or the
         returned DataFrame itself.
     key
-        ``.uns`` key of the stored table (its ``key_added``).
+        ``.uns`` key of the stored table (the ``key_added`` of :func:`sc_syncot.tl.cell_transition`, by default
+        ``f"{fit key}_cell_transition"``), not of the fit.
     cmap
         Colormap; fractions are drawn on ``[0, 1]``, counts (``normalize=False``) from 0 to their largest.
     annotate, fmt
@@ -160,6 +161,12 @@ def _transition_table(data, key: str) -> tuple[pd.DataFrame, dict]:
         forward = {(True, False): True, (False, True): False}.get(tuple(ones))
         return data, {"forward": forward, "normalize": any(ones) or bool(np.nanmax(values, initial=0.0) <= 1.0)}
     stored_table = getattr(data, "uns", {}).get(key)
-    if not isinstance(stored_table, dict) or "transition" not in stored_table:
+    if not isinstance(stored_table, dict) or "values" not in stored_table:
         raise ValueError(f"key={key!r}: no cell_transition table in .uns; run sc_syncot.tl.cell_transition first")
-    return stored_table["transition"], dict(stored_table.get("params", {}))
+    params = dict(stored_table.get("params", {}))
+    table = pd.DataFrame(
+        np.asarray(stored_table["values"], float),
+        index=pd.Index([str(g) for g in stored_table["source_labels"]], name=params.get("source_groups")),
+        columns=pd.Index([str(g) for g in stored_table["target_labels"]], name=params.get("target_groups")),
+    )
+    return table, params

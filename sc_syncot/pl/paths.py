@@ -265,8 +265,15 @@ def _monge_path(adata, st: Stored, velocity: str, sec: str, components, n_arrows
     a.quiver(*y[idx].T, *vel[idx].T, angles="xy", scale_units="xy", scale=scale, width=0.003, color="k", alpha=0.7)
     _set_limits(a, limits)
     several = "couplings" in st.uns  # name the basis among several
-    label_axes(a, labels, f"secondary path ({f'{sec}, ' if several else ''}monge)")
+    label_axes(a, labels, f"secondary path ({f'{sec}, ' if several else ''}{_coupling_of(st, sec)})")
     return fig, axes
+
+
+def _coupling_of(st: Stored, sec: str) -> str:
+    """The coupling of secondary basis ``sec`` as the fit recorded it (one for all, or one per basis)."""
+    couplings = [str(c) for c in np.atleast_1d(st.params.get("coupling", "monge"))]
+    keys = [str(k) for k in np.atleast_1d(st.params.get("secondary", sec))]
+    return couplings[keys.index(sec)] if len(couplings) == len(keys) and sec in keys else couplings[0]
 
 
 def _kantorovich_path(adata, st: Stored, cpl, sec: str, ts, components, cells: bool, ncols: int, cmap, robust, ax):

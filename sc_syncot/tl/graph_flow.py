@@ -110,6 +110,8 @@ class GraphFlow(TimeAxis):
     def advect_share(self, share: np.ndarray, k: int, direction: int) -> np.ndarray:
         """Carry a share (fraction of each node's mass that belongs to a group) through interval ``k``.
 
+        ``share``: ``(n,)``, or ``(n, m)`` for ``m`` shares carried at once (one sparse factorization per step).
+
         Within a time step a node's mass and what flows into it mix, and the mixture leaves along the node's
         outgoing flows (mass can cross several edges in one step, so shares are solved for, not stepped). Forward
         (``direction=1``), the mixture's share ``o`` solves ``(rho_i + in_i) o_i - sum_{e -> i} a_e o_src(e) =

@@ -151,7 +151,17 @@ def _scaled_secondary(cells: CellData, seed: int, columns: slice, spec: Secondar
     scale = _secondary_scale(x, y)
     y = y * scale
     info = {"scale": scale, "n_paired": int(len(x))}
-    info.update(_predictability(x, y, cells.time[cells.paired], seed, label=_label(spec), warned=spec.weight > 0))
+    info.update(
+        _predictability(
+            x,
+            y,
+            cells.time[cells.paired],
+            seed,
+            label=_label(spec),
+            warned=spec.weight > 0,
+            paired=spec.coupling == "paired",
+        )
+    )
     return x, y, info
 
 
@@ -197,6 +207,7 @@ def _predictability(
     n_max: int = 5000,
     label: str = "the secondary",
     warned: bool = True,
+    paired: bool = False,
 ) -> dict:
     """Cross-validated kNN R^2 of the secondary on the primary (pooled and within time points), with a warning."""
     if len(x) > n_max:  # keep it a second or two
@@ -207,8 +218,13 @@ def _predictability(
     if warned and np.isfinite(r2["within_time"]) and r2["within_time"] < 0.05:
         warn(
             f"{label} is hardly predictable from the primary state within a time point (cross-validated kNN "
-            f"R^2 = {r2['within_time']:.2f}; pooled over time {r2['pooled']:.2f}): the synchronization can smooth "
-            "the secondary path but adds little information to the primary one"
+            f"R^2 = {r2['within_time']:.2f}; pooled over time {r2['pooled']:.2f}): "
+            + (
+                "with coupling='paired' that is what lets it tell cells of one primary state apart (a secondary "
+                "that leads), but noise reads the same: check with tl.evaluate_heldout, or against a weight-0 fit"
+                if paired
+                else "the synchronization can smooth the secondary path but adds little information to the primary one"
+            )
         )
     return {"r2_within_time": r2["within_time"], "r2_pooled": r2["pooled"]}
 
@@ -357,9 +373,9 @@ def syncot(
         graph, the nodes are clustered in the joint space of the primary and every secondary.
     coupling
         ``"kantorovich"``, ``"monge"`` or ``"paired"`` (graph only); with several secondaries one for all or a list
-        of one per secondary, as for ``weight``, ``secondary_delta``, ``n_support`` and ``epsilon``. ``"paired"``
-        tells fates earliest where the secondary leads (``benchmarks/fates.py``), but it follows the secondary's
-        noise too: where that is large, the map (``"monge"``) averages it away.
+        of one per secondary, as for ``weight``, ``secondary_delta``, ``n_support`` and ``epsilon``. Of the
+        couplings, ``"paired"`` tells fates earliest where the secondary leads (``benchmarks/fates.py``), but it
+        follows the secondary's noise too: where that is large, the map (``"monge"``) averages it away.
     weight
         ``lambda``, the weight of the secondary action (one per secondary, or one for all).
     delta
@@ -459,8 +475,8 @@ def syncot(
         node the densities, velocity and growth fields in physical units, costs per interval and space,
         convergence), ``.obsm[f"{key_added}_velocity"]`` (in the columns fitted), ``.obs[f"{key_added}_growth"]``
         and ``.obsm[f"{key_added}_velocity_secondary"]`` (in the secondary basis' own units: the map's Jacobian
-        times the velocity for a Monge coupling; on the graph, for a Kantorovich one, the change of the nodes'
-        secondary coordinates along the flow; on a grid, for a Monge coupling only). On the graph,
+        times the velocity for a Monge coupling; on the graph, for a Kantorovich or a paired one, the change of the
+        nodes' secondary coordinates along the flow; on a grid, for a Monge coupling only). On the graph,
         ``.uns[key_added]["graph"]`` holds the nodes (``points``, ``secondary``, ``edges``, ``omega``, ``node_time``),
         ``.uns[key_added]["edge_flow"]`` the mass flow along each edge per interval and time step, the densities,
         velocities and growth rates are per node, and ``.obs[f"{key_added}_node"]`` is each cell's node. With
