@@ -52,25 +52,27 @@ def _share(flow: Flow, x: np.ndarray, in_group: np.ndarray, bandwidth) -> np.nda
 
 
 def _carry(data, groupby, groups, time, key, key_added, direction, copy):
-    read_flow(data, key)  # a missing or foreign result is named before anything else is checked
+    flow = read_flow(data, key)  # a missing or foreign result is named before anything else is checked
     params = data.uns[key]["params"]
     _check_column(data, params, key, key_added, groupby)
-    result = _carried_shares(data, key, groupby, [groups], time, direction)[:, 0]
+    cells = result_cells(data, params)
+    result = _carried_shares(data, key, flow, cells, groupby, [groups], time, direction)[:, 0]
     out = data.copy() if copy else data
     primary_table(out, params["primary"]).obs[key_added] = result
     return out if copy else None
 
 
-def _carried_shares(data, key, groupby, groups: list, time, direction, until=None) -> np.ndarray:
+def _carried_shares(data, key, flow, cells, groupby, groups: list, time, direction, until=None) -> np.ndarray:
     """``(n_cells, len(groups))``: per cell of the fit, each group's share carried from ``time`` along the flow.
+
+    ``flow`` and ``cells``: the result under ``key`` and its cells, as :func:`read_flow` and :func:`result_cells`
+    read them (once, by the caller).
 
     Each entry of ``groups`` is a label or a list of labels of ``groupby``; NaN on the far side of ``time``.
     ``until``: the index of the last time point to carry to (default: the end of the course in ``direction``). On
     the graph every group travels in one pass (a matrix of shares); on the grid one field each.
     """
-    flow = read_flow(data, key)
     params = data.uns[key]["params"]
-    cells = result_cells(data, params)
     tp = flow.time_points
     k0 = (0 if direction > 0 else len(tp) - 1) if time is None else observed_time(
         _as_time(data, params, cells.time, time, "time"), tp
@@ -260,7 +262,8 @@ def cell_transition(
     flow = read_flow(adata, key)
     params = adata.uns[key]["params"]
     tp = flow.time_points
-    time = result_cells(adata, params).time
+    cells = result_cells(adata, params)
+    time = cells.time
     k_source, k_target = _interval_ends(adata, params, time, tp, source, target)
     key_added = check_key_added(f"{key}_cell_transition" if key_added is None else key_added)
     _check_table_key(adata, key_added)
@@ -269,7 +272,8 @@ def cell_transition(
     s_col, s_labels = _groups_at(adata, params["primary"], source_groups, at_source, tp[k_source], "source_groups")
     t_col, t_labels = _groups_at(adata, params["primary"], target_groups, at_target, tp[k_target], "target_groups")
     t_values = obs_column(adata, params["primary"], t_col, "target_groups").to_numpy()[at_target]
-    shares = _carried_shares(adata, key, s_col, [[g] for g in s_labels], tp[k_source], +1, until=k_target)
+    groups = [[g] for g in s_labels]
+    shares = _carried_shares(adata, key, flow, cells, s_col, groups, tp[k_source], +1, until=k_target)
     in_target = np.stack([t_values == b for b in t_labels], axis=1).astype(float)  # (target cells, groups)
     counts = shares[at_target].T @ in_target
     counts[counts < ROUNDING * at_target.sum()] = 0.0  # left by the mixing's floor (1e-12 of a node's mass)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import splu, spsolve
+from scipy.sparse.linalg import splu
 
 from ..pp.inputs import primary_table
 from .flow import TimeAxis
@@ -146,7 +146,7 @@ class GraphFlow(TimeAxis):
         column = (slice(None),) + (None,) * (share.ndim - 1)  # node weights against one share or several
         matrix = (sp.diags(total + floor) - coupling).tocsc()
         rhs = (weight + floor)[column] * share
-        return np.clip(splu(matrix).solve(rhs) if share.ndim > 1 else spsolve(matrix, rhs), 0.0, 1.0)
+        return np.clip(splu(matrix).solve(rhs), 0.0, 1.0)
 
     def walk(self, nodes: np.ndarray, k: int, j: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One step of particles (node indices) along the flow, and ``int g dt`` over it.
