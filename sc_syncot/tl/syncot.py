@@ -151,17 +151,7 @@ def _scaled_secondary(cells: CellData, seed: int, columns: slice, spec: Secondar
     scale = _secondary_scale(x, y)
     y = y * scale
     info = {"scale": scale, "n_paired": int(len(x))}
-    info.update(
-        _predictability(
-            x,
-            y,
-            cells.time[cells.paired],
-            seed,
-            label=_label(spec),
-            warned=spec.weight > 0,
-            paired=spec.coupling == "paired",
-        )
-    )
+    info.update(_predictability(x, y, cells.time[cells.paired], seed, spec))
     return x, y, info
 
 
@@ -200,29 +190,26 @@ def _monge_map(x: np.ndarray, y: np.ndarray, spec: SecondarySpec, info: dict, se
 
 
 def _predictability(
-    x: np.ndarray,
-    y: np.ndarray,
-    time: np.ndarray,
-    seed: int,
-    n_max: int = 5000,
-    label: str = "the secondary",
-    warned: bool = True,
-    paired: bool = False,
+    x: np.ndarray, y: np.ndarray, time: np.ndarray, seed: int, spec: SecondarySpec, n_max: int = 5000
 ) -> dict:
-    """Cross-validated kNN R^2 of the secondary on the primary (pooled and within time points), with a warning."""
+    """Cross-validated kNN R^2 of the secondary on the primary (pooled and within time points).
+
+    Warned about when low, unless ``spec`` is at weight 0 (it then does not act on the fit); the warning says what a
+    low R^2 means for ``spec``'s coupling.
+    """
     if len(x) > n_max:  # keep it a second or two
         keep = np.random.default_rng(seed).choice(len(x), n_max, replace=False)
         x, y, time = x[keep], y[keep], time[keep]
     k = max(1, min(50, len(x) // 20))
     r2 = pp.secondary_predictability(x, y, time, k=k, seed=seed)
-    if warned and np.isfinite(r2["within_time"]) and r2["within_time"] < 0.05:
+    if spec.weight > 0 and np.isfinite(r2["within_time"]) and r2["within_time"] < 0.05:
         warn(
-            f"{label} is hardly predictable from the primary state within a time point (cross-validated kNN "
+            f"{_label(spec)} is hardly predictable from the primary state within a time point (cross-validated kNN "
             f"R^2 = {r2['within_time']:.2f}; pooled over time {r2['pooled']:.2f}): "
             + (
                 "with coupling='paired' that is what lets it tell cells of one primary state apart (a secondary "
                 "that leads), but noise reads the same: check with tl.evaluate_heldout, or against a weight-0 fit"
-                if paired
+                if spec.coupling == "paired"
                 else "the synchronization can smooth the secondary path but adds little information to the primary one"
             )
         )
