@@ -108,6 +108,8 @@ def moscot_plans(adata) -> list[np.ndarray] | None:
 
 
 def zscored(z: np.ndarray) -> np.ndarray:
+    """Centred and divided by one overall spread (not heldout.py's ``standardized`` per column): a basis keeps
+    the shape of its variance and weighs as much as the other side by side."""
     return (z - z.mean(0)) / z.std()
 
 
