@@ -5,6 +5,7 @@ from .fates import cell_transition, pull, push, transport_matrix
 from .gaussian_growth import gaussian_growth
 from .paths import interpolate, trajectories
 from .syncot import syncot
+from .transitions import transition_matrix
 
 __all__ = [
     "cell_transition",
@@ -15,5 +16,6 @@ __all__ = [
     "push",
     "syncot",
     "trajectories",
+    "transition_matrix",
     "transport_matrix",
 ]
