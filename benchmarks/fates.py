@@ -23,6 +23,13 @@ Methods, all on the same cells:
 The ``noise`` course is the same with its secondary replaced by Gaussian noise of the same shape: there the
 secondary says nothing of fates, and the synchronized fits should score as their weight-0 fit.
 
+``--cellrank`` (when CellRank is installed; it is not a dependency) adds CellRank's fate probabilities of branch A
+(``GPCCA.compute_fate_probabilities``, terminal states: the last time point's A and B cells) on each syncot fit's
+``tl.transition_matrix`` (``PrecomputedKernel``; its default, no threshold, and for the default coupling also
+CellRank's ``threshold="auto"``), and on moscot's plans through CellRank's own ``RealTimeKernel.from_moscot``, with
+its default ``threshold="auto"`` and without a threshold. They score a Markov chain's forward probabilities, where
+``pull`` counts descendants: a dividing branch weighs more in ``pull``, not in the chain.
+
 ``--heldout`` also measures what ``coupling="paired"`` costs in held-out predictions on both courses:
 ``tl.evaluate_heldout`` at t = 0.6 and 1.2 (as ``heldout.py``'s leading rows, whose Monge and Kantorovich figures
 are in ``docs/benchmarks/heldout.md``), W1 of the paired fit over its weight-0 fit's, per space.
@@ -95,16 +102,39 @@ def exact_plans(adata, z: np.ndarray) -> list[np.ndarray]:
     return plans
 
 
-def moscot_plans(adata) -> list[np.ndarray] | None:
+def moscot_plans(adata) -> tuple[list[np.ndarray] | None, object]:
+    """moscot's plans between consecutive time points, and its solved problem; ``(None, None)`` without moscot."""
     try:
         from moscot.problems.time import TemporalProblem  # noqa: PLC0415 (optional)
     except ImportError:
-        return None
-    sub = adata.copy()
+        return None, None
+    sub = with_x(adata)
     sub.obs["time"] = sub.obs["time"].astype(float)
     problem = TemporalProblem(sub).prepare(time_key="time", joint_attr="X_pca").solve()
     tp = np.unique(sub.obs["time"])
-    return [np.asarray(problem[(a, b)].solution.transport_matrix, float) for a, b in zip(tp[:-1], tp[1:], strict=True)]
+    plans = [np.asarray(problem[(a, b)].solution.transport_matrix, float) for a, b in zip(tp[:-1], tp[1:], strict=True)]
+    return plans, problem
+
+
+def cellrank_share(adata, kernel) -> np.ndarray:
+    """CellRank's fate probability of branch A for every cell, terminal states the last time point's A and B."""
+    import cellrank as cr  # noqa: PLC0415 (optional)
+
+    t = adata.obs["time"].to_numpy()
+    branch = adata.obs["branch"].astype(str)
+    terminal = branch.where((t == t.max()) & branch.isin(["A", "B"]).to_numpy())
+    g = cr.estimators.GPCCA(kernel)
+    g.set_terminal_states(terminal.astype("category"))
+    g.compute_fate_probabilities(show_progress_bar=False)
+    return np.asarray(g.fate_probabilities[["A"]]).ravel()
+
+
+def with_x(adata):
+    """The course with an empty ``X`` of the right shape: CellRank's estimators read ``X``'s dtype."""
+    out = adata.copy()
+    if out.X is None:
+        out.X = np.zeros((out.n_obs, out.n_vars))
+    return out
 
 
 def zscored(z: np.ndarray) -> np.ndarray:
@@ -113,7 +143,7 @@ def zscored(z: np.ndarray) -> np.ndarray:
     return (z - z.mean(0)) / z.std()
 
 
-def rows(noise: bool) -> list[dict]:
+def rows(noise: bool, cellrank: bool = False) -> list[dict]:
     adata = course(noise)
     label = "noise" if noise else "leading"
     out = []
@@ -132,6 +162,19 @@ def rows(noise: bool) -> list[dict]:
         share = fitted.obs["syncot_pull_A"].to_numpy()
         out.append({"course": label, "method": name, "seconds": seconds, "converged": converged} | scores(adata, share))
         print(out[-1], flush=True)
+        if cellrank:
+            import cellrank as cr  # noqa: PLC0415 (optional)
+
+            for threshold in (None, "auto") if name == "syncot kantorovich" else (None,):
+                start = time.perf_counter()
+                chain = with_x(fitted)
+                so.tl.transition_matrix(chain, threshold=threshold)
+                kernel = cr.kernels.PrecomputedKernel(chain, obsp_key="syncot_transitions")
+                share = cellrank_share(chain, kernel)
+                method = f"{name} + CellRank" + (f" ({threshold})" if threshold else "")
+                out.append({"course": label, "method": method, "seconds": time.perf_counter() - start}
+                           | scores(adata, share))  # fmt: skip
+                print(out[-1], flush=True)
     x, y = adata.obsm["X_pca"], adata.obsm["X_lsi"]
     for name, z in (("primary", x), ("secondary", y), ("both", np.hstack([zscored(x), zscored(y)]))):
         start = time.perf_counter()
@@ -139,10 +182,22 @@ def rows(noise: bool) -> list[dict]:
         out.append({"course": label, "method": f"static OT {name}", "seconds": time.perf_counter() - start}
                    | scores(adata, share))  # fmt: skip
     start = time.perf_counter()
-    plans = moscot_plans(adata)
+    plans, problem = moscot_plans(adata)
     if plans is not None:
         share = pulled_back(adata, plans)
         out.append({"course": label, "method": "moscot", "seconds": time.perf_counter() - start} | scores(adata, share))
+    if plans is not None and cellrank:
+        import cellrank as cr  # noqa: PLC0415 (optional)
+
+        for threshold in ("auto", None):
+            start = time.perf_counter()
+            kernel = cr.kernels.RealTimeKernel.from_moscot(problem)
+            kernel.compute_transition_matrix(threshold=threshold)
+            share = cellrank_share(problem.adata, kernel)
+            method = "moscot + CellRank" + (f" ({threshold})" if threshold else "")
+            out.append({"course": label, "method": method, "seconds": time.perf_counter() - start}
+                       | scores(adata, share))  # fmt: skip
+            print(out[-1], flush=True)
     return out
 
 
@@ -165,14 +220,30 @@ def heldout_rows() -> list[dict]:
     return out
 
 
+def versions() -> str:
+    """The libraries whose numerics the figures depend on (sparse solvers, OT), as installed."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    found = []
+    for name in ("sc-syncot", "numpy", "scipy", "torch", "pot", "moscot", "cellrank"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heldout", action="store_true", help="also the paired fit's held-out W1 (about 10 min)")
+    parser.add_argument("--cellrank", action="store_true", help="also CellRank's fate probabilities (needs cellrank)")
     add_argument(parser)
     args = parser.parse_args()
     REPORT.path = args.report
     start = time.perf_counter()
-    table = pd.DataFrame([r for noise in (False, True) for r in rows(noise)]).set_index(["course", "method"])
+    REPORT.print(f"versions: {versions()}\n")
+    table = pd.DataFrame([r for noise in (False, True) for r in rows(noise, args.cellrank)])
+    table = table.set_index(["course", "method"])
     REPORT.print(
         "AUROC of each progenitor's share of descendants in branch A (at the last time point) against its true fate,",
         " per time point (progenitors there in brackets); ± the bootstrap spread. The branch choice shows in ATAC",

@@ -37,7 +37,7 @@ def _block(a: ad.AnnData, matrix, source: float, target: float) -> np.ndarray:
 
 def test_rows_are_forward_probabilities_of_the_exact_plan(fitted):
     a = fitted.copy()
-    scs.tl.transition_matrix(a, threshold=None)
+    scs.tl.transition_matrix(a)  # threshold=None: every entry
     p = a.obsp["syncot_transitions"]
     assert sp.issparse(p) and p.format == "csr" and p.shape == (a.n_obs, a.n_obs) and p.min() >= 0
     np.testing.assert_allclose(np.asarray(p.sum(axis=1)).ravel(), 1.0, atol=1e-12)
@@ -56,35 +56,35 @@ def test_rows_are_forward_probabilities_of_the_exact_plan(fitted):
     np.testing.assert_allclose(ours, forward, atol=2e-3)
 
 
+def _plans(a: ad.AnnData) -> list[np.ndarray]:
+    return [scs.tl.transport_matrix(a, source, source + 1).to_numpy() for source in (0, 1)]
+
+
+def _thinned(plan: np.ndarray, cut: float) -> np.ndarray:
+    kept = np.where(plan >= cut, plan, 0.0)
+    return kept / kept.sum(1, keepdims=True)
+
+
 def test_auto_threshold_is_cellranks_rule(fitted):
     a = fitted.copy()
-    scs.tl.transition_matrix(a)  # threshold="auto"
+    scs.tl.transition_matrix(a, threshold="auto")
     p = a.obsp["syncot_transitions"]
     np.testing.assert_allclose(np.asarray(p.sum(axis=1)).ravel(), 1.0, atol=1e-12)
-    # CellRank's "auto", applied by hand to the dense rows: the smallest row maximum over the course is the cut
-    dense = []
-    for source, target in [(0, 1), (1, 2)]:
-        plan = scs.tl.transport_matrix(a, source, target).to_numpy()
-        dense.append(plan / plan.sum(1, keepdims=True))
-    cut = min(d.max(axis=1).min() for d in dense)
-    for (source, target), d in zip([(0, 1), (1, 2)], dense, strict=True):
-        kept = np.where(d >= cut, d, 0.0)
-        np.testing.assert_allclose(_block(a, p, source, target), kept / kept.sum(1, keepdims=True), atol=1e-12)
-        assert (_block(a, p, source, target) > 0).sum() < 0.5 * d.size  # it does thin the rows
+    # CellRank's "auto" (RealTimeKernel), by hand on the dense couplings: the smallest row maximum is the cut
+    plans = _plans(a)
+    cut = min(plan.max(axis=1).min() for plan in plans)
+    for source, plan in zip((0, 1), plans, strict=True):
+        np.testing.assert_allclose(_block(a, p, source, source + 1), _thinned(plan, cut), atol=1e-12)
+        assert (_block(a, p, source, source + 1) > 0).sum() < 0.5 * plan.size  # it does thin the rows
 
 
-def test_a_percentage_drops_at_most_that_share_of_entries(fitted):
-    full = scs.tl.transition_matrix(fitted, threshold=None, copy=True).obsp["syncot_transitions"]
+def test_a_percentage_is_cellranks_percentile(fitted):
     p = scs.tl.transition_matrix(fitted, threshold=40, copy=True).obsp["syncot_transitions"]
     np.testing.assert_allclose(np.asarray(p.sum(axis=1)).ravel(), 1.0, atol=1e-12)
-    for source, target in [(0, 1), (1, 2)]:
-        before, after = _block(fitted, full, source, target), _block(fitted, p, source, target)
-        values, counts = np.unique(before[before > 0], return_counts=True)
-        dropped = 1 - (after > 0).sum() / (before > 0).sum()
-        # cells of one node share their row, so values come in ties: the cut lands within the largest tie
-        assert 0.4 - counts.max() / counts.sum() <= dropped <= 0.4 + 1e-12
-        smallest_kept = before[after > 0].min()
-        assert (before[(before > 0) & (after == 0)] <= smallest_kept).all()  # the smallest ones go
+    for source, plan in zip((0, 1), _plans(fitted), strict=True):
+        # CellRank: np.percentile over the coupling's entries, those below it dropped
+        np.testing.assert_allclose(_block(fitted, p, source, source + 1), _thinned(plan, np.percentile(plan, 40)),
+                                   atol=1e-12)  # fmt: skip
 
 
 def test_self_transitions_of_the_last_time_point(fitted):
@@ -113,9 +113,25 @@ def test_cellrank_reads_it():
     fates = pd.DataFrame(np.asarray(g.fate_probabilities), columns=g.fate_probabilities.names, index=a.obs_names)
     first = a.obs["time"] == 0
     mean = fates[first].groupby(a.obs["group"][first], observed=True).mean()
-    # as the exact plan sends them: L and R one way each, M 0.6 / 0.4 (measured 0.58; "auto" thins the rows)
+    # as the exact plan sends them: L and R one way each, M 0.6 / 0.4
     assert mean.loc["L", "up_left"] > 0.95 and mean.loc["R", "up_right"] > 0.95
-    assert abs(mean.loc["M", "up_left"] - 0.6) < 0.05
+    assert abs(mean.loc["M", "up_left"] - 0.6) < 0.02
+    # and CellRank's own RealTimeKernel, given the same couplings, builds the same matrix with its thresholds
+    a.obs["day"] = a.obs["time"].astype("category")
+    couplings = {}
+    for source, target in [(0.0, 1.0), (1.0, 2.0)]:
+        plan = scs.tl.transport_matrix(a, source, target)
+        couplings[(source, target)] = ad.AnnData(plan.to_numpy(), obs=pd.DataFrame(index=plan.index),
+                                                 var=pd.DataFrame(index=plan.columns))  # fmt: skip
+    real_time = cr.kernels.RealTimeKernel(a, time_key="day", couplings={k: c.copy() for k, c in couplings.items()})
+    real_time.compute_transition_matrix(threshold=None, conn_kwargs={"use_rep": "X_state", "n_neighbors": 15})
+    scs.tl.transition_matrix(a, key_added="ours")  # the last time point's connectivities, CellRank's default
+    assert abs(sp.csr_matrix(real_time.transition_matrix) - a.obsp["ours"]).max() < 1e-6  # scanpy's float32
+    for threshold in ("auto", "auto_local", 30, None):
+        real_time = cr.kernels.RealTimeKernel(a, time_key="day", couplings={k: c.copy() for k, c in couplings.items()})
+        real_time.compute_transition_matrix(threshold=threshold, self_transitions="diagonal")
+        scs.tl.transition_matrix(a, threshold=threshold, self_transitions="diagonal", key_added="ours")
+        assert abs(sp.csr_matrix(real_time.transition_matrix) - a.obsp["ours"]).max() < 1e-12, threshold
 
 
 def test_h5ad_and_copy(fitted, tmp_path):
@@ -134,9 +150,10 @@ def test_bad_input_is_named_and_changes_nothing(fitted):
     cases = [
         ({"threshold": 120}, "threshold"),
         ({"threshold": "percentile"}, "threshold"),
+        ({"threshold": float("nan")}, "threshold"),
         ({"threshold": True}, "threshold"),
         ({"self_transitions": "uniform"}, "self_transitions"),
-        ({"n_neighbors": 0}, "n_neighbors"),
+        ({"n_neighbors": 1}, "n_neighbors"),
         ({"key_added": "connectivities"}, "connectivities"),
         ({"key_added": "a/b"}, "key_added"),
         ({"key": "missing"}, "missing"),
@@ -145,6 +162,13 @@ def test_bad_input_is_named_and_changes_nothing(fitted):
         with pytest.raises(ValueError, match=match):
             scs.tl.transition_matrix(a, **kwargs)
     assert set(a.obsp) == set(before.obsp) and set(a.uns) == set(before.uns)
+    moved = a.copy()
+    moved.obs["time"] = moved.obs["time"] * 24  # hours now: the cells no longer match the fit's time points
+    with pytest.raises(ValueError, match="key='syncot': the cells no longer match the fit"):
+        scs.tl.transition_matrix(moved)
+    with pytest.raises(ValueError, match="key='syncot': the cells no longer match the fit"):
+        scs.tl.transition_matrix(a[a.obs["time"] > 0].copy())  # a fitted time point without cells
+    assert "syncot_transitions" not in moved.obsp
     grid = _course(2)
     scs.tl.syncot(grid, "time", "X_state", delta=None, progress=False)
     with pytest.raises(ValueError, match="geometry='graph'"):
@@ -154,12 +178,13 @@ def test_bad_input_is_named_and_changes_nothing(fitted):
 def test_cells_that_reach_nothing_get_a_uniform_row_and_a_warning():
     from sc_syncot.tl.transitions import _block as block
 
-    rows = {  # two source nodes of one cell each; the second reaches no target node
-        "probs": np.array([[0.5, 0.25], [0.0, 0.0]]),
+    coupling = {  # two source nodes of one cell each; the second reaches no target node
+        "pi": np.array([[0.5, 0.25], [0.0, 0.0]]),
         "which": np.array([0, 1]),
         "column": np.array([0, 1, 1]),
-        "per_cell": np.array([1, 2]),
+        "n_source": np.array([1, 1]),
+        "n_target": np.array([1, 2]),
     }
-    with pytest.warns(UserWarning, match="1 cells of time point 0 have no descendant"):
-        out = block(rows, np.array([3, 4]), np.array([7, 8, 8]), 0.0, 0).toarray()
+    with pytest.warns(UserWarning, match="1 cells at time 0.5 have no descendant"):
+        out = block(coupling, 0.0, 0.5).toarray()
     np.testing.assert_allclose(out, [[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]])
