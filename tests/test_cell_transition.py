@@ -1,5 +1,7 @@
 """tl.cell_transition and pl.cell_transition: group-to-group tables against POT's exact plan, on both geometries."""
 
+import importlib
+
 import anndata as ad
 import matplotlib
 import numpy as np
@@ -184,7 +186,7 @@ def test_the_transport_matrix_is_a_near_optimal_coupling_on_the_graph(fitted, mo
     g = a.obs["group"].to_numpy()
     summed = [[plan.to_numpy()[g[t == 0] == i][:, g[t == 1] == j].sum() for j in counts.columns] for i in counts.index]
     np.testing.assert_allclose(summed, counts, atol=1e-10)
-    monkeypatch.setattr(scs.tl.fates, "MAX_TRANSPORT_ENTRIES", 100)
+    monkeypatch.setattr(importlib.import_module("sc_syncot.tl._fates"), "MAX_TRANSPORT_ENTRIES", 100)
     with pytest.raises(ValueError, match="150 x 150"):
         scs.tl.transport_matrix(a, 0, 1)
 

@@ -176,7 +176,7 @@ def test_bad_input_is_named_and_changes_nothing(fitted):
 
 
 def test_cells_that_reach_nothing_get_a_uniform_row_and_a_warning():
-    from sc_syncot.tl.transitions import _block as block
+    from sc_syncot.tl._transitions import _block as block
 
     coupling = {  # two source nodes of one cell each; the second reaches no target node
         "pi": np.array([[0.5, 0.25], [0.0, 0.0]]),

@@ -6,11 +6,11 @@ write nothing into the AnnData, and follow scanpy: ``ax`` to draw into existing 
 to ``sc_syncot.settings.figdir`` (``save=True``: ``<plot>.pdf``; ``save="_a.png"``: ``<plot>_a.png``).
 """
 
-from .animation import animate
-from .costs import cost_table, tradeoff
-from .fates import cell_transition, fates
-from .fields import growth, velocity
-from .paths import density_path, secondary_path, trajectories
+from ._animation import animate
+from ._costs import cost_table, tradeoff
+from ._fates import cell_transition, fates
+from ._fields import growth, velocity
+from ._paths import density_path, secondary_path, trajectories
 
 __all__ = [
     "animate",

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from .._settings import warn
 from ..pp.inputs import check_key_added, check_writes, primary_table
-from .fates import MAX_TRANSPORT_ENTRIES
+from ._fates import MAX_TRANSPORT_ENTRIES
 from .flow import read_flow, result_cells
 from .graph_flow import GraphFlow, cell_nodes
 
@@ -50,8 +50,8 @@ def transition_matrix(
     key
         The result to use.
     threshold
-        ``None`` (default): every entry is kept, each block dense; refused above
-        :data:`~sc_syncot.tl.fates.MAX_TRANSPORT_ENTRIES` entries over the course. Otherwise CellRank's rule for
+        ``None`` (default): every entry is kept, each block dense; refused above 5e7 entries over the course
+        (600 MB). Otherwise CellRank's rule for
         ``RealTimeKernel``, applied to the transport matrices :math:`\pi` before the rows are normalized:
         ``"auto"``, drop entries below the smallest row maximum over the course (rows without descendants left
         out), so every row keeps its largest entry; ``"auto_local"``, the same per interval; a number in

@@ -96,7 +96,7 @@ def trajectories(
     start_time = tp[k0]
     eligible = cells.time == start_time
     if groupby is not None:
-        from .fates import _group_mask
+        from ._fates import _group_mask
 
         eligible &= _group_mask(adata, params["primary"], groupby, groups)
     idx = np.flatnonzero(eligible)

@@ -316,7 +316,7 @@ def transport_matrix(adata, source: float | str, target: float | str, key: str =
     -------
     pandas.DataFrame
         Cells observed at ``source`` as the index, at ``target`` as the columns (their ``obs_names``, in
-        ``.obs`` order). Dense: at most :data:`MAX_TRANSPORT_ENTRIES` entries.
+        ``.obs`` order). Dense: at most 5e7 entries (400 MB).
     """
     flow = read_flow(adata, key)
     if not isinstance(flow, GraphFlow):

@@ -11,8 +11,8 @@ from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
+from ._paths import draw_density, projected_density
 from ._result import stored
-from .paths import draw_density, projected_density
 
 
 def animate(
