@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   sc-syncot demo --out results --coupling monge   a smooth map instead of a kernel, another folder
   sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi -o cells_syncot.h5ad
   sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi --coupling monge --weight 2
+  sc-syncot run cells.h5ad --time-key day --primary X_pca --transitions   a Markov chain for CellRank in .obsp
   sc-syncot run cells.h5ad --time-key day --primary X_pca --secondary X_lsi X_adt --coupling kantorovich monge
 """
 
@@ -136,6 +137,12 @@ def _add_run(sub) -> None:
     )
     run.add_argument("--seed", type=int, default=0, help="seed of the k-means support (default: %(default)s)")
     run.add_argument("--key-added", default="syncot", help="where results go (default: %(default)s)")
+    run.add_argument(
+        "--transitions",
+        action="store_true",
+        help="also write .obsp['<key>_transitions'] (graph fits): the course as a Markov chain for CellRank's "
+        "PrecomputedKernel (tl.transition_matrix, every entry kept)",
+    )
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument(
@@ -277,10 +284,26 @@ def _one_or_each(values):
     return values[0] if isinstance(values, list) and len(values) == 1 else values
 
 
+def _check_graph_for_transitions(data, args) -> None:
+    """``--transitions`` needs cells, so a graph fit: refused before the fit when the fit would be on the grid."""
+    from .tl.graph_fit import resolve_geometry
+    from .tl.syncot import _n_columns
+
+    n_columns = _n_columns(data, args.primary)
+    geometry, why = resolve_geometry(args.geometry, n_columns, args.n_dims, {"n_bins": args.n_bins})
+    if geometry != "graph":
+        raise ValueError(
+            f"--transitions: a cell-to-cell matrix needs a graph fit, and this one would be on the grid ({why}); "
+            "pass --geometry graph"
+        )
+
+
 def _fit_and_write(tl, args, src: Path, out: Path) -> int:
     tmp = _temporary(out)
     try:
         data = _read(src)
+        if args.transitions:
+            _check_graph_for_transitions(data, args)
         tl.syncot(
             data,
             args.time_key,
@@ -308,6 +331,8 @@ def _fit_and_write(tl, args, src: Path, out: Path) -> int:
             progress=not args.no_progress,
             key_added=args.key_added,
         )
+        if args.transitions:
+            tl.transition_matrix(data, args.key_added)
         _write(data, tmp, out)
     finally:
         tmp.unlink(missing_ok=True)  # gone already once renamed

@@ -126,3 +126,25 @@ def test_run_verbose_prints_what_the_fit_chose_to_a_log(tmp_path):
     for extra, expected in (([], False), (["-v"], True)):
         done = subprocess.run([sys.executable, "-c", code, *argv, *extra], capture_output=True, text=True, check=True)
         assert ("sc_syncot: grid" in done.stderr) is expected, done.stderr
+
+
+def test_run_writes_cellranks_matrix_on_the_graph_and_refuses_the_grid_first(tmp_path, capsys):
+    import anndata as ad
+    import numpy as np
+
+    src, dst = tmp_path / "cells.h5ad", tmp_path / "out.h5ad"
+    _time_course(src)
+    argv = ["run", str(src), "--time-key", "day", "--primary", "X_pca", "-o", str(dst), "--no-progress"]
+    # two columns: "auto" fits on the grid, which has no cells to connect; refused before any fit
+    assert main([*argv, "--transitions"]) == 2
+    assert "--transitions: a cell-to-cell matrix needs a graph fit" in capsys.readouterr().err
+    assert not dst.exists()
+    assert main([*argv, "--transitions", "--geometry", "graph", "--n-nodes", "200", "--delta", "none"]) == 0
+    matrix = ad.read_h5ad(dst).obsp["syncot_transitions"]
+    assert matrix.shape == (300, 300)
+    np.testing.assert_allclose(np.asarray(matrix.sum(axis=1)).ravel(), 1.0, atol=1e-12)
+    day = ad.read_h5ad(src).obs["day"].to_numpy()
+    # the cloud moves by (1, 0): each day-0 cell's descendants are on average one unit to the right
+    x = ad.read_h5ad(src).obsm["X_pca"]
+    ahead = matrix[np.flatnonzero(day == 0)][:, np.flatnonzero(day == 1)] @ x[day == 1] - x[day == 0]
+    np.testing.assert_allclose(ahead.mean(0), [1.0, 0.0], atol=0.01)  # measured 1e-4
