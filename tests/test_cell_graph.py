@@ -92,6 +92,18 @@ def test_secondary_weight_zero_builds_state_nodes_from_the_primary_alone():
         pp.cell_graph(x, t, y, n_nodes=30, secondary_weight=-1.0)
 
 
+def test_repeated_cells_give_finite_nodes_that_all_hold_cells():
+    """More k-means clusters than distinct cells (each state repeated 8 times) left clusters empty: NaN nodes."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.repeat(rng.normal(size=(50, 5)), 8, axis=0) for _ in range(2)])
+    time = np.repeat([0.0, 1.0], 400)
+    g = pp.cell_graph(x, time, n_nodes=400, fractions=())  # 200 clusters per time point, 50 distinct states
+    assert np.isfinite(g.graph.points).all()
+    assert len(g.graph.points) <= 100  # at most one node per distinct state
+    assert (g.masses.sum(0) > 0).all()
+    np.testing.assert_array_equal(g.masses.sum(1), [400, 400])
+
+
 def test_a_solve_on_a_cell_graph_keeps_the_mass_and_converges():
     x, t, y = _course()
     cg = pp.cell_graph(x, t, y, n_nodes=300)

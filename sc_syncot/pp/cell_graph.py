@@ -100,7 +100,12 @@ def _state_nodes(x, y, n_nodes: int, seed: int, secondary_weight: float = SECOND
     if len(x) <= n_nodes:
         return x, y, np.ones(len(x)), np.arange(len(x))
     joint = joint_space(x, y, secondary_weight)
-    labels = KMeans(n_clusters=n_nodes, n_init=2, random_state=seed).fit(joint).labels_
+    # repeated cells (identical states) give fewer distinct points than clusters, and k-means then leaves some
+    # clusters empty: ask for at most as many as there are points, and drop any that stayed empty
+    n_clusters = min(n_nodes, len(np.unique(joint, axis=0)))
+    labels = KMeans(n_clusters=n_clusters, n_init=2, random_state=seed).fit(joint).labels_
+    labels = np.unique(labels, return_inverse=True)[1]
+    n_nodes = int(labels.max()) + 1
     counts = np.bincount(labels, minlength=n_nodes).astype(float)
 
     def means(a):
