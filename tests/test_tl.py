@@ -53,11 +53,17 @@ def test_pure_growth_rate_per_cell():
     adata.obs["time"] = np.repeat([0.0, 1.0], 400)
     adata.obsm["X_pca"] = np.concatenate([base, base])
     tl.syncot(adata, "time", "X_pca", delta=1.0, masses=[1.0, 4.0], n_bins=32, n_time=16, tol=1e-6)
+    # the fields in .uns keep the geodesic's instantaneous rate, at the time steps next to the observations
+    field = np.asarray(adata.uns["syncot"]["growth"])[0]  # (n_time, grid)
+    density = np.asarray(adata.uns["syncot"]["density"])[0]
+    t_first, t_last = 0.5 / 16, 1 - 0.5 / 16
+    for step, t in ((0, t_first), (-1, t_last)):
+        inside = density[step] > 0.1 * density[step].max()
+        assert np.median(field[step][inside]) == pytest.approx(2 / ((1 - t) + 2 * t), rel=0.02)
+    # each cell reads the constant rate of the observed growth, log(4) per unit time, at both ends
     g = adata.obs["syncot_growth"].to_numpy()
-    t_first, t_last = 0.5 / 16, 1 - 0.5 / 16  # the centred time steps next to the observations
-    expected = [2 / ((1 - t) + 2 * t) for t in (t_first, t_last)]
-    assert np.median(g[:400]) == pytest.approx(expected[0], rel=0.02)
-    assert np.median(g[400:]) == pytest.approx(expected[1], rel=0.02)
+    assert np.median(g) == pytest.approx(np.log(4.0), rel=1e-4)  # measured 2e-5
+    np.testing.assert_allclose(g, np.log(4.0), rtol=5e-3)  # measured 2.3e-3 at the cloud's thin edge
     assert adata.uns["syncot"]["costs"]["primary_growth"] == pytest.approx(4 * (2 - 1) ** 2 * 0.4, rel=0.02)
     # masses 0.4 and 1.6 (mean 1): the WFR path has mass ((1 - t) + 2 t)^2 0.4, 0.9 at t = 1/2
     assert tl.interpolate(adata, 0.5)[1] == pytest.approx(0.9, rel=0.01)

@@ -5,6 +5,7 @@ import logging
 import anndata as ad
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 
 import sc_syncot as scs
@@ -375,3 +376,29 @@ def test_the_readme_recipe_converges_on_scicar():
         scs.tl.syncot(adata, "time_h", "X_pca", "X_lsi")
     assert adata.uns["syncot"]["convergence"]["converged"]
     assert adata.uns["syncot"]["coupling"]["epsilon_ratio"] <= 0.3 + 1e-9
+
+
+def test_cell_growth_carries_no_phase_of_the_path():
+    """A cloud moved at constant size (masses="equal"): the path loses mass early and regains it late (1.2% at
+    mid-interval here), so the instantaneous rate is negative at every interval's start and positive at its end
+    for all cells alike (measured -0.043 and +0.043 in the first and last time steps). The cells' rates keep their
+    differences within a time point, at the population's level: 0 for a population of constant size."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.3, (200, 5)) + [1.5 * k, 0, 0, 0, 0] for k in range(3)])
+    a = ad.AnnData(obs=pd.DataFrame({"time": np.repeat([0.0, 1.0, 2.0], 200)}, index=[f"c{i}" for i in range(600)]))
+    a.obsm["X"] = x
+    scs.tl.syncot(a, "time", "X", progress=False)
+    u = a.uns["syncot"]
+    field, density = np.asarray(u["growth"]), np.asarray(u["density"])
+    mid = 0.5 * (density[:, 1:] + density[:, :-1])
+    phase = (mid * field).sum(-1) / mid.sum(-1)  # (interval, time step): the population's instantaneous rate
+    assert (phase[:, 0] < -0.02).all() and (phase[:, -1] > 0.02).all()
+    growth = a.obs.groupby("time")["syncot_growth"]
+    np.testing.assert_allclose(growth.mean(), 0.0, atol=1e-9)
+    assert (growth.std() > 0.01).all()  # the differences between cells stay
+    # masses 1 -> 2 -> 4 (counts): the population doubles per unit time, and so do its cells on average
+    keep = np.concatenate([np.flatnonzero(a.obs["time"] == t).repeat(2 ** int(t)) for t in (0.0, 1.0, 2.0)])
+    b = ad.AnnData(obs=pd.DataFrame({"time": a.obs["time"].to_numpy()[keep]}, index=[f"d{i}" for i in keep.argsort()]))
+    b.obsm["X"] = x[keep]
+    scs.tl.syncot(b, "time", "X", masses="counts", progress=False)
+    np.testing.assert_allclose(b.obs.groupby("time")["syncot_growth"].mean(), np.log(2.0), rtol=1e-6)

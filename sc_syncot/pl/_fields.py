@@ -174,7 +174,8 @@ def growth(
         Time of the map (default: the first time point); per cell: draw only the cells observed at this time
         point (default: all cells).
     per_cell
-        Draw the cells instead of the grid field.
+        Draw the cells, coloured by ``.obs[f"{key}_growth"]`` (levelled per time point to the population's rate,
+        see :func:`sc_syncot.tl.syncot`), instead of the field of instantaneous rates.
     min_density
         Fraction of the maximum density below which the map is blank.
     size

@@ -78,6 +78,25 @@ class TimeAxis:
         w = pos - j
         return (1 - w) * self.density[k, j] + w * self.density[k, j + 1]
 
+    def cell_growth(self, rate: np.ndarray, k: int) -> np.ndarray:
+        """Per-cell growth rates at observed time point ``k``: the fit's rates ``rate`` there, levelled.
+
+        A transport path between two samples loses mass early and regains it late (Wasserstein-Fisher-Rao
+        geodesics do, even between equal masses), so the instantaneous rate at a time point carries the path's
+        phase: negative at an interval's start, positive at its end, for every cell alike. What the samples
+        determine is the population's growth over an interval, ``log(M_end / M_start) / T``. So the rates keep
+        their differences between the cells of a time point, and their mean is set to the population's rate over
+        the adjacent intervals (their mean at inner time points). Pure growth by a factor ``c`` over an interval
+        then reads ``log(c) / T`` at both ends, the constant rate of exponential growth, where the geodesic's
+        rate runs from ``2 (sqrt(c) - 1) / T`` to ``2 (1 - 1 / sqrt(c)) / T``. A balanced fit has no growth: 0.
+        """
+        rate = np.asarray(rate, float)
+        if not np.any(self.growth):
+            return rate
+        mass = self.density.sum(axis=tuple(range(2, self.density.ndim)), dtype=float)  # (K-1, n_time + 1)
+        population = np.log(np.maximum(mass[:, -1], 1e-300) / np.maximum(mass[:, 0], 1e-300)) / self.durations
+        return rate - rate.mean() + np.mean(population[max(k - 1, 0) : k + 1])
+
     def at_time_point(self, k: int) -> list[tuple[int, int]]:
         """(interval, time centre) pairs next to observed time point ``k``.
 

@@ -189,7 +189,7 @@ def per_cell(flow: GraphFlow, cells: CellData, cg: CellGraph, couplings=()) -> d
         sel = cells.time == t
         nodes = cg.cell_nodes[sel]
         velocity[sel] = flow.cell_values(flow.velocity, nodes, k)
-        growth[sel] = flow.cell_values(flow.growth, nodes, k)
+        growth[sel] = flow.cell_growth(flow.cell_values(flow.growth, nodes, k), k)
         if sec is not None:
             vel_sec[sel] = flow.cell_values(sec, nodes, k)
     out = {"velocity": velocity, "growth": growth, "node": cg.cell_nodes.astype(np.int64)}

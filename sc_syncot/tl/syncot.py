@@ -461,9 +461,12 @@ def syncot(
         Where results go: ``.uns[key_added]`` (parameters, grid, time points, masses, and per interval and time
         node the densities, velocity and growth fields in physical units, costs per interval and space,
         convergence), ``.obsm[f"{key_added}_velocity"]`` (in the columns fitted), ``.obs[f"{key_added}_growth"]``
-        and ``.obsm[f"{key_added}_velocity_secondary"]`` (in the secondary basis' own units: the map's Jacobian
-        times the velocity for a Monge coupling; on the graph, for a Kantorovich or a paired one, the change of the
-        nodes' secondary coordinates along the flow; on a grid, for a Monge coupling only). On the graph,
+        (each cell's rate relative to its time point's cells, levelled so that their mean is the population's
+        growth over the adjacent intervals: :meth:`~sc_syncot.tl.flow.TimeAxis.cell_growth`; the fields in
+        ``.uns`` keep the instantaneous rates) and ``.obsm[f"{key_added}_velocity_secondary"]`` (in the secondary
+        basis' own units: the map's Jacobian times the velocity for a Monge coupling; on the graph, for a
+        Kantorovich or a paired one, the change of the nodes' secondary coordinates along the flow; on a grid, for
+        a Monge coupling only). On the graph,
         ``.uns[key_added]["graph"]`` holds the nodes (``points``, ``secondary``, ``edges``, ``omega``, ``node_time``),
         ``.uns[key_added]["edge_flow"]`` the mass flow along each edge per interval and time step, the densities,
         velocities and growth rates are per node, and ``.obs[f"{key_added}_node"]`` is each cell's node. With
@@ -1130,7 +1133,7 @@ def _per_cell(flow: Flow, cells: CellData, cpls: list[Coupling]) -> dict[str, np
     for k, t in enumerate(cells.time_points):
         sel = cells.time == t
         velocity[sel] = flow.cell_values(flow.velocity, cells.x[sel], k)
-        growth[sel] = flow.cell_values(flow.growth, cells.x[sel], k)
+        growth[sel] = flow.cell_growth(flow.cell_values(flow.growth, cells.x[sel], k), k)
     # on a grid a Monge map carries the velocity over; a Kantorovich kernel has no velocity
     return {"velocity": velocity, "growth": growth} | _map_velocities(cells, cpls, velocity)
 
