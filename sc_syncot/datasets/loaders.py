@@ -224,9 +224,11 @@ def moscot_temporal(path: str | os.PathLike | None = None) -> ad.AnnData:
         ``tmap_10_105`` (85 x 81), ``tmap_105_11`` (81 x 84), ``tmap_10_11`` (85 x 84), whose rows and columns are
         the cells of the source and target day in ``obs`` order, computed with ``eps`` 0.5 and
         ``tau_a = lam1 / (lam1 + eps)``, ``tau_b = lam2 / (lam2 + eps)`` (``lam1`` 1, ``lam2`` 10) and agreeing with
-        Waddington-OT; interpolation distances ``interpolated_distance_10_105_11``,
-        ``random_distance_10_105_11``, ``time_point_distances_10_105_11``, ``batch_distances_10``; cell-type
-        transition tables; and ``uns["description"]`` (added here, the file has none).
+        Waddington-OT at those settings (a large entropy: their rows spread over most target cells, so they are
+        checks of that computation, not the plans a default fit of moscot or of this package gives);
+        interpolation distances ``interpolated_distance_10_105_11``, ``random_distance_10_105_11``,
+        ``time_point_distances_10_105_11``, ``batch_distances_10``; cell-type transition tables; and
+        ``uns["description"]`` (added here, the file has none).
     """
     adata = _read("moscot_temporal_tests.h5ad", path)
     adata.obs["day"] = adata.obs["day"].astype(np.float64)
