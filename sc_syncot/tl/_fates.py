@@ -300,7 +300,7 @@ def transport_matrix(adata, source: float | str, target: float | str, key: str =
     split evenly among the node's cells at ``source``. So each column sums to 1 (a little less where mass was born
     at a node the flow had left nearly empty, whose share is taken as 0), and row ``c`` sums to the number of
     target cells that ``c`` becomes: more for cells that grow. Normalize its rows for forward transition
-    probabilities (CellRank's ``PrecomputedKernel`` takes a square cells x cells matrix: place this block in one).
+    probabilities; :func:`~sc_syncot.tl.transition_matrix` does, for the whole course in one matrix for CellRank.
     Summed over groups, it is :func:`cell_transition` with ``normalize=False``.
 
     Parameters
