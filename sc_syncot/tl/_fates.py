@@ -318,12 +318,7 @@ def transport_matrix(adata, source: float | str, target: float | str, key: str =
         Cells observed at ``source`` as the index, at ``target`` as the columns (their ``obs_names``, in
         ``.obs`` order). Dense: at most 5e7 entries (400 MB).
     """
-    flow = read_flow(adata, key)
-    if not isinstance(flow, GraphFlow):
-        raise ValueError(
-            f"key={key!r}: a grid fit holds densities, not cells; refit with geometry='graph' for a cell-to-cell "
-            "matrix, or use tl.cell_transition for groups"
-        )
+    flow = graph_flow(adata, key, "a cell-to-cell matrix")
     params = adata.uns[key]["params"]
     table = primary_table(adata, params["primary"])
     time = result_cells(adata, params).time
@@ -336,13 +331,34 @@ def transport_matrix(adata, source: float | str, target: float | str, key: str =
             f"than {MAX_TRANSPORT_ENTRIES:,} entries; use tl.cell_transition, or subset the cells before fitting"
         )
     nodes = cell_nodes(adata, key, params["primary"], flow.n_nodes)
-    held, which = np.unique(nodes[at_source], return_inverse=True)  # the source nodes, and each cell's
+    which, share = node_descent(flow, nodes[at_source], k_source, k_target)
+    per_cell = share[nodes[at_target]][:, which] / np.bincount(which)[which]  # (target cells, source cells)
+    return pd.DataFrame(per_cell.T, index=table.obs_names[at_source], columns=table.obs_names[at_target])
+
+
+def graph_flow(adata, key: str, what: str) -> GraphFlow:
+    """The graph fit under ``key``; a grid fit is refused, as it holds densities and not cells to give ``what``."""
+    flow = read_flow(adata, key)
+    if not isinstance(flow, GraphFlow):
+        raise ValueError(
+            f"key={key!r}: a grid fit holds densities, not cells; refit with geometry='graph' for {what}, or use "
+            "tl.cell_transition for groups"
+        )
+    return flow
+
+
+def node_descent(flow: GraphFlow, source: np.ndarray, k_source: int, k_target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every source node's share of each node's mass at time point ``k_target``, carried from ``k_source``.
+
+    ``source``: the node of each source cell. Returns ``which`` (each source cell's column) and ``share``
+    ``(n_nodes, n_source_nodes)``, all source nodes' indicators carried at once.
+    """
+    held, which = np.unique(source, return_inverse=True)
     share = np.zeros((flow.n_nodes, len(held)))
     share[held, np.arange(len(held))] = 1.0
     for k in range(k_source, k_target):
         share = flow.advect_share(share, k, +1)
-    per_cell = share[nodes[at_target]][:, which] / np.bincount(which)[which]  # (target cells, source cells)
-    return pd.DataFrame(per_cell.T, index=table.obs_names[at_source], columns=table.obs_names[at_target])
+    return which, share
 
 
 def _interval_ends(data, params: dict, time: np.ndarray, tp: np.ndarray, source, target) -> tuple[int, int]:

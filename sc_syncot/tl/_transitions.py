@@ -10,8 +10,8 @@ import scipy.sparse as sp
 
 from .._settings import warn
 from ..pp.inputs import check_key_added, check_writes, primary_table
-from ._fates import MAX_TRANSPORT_ENTRIES
-from .flow import read_flow, result_cells
+from ._fates import MAX_TRANSPORT_ENTRIES, graph_flow, node_descent
+from .flow import result_cells
 from .graph_flow import GraphFlow, cell_nodes
 
 logger = logging.getLogger("sc_syncot")
@@ -93,12 +93,7 @@ def transition_matrix(
     single-cell data. *Nature Methods* 21, 1196-1205.
     Klein, D., et al. (2025). Mapping cells through time and space with moscot. *Nature* 638, 1065-1075.
     """
-    flow = read_flow(adata, key)
-    if not isinstance(flow, GraphFlow):
-        raise ValueError(
-            f"key={key!r}: a grid fit holds densities, not cells; refit with geometry='graph' for cell-to-cell "
-            "transitions, or use tl.cell_transition for groups"
-        )
+    flow = graph_flow(adata, key, "cell-to-cell transitions")
     _check_options(threshold, self_transitions, n_neighbors)
     params = adata.uns[key]["params"]
     table = primary_table(adata, params["primary"])
@@ -169,16 +164,14 @@ def _check_size(counts: list[int]) -> None:
 def _node_coupling(flow: GraphFlow, k: int, source: np.ndarray, target: np.ndarray) -> dict:
     """Interval ``k``'s transport matrix at node level.
 
-    ``pi[a, b]`` is the entry of :func:`transport_matrix` between any cell of source node ``held[a]`` and any cell
+    ``pi[a, b]`` is the entry of :func:`transport_matrix` between any cell of the ``a``-th source node and any cell
     of target node ``reached[b]``: the target node's share that descends from the source node, split evenly among
     the source node's cells. ``which`` and ``column`` give each source and target cell its node's index.
     """
-    held, which = np.unique(source, return_inverse=True)
+    which, share = node_descent(flow, source, k, k + 1)
     reached, column = np.unique(target, return_inverse=True)
-    share = np.zeros((flow.n_nodes, len(held)))
-    share[held, np.arange(len(held))] = 1.0
-    share = flow.advect_share(share, k, +1)[reached].T  # (held, reached)
-    n_source = np.bincount(which, minlength=len(held))
+    share = share[reached].T  # (source nodes, reached)
+    n_source = np.bincount(which, minlength=len(share))
     n_target = np.bincount(column, minlength=len(reached))
     return {"pi": share / n_source[:, None], "which": which, "column": column, "n_source": n_source,
             "n_target": n_target}  # fmt: skip
