@@ -163,18 +163,8 @@ def rows(noise: bool, cellrank: bool = False) -> list[dict]:
         out.append({"course": label, "method": name, "seconds": seconds, "converged": converged} | scores(adata, share))
         print(out[-1], flush=True)
         if cellrank:
-            import cellrank as cr  # noqa: PLC0415 (optional)
-
             for threshold in (None, "auto") if name == "syncot kantorovich" else (None,):
-                start = time.perf_counter()
-                chain = with_x(fitted)
-                so.tl.transition_matrix(chain, threshold=threshold)
-                kernel = cr.kernels.PrecomputedKernel(chain, obsp_key="syncot_transitions")
-                share = cellrank_share(chain, kernel)
-                method = f"{name} + CellRank" + (f" ({threshold})" if threshold else "")
-                out.append({"course": label, "method": method, "seconds": time.perf_counter() - start}
-                           | scores(adata, share))  # fmt: skip
-                print(out[-1], flush=True)
+                out.append(cellrank_row(adata, label, name, threshold, lambda t, f=fitted: ours(f, t)))
     x, y = adata.obsm["X_pca"], adata.obsm["X_lsi"]
     for name, z in (("primary", x), ("secondary", y), ("both", np.hstack([zscored(x), zscored(y)]))):
         start = time.perf_counter()
@@ -187,18 +177,38 @@ def rows(noise: bool, cellrank: bool = False) -> list[dict]:
         share = pulled_back(adata, plans)
         out.append({"course": label, "method": "moscot", "seconds": time.perf_counter() - start} | scores(adata, share))
     if plans is not None and cellrank:
-        import cellrank as cr  # noqa: PLC0415 (optional)
-
         for threshold in ("auto", None):
-            start = time.perf_counter()
-            kernel = cr.kernels.RealTimeKernel.from_moscot(problem)
-            kernel.compute_transition_matrix(threshold=threshold)
-            share = cellrank_share(problem.adata, kernel)
-            method = "moscot + CellRank" + (f" ({threshold})" if threshold else "")
-            out.append({"course": label, "method": method, "seconds": time.perf_counter() - start}
-                       | scores(adata, share))  # fmt: skip
-            print(out[-1], flush=True)
+            out.append(cellrank_row(adata, label, "moscot", threshold, lambda t: moscots(problem, t)))
     return out
+
+
+def ours(fitted, threshold):
+    """A syncot fit's ``tl.transition_matrix`` as CellRank's ``PrecomputedKernel``, and the AnnData it reads."""
+    import cellrank as cr  # noqa: PLC0415 (optional)
+
+    chain = with_x(fitted)
+    so.tl.transition_matrix(chain, threshold=threshold)
+    return chain, cr.kernels.PrecomputedKernel(chain, obsp_key="syncot_transitions")
+
+
+def moscots(problem, threshold):
+    """moscot's solved plans through CellRank's own ``RealTimeKernel``, and the AnnData it reads."""
+    import cellrank as cr  # noqa: PLC0415 (optional)
+
+    kernel = cr.kernels.RealTimeKernel.from_moscot(problem)
+    kernel.compute_transition_matrix(threshold=threshold)
+    return problem.adata, kernel
+
+
+def cellrank_row(adata, label: str, name: str, threshold, kernel_of) -> dict:
+    """The row of ``name + CellRank`` at ``threshold``: ``kernel_of(threshold)`` gives the AnnData and kernel."""
+    start = time.perf_counter()
+    data, kernel = kernel_of(threshold)
+    share = cellrank_share(data, kernel)
+    method = f"{name} + CellRank" + (f" ({threshold})" if threshold else "")
+    row = {"course": label, "method": method, "seconds": time.perf_counter() - start} | scores(adata, share)
+    print(row, flush=True)
+    return row
 
 
 def heldout_rows() -> list[dict]:
