@@ -287,10 +287,11 @@ def _one_or_each(values):
 def _check_graph_for_transitions(data, args) -> None:
     """``--transitions`` needs cells, so a graph fit: refused before the fit when the fit would be on the grid."""
     from .tl.graph_fit import resolve_geometry
-    from .tl.syncot import _n_columns
+    from .tl.syncot import _n_columns, graph_options
 
     n_columns = _n_columns(data, args.primary)
-    geometry, why = resolve_geometry(args.geometry, n_columns, args.n_dims, {"n_bins": args.n_bins})
+    wants_graph = graph_options(args.coupling, args.n_nodes, args.n_neighbors)
+    geometry, why = resolve_geometry(args.geometry, n_columns, args.n_dims, {"n_bins": args.n_bins}, wants_graph)
     if geometry != "graph":
         raise ValueError(
             f"--transitions: a cell-to-cell matrix needs a graph fit, and this one would be on the grid ({why}); "

@@ -508,8 +508,14 @@ def test_n_bins_of_the_wrong_length_names_n_bins():
             r"sinkhorn_sweeps=0, epsilon=0.1: act on coupling='kantorovich' only",
             id="monge-kantorovich-options",
         ),
-        pytest.param((), {"n_nodes": 300}, r"n_nodes=300: graph options, and this fit is on a grid", id="n_nodes"),
-        pytest.param((), {"n_neighbors": 5}, r"n_neighbors=5: graph options", id="n_neighbors"),
+        pytest.param(
+            (), {"n_nodes": 300, "geometry": "grid"}, r"n_nodes=300: graph options, and this fit is on the grid "
+            r"\(geometry='grid'\)", id="n_nodes"
+        ),  # fmt: skip
+        pytest.param(
+            (), {"n_neighbors": 5}, r"n_neighbors=5 \(the graph's\) and n_bins=8 \(the grid's\) given together",
+            id="n_neighbors"
+        ),  # fmt: skip
         pytest.param((), {"growth_key": "nope"}, r"growth_key='nope': read with masses='growth_prior' or", id="gk"),
     ],
 )

@@ -40,6 +40,26 @@ def test_auto_geometry_is_the_graph_beyond_three_columns(course, caplog):
     assert a.uns["syncot"]["params"]["geometry"] == "graph"
 
 
+def test_graph_options_ask_for_the_graph_and_a_bad_basis_is_named_first(course, caplog):
+    """A 2-column basis would be gridded; n_nodes or coupling='paired' ask "auto" for the graph instead."""
+    a = course.copy()
+    with caplog.at_level(logging.INFO, logger="sc_syncot"):
+        scs.tl.syncot(a, "time", "X_view", **FAST)
+    assert "graph" in a.uns["syncot"] and a.obsm["syncot_velocity"].shape[1] == 2
+    assert any("fitting on the graph (n_nodes=160 given)" in r.getMessage() for r in caplog.records)
+    b = course.copy()
+    b.obsm["X_nan"] = b.obsm["X_pca"].copy()
+    b.obsm["X_nan"][3, 5] = np.nan
+    before = b.copy()
+    # these used to read as "n_nodes: graph options, and this fit is on a grid": the basis error came second
+    for primary, match in (("X_typo", r"primary='X_typo': not in .obsm"), ("X_nan", r"1 cell has NaN")):
+        with pytest.raises(ValueError, match=match):
+            scs.tl.syncot(b, "time", primary, **FAST)
+        with pytest.raises(ValueError, match=match):
+            scs.tl.syncot(b, "time", primary, "X_lsi", coupling="paired", progress=False)
+    assert set(b.uns) == set(before.uns) and set(b.obsm) == set(before.obsm) and set(b.obs) == set(before.obs)
+
+
 def test_n_dims_asks_for_the_grid_and_grid_options_are_refused_on_the_graph(course):
     a = course.copy()
     scs.tl.syncot(a, "time", "X_pca", n_dims=2, n_bins=12, n_time=2, progress=False)

@@ -42,17 +42,27 @@ def _table(data, mod: str | None) -> ad.AnnData:
 MAX_BASIS_COLUMNS = 1000
 
 
-def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFrame:
-    """``.obsm[key]`` (its first ``n_columns`` columns, all by default) as a DataFrame indexed by cell names.
-
-    Checked finite and not all at one point: NaNs in columns that are not used do not matter.
-    """
+def _stored(data, key: str, what: str):
+    """``(table, .obsm[key] as stored, its number of columns)``, the key checked."""
     mod, name = _split(key, data)
     table = _table(data, mod)
     if name not in table.obsm:
         raise ValueError(f"{what}={key!r}: not in .obsm (keys: {list(table.obsm)})")
     raw = table.obsm[name]
-    width = raw.shape[1] if getattr(raw, "ndim", 0) == 2 else 1
+    return table, raw, raw.shape[1] if getattr(raw, "ndim", 0) == 2 else 1
+
+
+def basis_width(data, key: str, what: str) -> int:
+    """Columns of ``.obsm[key]``, without reading its values (a missing key is named as :func:`basis` names it)."""
+    return _stored(data, key, what)[2]
+
+
+def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFrame:
+    """``.obsm[key]`` (its first ``n_columns`` columns, all by default) as a DataFrame indexed by cell names.
+
+    Checked finite and not all at one point: NaNs in columns that are not used do not matter.
+    """
+    table, raw, width = _stored(data, key, what)
     if min(width, n_columns or width) > MAX_BASIS_COLUMNS:
         raise ValueError(
             f"{what}={key!r}: {width} columns; expected an embedding (at most {MAX_BASIS_COLUMNS} columns, typically "

@@ -52,7 +52,7 @@ from ..pp.inputs import check_key_added, check_writes, obs_column, observed_time
 from .flow import Flow
 from .graph_fit import resolve_geometry
 from .graph_flow import GraphFlow
-from .syncot import Fitted, _growth_rates, _n_columns, default_graph_time, default_grid, fit, syncot
+from .syncot import Fitted, _growth_rates, _n_columns, default_graph_time, default_grid, fit, graph_options, syncot
 from .time_warp import MIN_TIME_POINTS, TimeWarp, resolve_time_warp
 
 METHODS = (
@@ -396,7 +396,10 @@ def evaluate_heldout(
     n_dims = syncot_kwargs.get("n_dims")
     grid_options = {k: syncot_kwargs.get(k) for k in ("n_bins", "bandwidth")}
     n_columns = _n_columns(data, primary)
-    geometry, _ = resolve_geometry(syncot_kwargs.get("geometry", "auto"), n_columns, n_dims, grid_options)
+    wants_graph = graph_options(*(syncot_kwargs.get(k) for k in ("coupling", "n_nodes", "n_neighbors")))
+    geometry, _ = resolve_geometry(
+        syncot_kwargs.get("geometry", "auto"), n_columns, n_dims, grid_options, wants_graph
+    )
     if geometry == "grid" and n_dims is None:
         n_dims = n_columns or None
     every = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)

@@ -28,27 +28,40 @@ GEOMETRIES = ("auto", "grid", "graph")
 MAX_GRID_DIMS = 3
 
 
-def resolve_geometry(geometry: str, n_columns: int, n_dims, grid_options: dict | None = None) -> tuple[str, str]:
+def resolve_geometry(
+    geometry: str, n_columns: int, n_dims, grid_options: dict | None = None, graph_options: list[str] | None = None
+) -> tuple[str, str]:
     """The geometry to fit on and why: ``"auto"`` is the graph when the basis has more than 3 columns.
 
     Options that only the grid has (``grid_options``: ``n_dims``, ``n_bins``, ``bandwidth``, given when not
-    ``None``) ask for the grid under ``"auto"``, and are refused with ``"graph"``.
+    ``None``) ask for the grid under ``"auto"``, and are refused with ``"graph"``. Options that only the graph
+    has (``graph_options``: the names of those set away from their defaults, such as ``n_nodes`` or
+    ``coupling='paired'``) ask for the graph under ``"auto"``; the grid refuses them later, naming them.
     """
     if not isinstance(geometry, str) or geometry not in GEOMETRIES:
         raise ValueError(f"geometry: expected one of {GEOMETRIES}, got {geometry!r}")
     given = {k: v for k, v in ({"n_dims": n_dims} | (grid_options or {})).items() if v is not None}
+    graph_given = list(graph_options or [])
     if geometry == "graph" and given:
         name, value = next(iter(given.items()))
         raise ValueError(
             f"{name}={value!r}: applies to the grid only; geometry='graph' fits the cells' own states in every "
             "column of the primary basis"
         )
+    if geometry == "auto" and given and graph_given:
+        raise ValueError(
+            f"{', '.join(graph_given)} (the graph's) and {', '.join(f'{k}={v!r}' for k, v in given.items())} (the "
+            "grid's) given together; pass "
+            "geometry='graph' or geometry='grid' and the options of that one"
+        )
     if geometry == "auto" and given:
         geometry, why = "grid", f"{', '.join(given)} given"
+    elif geometry == "auto" and graph_given and n_columns <= MAX_GRID_DIMS:
+        geometry, why = "graph", f"{', '.join(graph_given)} given"
     elif geometry == "auto":
         geometry = "graph" if n_columns > MAX_GRID_DIMS else "grid"
         why = f"the primary basis has {n_columns} columns" + (
-            f" (a grid takes at most {MAX_GRID_DIMS})" if geometry == "graph" else ""
+            f" (a grid takes at most {MAX_GRID_DIMS})" if geometry == "graph" else "; geometry='graph' fits them too"
         )
     else:
         why = f"geometry={geometry!r}"

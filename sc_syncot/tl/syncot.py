@@ -15,7 +15,7 @@ from .._options import changed
 from .._settings import warn
 from ..pp.inputs import (
     CellData,
-    basis,
+    basis_width,
     check_key_added,
     check_writes,
     is_fit,
@@ -334,7 +334,8 @@ def syncot(
     - ``"grid"``: kernel densities on a grid over the first ``n_dims`` (1 to 3) columns.
 
     ``"auto"`` takes the graph when the primary basis has more than 3 columns and no grid option (``n_dims``,
-    ``n_bins``, ``bandwidth``) is given, and logs which and why. With a secondary basis, the path also pays
+    ``n_bins``, ``bandwidth``) is given, or when a graph option is (``n_nodes``, ``n_neighbors``,
+    ``coupling="paired"``), and logs which and why. With a secondary basis, the path also pays
     ``weight`` times the action it induces there: through a smooth map fitted on the paired cells (``"monge"``; on
     the graph, the change of the map's value between the two nodes of each edge), the nodes' own secondary states
     (``"paired"``, graph only: each edge pays the secondary displacement between its two nodes, so cells that share
@@ -631,7 +632,8 @@ def fit(
         raise ValueError(f"coupling: expected one of {COUPLINGS}, got {coupling!r}")
     grid_options = {"n_bins": n_bins, "bandwidth": bandwidth}
     n_columns = _n_columns(data, primary)
-    geometry, why = graph_fit.resolve_geometry(geometry, n_columns, n_dims, grid_options)
+    wants_graph = graph_options(coupling, n_nodes, n_neighbors)
+    geometry, why = graph_fit.resolve_geometry(geometry, n_columns, n_dims, grid_options, wants_graph)
     if geometry == "graph":
         n_time = default_graph_time(coupling, secondary, weight, n_time)
         _check_graph_params(n_nodes, n_neighbors)
@@ -652,7 +654,7 @@ def fit(
     if kantorovich_discretization == "graph" and delta is None:
         raise ValueError("kantorovich_discretization='graph': needs an unbalanced fit (delta=None fits balanced ones)")
     _check_unused(
-        geometry, specs, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes,
+        (geometry, why), specs, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes,
         n_neighbors, growth_key, chained or _wants(growth_prior), kantorovich_discretization,
     )  # fmt: skip
     cells = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
@@ -711,11 +713,22 @@ def fit(
 
 
 def _n_columns(data, primary: str) -> int:
-    """Columns of the primary basis (0 when it is missing: read_cells then names the key)."""
+    """Columns of the primary basis; a missing key is named here, bad values by read_cells (0: not an AnnData)."""
     try:
-        return basis(data, primary, "primary").shape[1]
-    except (ValueError, AttributeError, TypeError):  # not an AnnData, missing key, ...: read_cells says which
+        return basis_width(data, primary, "primary")
+    except (AttributeError, TypeError):  # not an AnnData: read_cells says so
         return 0
+
+
+def graph_options(coupling, n_nodes=None, n_neighbors=None) -> list[str]:
+    """The options given away from :func:`syncot`'s defaults that only the graph has (they ask ``"auto"`` for it).
+
+    ``coupling``: one coupling or one per secondary; ``None``: an option not given.
+    """
+    couplings = coupling if _is_sequence(coupling) else [coupling]
+    paired = ["coupling='paired'"] if any(isinstance(c, str) and c == "paired" for c in couplings) else []
+    given = {k: v for k, v in {"n_nodes": n_nodes, "n_neighbors": n_neighbors}.items() if v is not None}
+    return changed(syncot, **given) + paired
 
 
 def _per_interval(tp, n_trailing: int) -> np.ndarray:
@@ -910,10 +923,11 @@ def _is_length(value) -> bool:
 
 
 def _check_unused(
-    geometry, specs, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes, n_neighbors,
+    geometry_why, specs, coupling, weight, secondary_delta, epsilon, n_support, sinkhorn_sweeps, n_nodes, n_neighbors,
     growth_key, uses_rates: bool, kantorovich_discretization: str = "pairs",
 ) -> None:  # fmt: skip
     """Refuse options this fit would not use that are set away from :func:`syncot`'s defaults (every argument acts)."""
+    geometry, why = geometry_why
     sec = changed(
         syncot, coupling=coupling, weight=weight, n_support=n_support, sinkhorn_sweeps=sinkhorn_sweeps,
         secondary_delta=secondary_delta, epsilon=epsilon, kantorovich_discretization=kantorovich_discretization,
@@ -929,13 +943,12 @@ def _check_unused(
         raise ValueError(f"{', '.join(kantorovich_only)}: act on coupling='kantorovich' only, not on coupling={given}")
     if geometry == "grid" and any(s.coupling == "paired" for s in specs):
         raise ValueError(
-            "coupling='paired': needs the graph (geometry='graph'), whose nodes carry their own secondary states; "
-            "on a grid use 'monge' or 'kantorovich'"
+            f"coupling='paired': needs the graph (geometry='graph'), whose nodes carry their own secondary states, "
+            f"and this fit is on the grid ({why}); on a grid use 'monge' or 'kantorovich'"
         )
     graph_only = changed(syncot, n_nodes=n_nodes, n_neighbors=n_neighbors)
     if geometry == "grid" and graph_only:
-        where = "this fit is on a grid (geometry or grid options)"
-        raise ValueError(f"{', '.join(graph_only)}: graph options, and {where}")
+        raise ValueError(f"{', '.join(graph_only)}: graph options, and this fit is on the grid ({why})")
     if growth_key is not None and not uses_rates:
         raise ValueError(
             f"growth_key={growth_key!r}: read with masses='growth_prior' or growth_prior=True only; pass one of "
