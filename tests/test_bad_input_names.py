@@ -509,12 +509,17 @@ def test_n_bins_of_the_wrong_length_names_n_bins():
             id="monge-kantorovich-options",
         ),
         pytest.param(
-            (), {"n_nodes": 300, "geometry": "grid"}, r"n_nodes=300: graph options, and this fit is on the grid "
-            r"\(geometry='grid'\)", id="n_nodes"
+            (),
+            {"n_nodes": 300, "geometry": "grid"},
+            r"n_nodes=300: graph options, and this fit is on the grid "
+            r"\(geometry='grid'\)",
+            id="n_nodes",
         ),  # fmt: skip
         pytest.param(
-            (), {"n_neighbors": 5}, r"n_neighbors=5 \(the graph's\) and n_bins=8 \(the grid's\) given together",
-            id="n_neighbors"
+            (),
+            {"n_neighbors": 5},
+            r"n_neighbors=5 \(the graph's\) and n_bins=8 \(the grid's\) given together",
+            id="n_neighbors",
         ),  # fmt: skip
         pytest.param((), {"growth_key": "nope"}, r"growth_key='nope': read with masses='growth_prior' or", id="gk"),
     ],

@@ -397,9 +397,7 @@ def evaluate_heldout(
     grid_options = {k: syncot_kwargs.get(k) for k in ("n_bins", "bandwidth")}
     n_columns = _n_columns(data, primary)
     wants_graph = graph_options(*(syncot_kwargs.get(k) for k in ("coupling", "n_nodes", "n_neighbors")))
-    geometry, _ = resolve_geometry(
-        syncot_kwargs.get("geometry", "auto"), n_columns, n_dims, grid_options, wants_graph
-    )
+    geometry, _ = resolve_geometry(syncot_kwargs.get("geometry", "auto"), n_columns, n_dims, grid_options, wants_graph)
     if geometry == "grid" and n_dims is None:
         n_dims = n_columns or None
     every = read_cells(data, time_key, primary, secondary, n_dims if geometry == "grid" else None)
