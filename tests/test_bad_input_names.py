@@ -397,6 +397,36 @@ def test_labels_holding_numbers_are_read_as_those_numbers(labels):
     np.testing.assert_array_equal(adata.uns["syncot"]["time_points"], [0.0, 2.0, 3.0])
 
 
+@pytest.mark.parametrize("ordered", [False, True], ids=["text", "ordered"])
+def test_labels_in_several_units_are_read_in_one(ordered):
+    """ "8h" beside "1d": read as 8 and 1, the 8 h cells came last (they had only a warning)."""
+    from sc_syncot.pp.growth import infer_time_unit
+
+    adata = course(times=(0.0, 1 / 3, 1.0, 3.0))
+    names = {0.0: "0", 1 / 3: "8h", 1.0: "1d", 3.0: "3 days"}
+    labels = adata.obs["time"].map(names)
+    adata.obs["t"] = pd.Categorical(labels, categories=list(names.values()), ordered=True) if ordered else labels
+    with pytest.warns(UserWarning, match=r"read as times \[0\.0, 0\.3333, 1\.0, 3\.0\], .* in days \(its labels"):
+        tl.syncot(adata, "t", "X_pca", **FIT)
+    np.testing.assert_allclose(adata.uns["syncot"]["time_points"], [0.0, 1 / 3, 1.0, 3.0], rtol=1e-12)
+    assert infer_time_unit(adata, "t")[0] == "day"
+
+
+@pytest.mark.parametrize(
+    ("names", "match"),
+    [
+        ({0.0: "2", 1.0: "8h", 2.0: "1d"}, r"its labels name several units \(\['day', 'hour'\]\), and \['2'\] name no"),
+        ({0.0: "0h", 1.0: "24h", 2.0: "1d"}, r"different labels hold the same number"),
+    ],
+    ids=["no-unit", "same-time"],
+)
+def test_labels_in_several_units_that_cannot_be_read_are_refused(names, match):
+    adata = course()
+    adata.obs["t"] = adata.obs["time"].map(names)
+    with unchanged(adata), pytest.raises(ValueError, match=r"time_key='t': .*" + match):
+        tl.syncot(adata, "t", "X_pca", **FIT)
+
+
 def test_day_labels_through_the_command_line(tmp_path, capsys):
     adata = course()
     adata.obs["day"] = [f"day{t:g}" for t in adata.obs["time"]]  # written as text, read back unordered

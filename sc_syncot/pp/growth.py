@@ -25,7 +25,8 @@ import scanpy as sc
 
 from .._settings import warn
 from ..solvers.grid import is_integer
-from .inputs import _label_numbers, check_key_added, check_writes
+from ._time_labels import TIME_UNITS, label_times, label_units, units_named
+from .inputs import check_key_added, check_writes
 
 logger = logging.getLogger("sc_syncot")
 
@@ -51,17 +52,6 @@ MOUSE_SYMBOLS = {"TP53": "Trp53", "TP53I3": "Trp53i3", "FASLG": "Fasl"}
 NOT_IN_MOUSE = ("CASP10",)
 ORGANISMS = ("human", "mouse")
 
-# Days in one unit of the time key, for the units ``time_unit`` names.
-TIME_UNITS = {"minute": 1 / 1440, "hour": 1 / 24, "day": 1.0, "week": 7.0}
-# Words that name a unit in the name of a time column or beside the numbers of its labels ("time_h", "timeDays",
-# "12h", "day 3", "48 hours"; hpf / dpf: hours / days post fertilization, hpi / dpi: post infection). Letters
-# that name a unit only in some fields ("m", "w", "e", "p") are left out: they name none.
-UNIT_WORDS = {
-    "minute": ("min", "mins", "minute", "minutes"),
-    "hour": ("h", "hr", "hrs", "hour", "hours", "hpf", "hpi"),
-    "day": ("d", "day", "days", "dpf", "dpi"),
-    "week": ("wk", "wks", "week", "weeks"),
-}
 # The bundled sets are picked from how the symbols are written, when at least this share of at least this many
 # symbols is written one way: upper case as human (HGNC) symbols, mixed case as mouse (MGI) ones.
 SYMBOL_CASE_SHARE = 0.8
@@ -119,16 +109,7 @@ def _days_per_unit(time_unit) -> float:
     raise ValueError(f"time_unit: expected {UNIT_CHOICES}, got {time_unit!r}")
 
 
-def _words(text: str) -> list[str]:
-    """Lower-case words of a name: split at anything not a letter and at case changes ("timeHours", "time_h")."""
-    return [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", text)]
-
-
-def _units_named(text: str) -> set[str]:
-    return {unit for w in _words(text) for unit, names in UNIT_WORDS.items() if w in names}
-
-
-def _time_labels(col: pd.Series) -> list[str] | None | str:
+def _time_labels(col: pd.Series, time_key: str) -> list[str] | None | str:
     """The labels whose numbers :func:`sc_syncot.pp.inputs.times` reads as times.
 
     ``None`` for numeric times; ``"steps"`` when it reads no numbers (the order of the categories, or labels it
@@ -139,27 +120,27 @@ def _time_labels(col: pd.Series) -> list[str] | None | str:
         if pd.api.types.is_numeric_dtype(col.cat.categories):
             return None
         labels = [str(c) for c in col.cat.categories]
-        numbers = _label_numbers(labels)
+        try:
+            numbers, _ = label_times(labels, time_key)
+        except ValueError:  # read as steps when ordered, refused by the times otherwise
+            return "steps"
         if col.cat.ordered:
             increasing = None not in numbers and all(b > a for a, b in zip(numbers, numbers[1:], strict=False))
             return labels if increasing else "steps"
     elif pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col):
         labels = sorted({str(v) for v in col.dropna()})
-        numbers = _label_numbers(labels)
+        numbers, _ = label_times(labels, time_key)
     else:
         return None
     return labels if None not in numbers and len(set(numbers)) == len(numbers) else "steps"
-
-
-def _without_number(label: str) -> str:
-    return re.sub(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", " ", label, count=1)
 
 
 def infer_time_unit(adata: ad.AnnData, time_key: str) -> tuple[str | None, str]:
     """The unit that the name or the labels of ``adata.obs[time_key]`` name, and where it was read (or why none).
 
     A unit is read from the column's name (``"time_h"``, ``"day"``, ``"hours_post_treatment"``) and, for labels
-    whose numbers are the times (``"12h"``, ``"day3"``: every label must name the same unit), from the labels. It
+    whose numbers are the times (``"12h"``, ``"day3"``: every label must name a unit), from the labels; labels in
+    several units (``"8h"``, ``"1d"``) are read in the one that :func:`sc_syncot.pp.inputs.times` converts them to. It
     is inferred only when these name exactly one unit, and never when the times are the steps of an ordered
     categorical (labels without increasing numbers), which have no unit.
 
@@ -168,12 +149,13 @@ def infer_time_unit(adata: ad.AnnData, time_key: str) -> tuple[str | None, str]:
     tuple
         ``("day" | "hour" | "minute" | "week", where)`` or ``(None, why not)``.
     """
-    labels = _time_labels(adata.obs[time_key])
+    labels = _time_labels(adata.obs[time_key], time_key)
     if isinstance(labels, str):
         return None, "its times are not read from numbers in its labels (steps of ordered categories have no unit)"
-    from_name = _units_named(time_key)
-    per_label = [_units_named(_without_number(lab)) for lab in labels or []]
-    from_labels = set().union(*per_label) if per_label and all(per_label) else set()
+    from_name = units_named(time_key)
+    per_label = label_units(labels or [])
+    converted = label_times(labels, time_key)[1] if labels else None  # labels in several units, read in this one
+    from_labels = {converted} if converted else set().union(*per_label) if per_label and all(per_label) else set()
     found = from_name | from_labels
     if len(found) > 1:
         return None, f"its name and labels name several units ({sorted(found)})"

@@ -5,7 +5,6 @@ Nothing here writes into the user's object; every problem is a ``ValueError`` th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._settings import warn
+from ._time_labels import label_times
 
 
 def is_mudata(data) -> bool:
@@ -92,18 +92,17 @@ def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFra
     return pd.DataFrame(arr, index=table.obs_names)
 
 
-def _label_numbers(labels: list[str]) -> list[float | None]:
-    """The first number in each label (``"day 2"`` -> 2, ``"E8.5"`` -> 8.5, ``"12h"`` -> 12), ``None`` without one."""
-    found = [re.search(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", c) for c in labels]
-    return [None if m is None else float(m.group()) for m in found]
-
-
 def _warn_labels(time_key: str, what: str, labels: list[str], values: list[float], how: str) -> None:
     warn(
-        f"time_key={time_key!r}: {what} {labels} read as times {values}, {how}; velocities and growth rates are "
+        f"time_key={time_key!r}: {what} {labels} read as times {[round(float(v), 4) for v in values]}, {how}; "
+        "velocities and growth rates are "
         "per unit of these times. Pass a numeric column to set them yourself.",
         UserWarning,
     )
+
+
+def _numbers_read(unit: str | None) -> str:
+    return "the numbers in its labels" + (f", in {unit}s (its labels name several units)" if unit else "")
 
 
 def _ordered_labels_as_times(col: pd.Series, time_key: str) -> pd.Series:
@@ -114,12 +113,15 @@ def _ordered_labels_as_times(col: pd.Series, time_key: str) -> pd.Series:
     (their codes). Either way the velocities and growth rates are per unit of the times read here.
     """
     cats = [str(c) for c in col.cat.categories]
-    numbers = _label_numbers(cats)
+    try:
+        numbers, unit = label_times(cats, time_key)
+    except ValueError:  # units that cannot be put in one: the order given still holds
+        numbers, unit = [None], None
     if None not in numbers and all(b > a for a, b in zip(numbers, numbers[1:], strict=False)):
-        values, how = numbers, "the numbers in its labels"
+        values, how = numbers, _numbers_read(unit)
     else:
         values = list(range(len(cats)))
-        how = "equally spaced steps in the order of the categories (the labels hold no increasing numbers)"
+        how = "equally spaced steps in the order of the categories (the labels hold no increasing numbers in one unit)"
     _warn_labels(time_key, "ordered categories", cats, values, how)
     mapping = dict(zip(col.cat.categories, values, strict=True))
     return col.map(mapping).astype(float)
@@ -133,7 +135,7 @@ def _unordered_labels_as_times(col: pd.Series, time_key: str) -> pd.Series:
     order can be read from it.
     """
     labels = sorted({str(v) for v in col.dropna()})
-    numbers = _label_numbers(labels)
+    numbers, unit = label_times(labels, time_key)
     missing = [lab for lab, num in zip(labels, numbers, strict=True) if num is None]
     if missing or len(set(numbers)) < len(numbers):
         why = f"labels {missing} hold no number" if missing else "different labels hold the same number"
@@ -143,7 +145,7 @@ def _unordered_labels_as_times(col: pd.Series, time_key: str) -> pd.Series:
         )
     order = np.argsort(numbers)
     labels_in_order, times_in_order = [labels[i] for i in order], [numbers[i] for i in order]
-    _warn_labels(time_key, "text labels", labels_in_order, times_in_order, "the numbers in its labels")
+    _warn_labels(time_key, "text labels", labels_in_order, times_in_order, _numbers_read(unit))
     return col.astype(str).map(dict(zip(labels, numbers, strict=True))).astype(float)
 
 
