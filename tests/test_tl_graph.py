@@ -154,19 +154,32 @@ def test_push_shares_of_complementary_groups_add_up_to_one(fitted):
     assert np.all((pulled[a.obs["time"] < 2] >= 0) & (pulled[a.obs["time"] < 2] <= 1))
 
 
-def test_trajectories_move_along_edges(fitted):
+def test_trajectories_follow_the_densities_and_keep_the_mass(fitted):
+    """Weighted particles from every cell of the first time point are the fitted population at later ones.
+
+    Their mean weight is the population's mass ratio (``masses="counts"``: the course grows), and their
+    weighted mean position the node densities' mean. A walk of one edge per step fell behind: mean positions 0.58
+    of the nodes' spread apart on a simulated course, and mean weights 6-11% low with equal masses.
+    """
     a = fitted.copy()
-    scs.tl.trajectories(a, n_particles=40, seed=3)
+    n_start = int(np.sum(a.obs["time"] == 0))
+    scs.tl.trajectories(a, n_particles=n_start, seed=3)
     tr = a.uns["syncot_trajectories"]
     g = a.uns["syncot"]["graph"]
-    nodes = tr["nodes"]
-    n_start = min(40, int(np.sum(a.obs["time"] == 0)))
+    nodes, weights = tr["nodes"], tr["weights"]
     assert tr["paths"].shape == (n_start, nodes.shape[1], a.obsm["X_pca"].shape[1])
     np.testing.assert_allclose(tr["paths"], g["points"][nodes])
-    edges = {tuple(e) for e in g["edges"]} | {tuple(e[::-1]) for e in g["edges"]}
-    steps = zip(nodes[:, :-1].ravel(), nodes[:, 1:].ravel(), strict=True)
-    assert all(i == j or (i, j) in edges for i, j in steps)
     assert np.any(nodes[:, -1] != nodes[:, 0])
+    density = np.asarray(a.uns["syncot"]["density"])  # (K-1, n_time + 1, n)
+    ends = [density[0, 0]] + [density[k, -1] for k in range(len(density))]
+    spread = np.linalg.norm(g["points"].std(0))
+    for k, (t, rho) in enumerate(zip(a.uns["syncot"]["time_points"], ends, strict=True)):
+        i = int(np.argmin(np.abs(tr["times"] - t)))
+        w = weights[:, i]
+        # sampling: the mass ratio's error is about the weights' spread over sqrt(n) (measured 0.2-0.4%)
+        np.testing.assert_allclose(w.mean(), rho.sum() / ends[0].sum(), rtol=0.02, err_msg=f"time point {k}")
+        particles = (w @ g["points"][nodes[:, i]]) / w.sum()
+        assert np.linalg.norm(particles - rho @ g["points"] / rho.sum()) < 0.15 * spread, f"time point {k}"
 
 
 def test_kantorovich_on_the_graph_writes_the_secondary_velocity(course):
