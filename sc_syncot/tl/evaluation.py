@@ -620,7 +620,7 @@ def _fit_params(time_key, primary, secondary, kwargs, geometry: str, n_dims) -> 
         params["n_time"] = default_graph_time(params["coupling"], secondary, params["weight"], params["n_time"])
         return params
     # one grid for every method (primary_only has weight 0, which alone would take the larger default grid)
-    grid = default_grid(params["coupling"], secondary, params["weight"], params["n_bins"], params["n_time"])
+    grid = default_grid(params["coupling"], secondary, params["weight"], params["n_bins"], params["n_time"], n_dims)
     params["n_bins"], params["n_time"] = grid
     params["n_dims"] = n_dims
     return params
