@@ -200,7 +200,16 @@ def test_growth_map_and_per_cell(monge):
     fig = pl.growth(monge, per_cell=True, time=2.0, return_fig=True)
     assert n_points(fig.axes[0]) == N
     sc = fig.axes[0].collections[0]
-    assert np.allclose(sc.get_array(), monge.obs["syncot_growth"][monge.obs["time"] == 2.0])
+    rates = monge.obs["syncot_growth"][monge.obs["time"] == 2.0].to_numpy()
+    assert np.allclose(sc.get_array(), rates)
+    # the scale ends at the 99th percentile of |rate| (a few extreme cells washed out the rest), or where asked
+    assert sc.norm.vmax == pytest.approx(np.percentile(np.abs(rates), 99)) and sc.norm.vmin == -sc.norm.vmax
+    sc = pl.growth(monge, per_cell=True, time=2.0, vmax="p100", return_fig=True).axes[0].collections[0]
+    assert sc.norm.vmax == pytest.approx(np.abs(rates).max())
+    assert pl.growth(monge, per_cell=True, vmax=0.01, return_fig=True).axes[0].collections[0].norm.vmax == 0.01
+    for bad in (0, -1.0, "p0", "p101", "99", True, np.nan):
+        with pytest.raises(ValueError, match="vmax: expected a positive number or 'pNN'"):
+            pl.growth(monge, per_cell=True, vmax=bad, show=False)
 
 
 def test_trajectories_by_colour_or_width(monge):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
@@ -151,6 +153,7 @@ def growth(
     min_density: float = 0.01,
     size: float | None = None,
     cmap: str = "RdBu_r",
+    vmax: float | str = "p99",
     basis: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
@@ -162,7 +165,7 @@ def growth(
     The map is the grid field at ``time`` (as for :func:`velocity`), blank where the density is below
     ``min_density`` of its maximum; a 3-D grid is averaged along its third axis with the density as weight, a
     1-D grid is a curve; a graph's nodes are drawn in ``basis``, coloured by their rate. Per cell, the cells are
-    coloured by ``.obs[f"{key}_growth"]``. Colours are centred at 0.
+    coloured by ``.obs[f"{key}_growth"]``. Colours are centred at 0 and run to ``vmax`` either way.
 
     Parameters
     ----------
@@ -182,6 +185,12 @@ def growth(
         Marker area of the cells.
     cmap
         A diverging colormap.
+    vmax
+        The rate at the ends of the colour scale (``-vmax`` to ``vmax``): a number, or ``"pNN"``, the NN-th
+        percentile of the absolute rates drawn (as scanpy's ``vmax="p99"``). The default keeps a few extreme
+        cells or nodes from washing out the rest (on TIGON's EMT course, 3 cells set a full-range scale of +-1.26
+        where 99% of a time point's rates lay within -0.27 to 0.46); the colorbar's ends are pointed when rates
+        lie beyond them. ``"p100"``: the full range.
     basis
         A graph result only: the ``.obsm`` key of a 2-D embedding to draw in (e.g. ``"X_umap"``; its first two
         columns); default: the primary basis' first two columns.
@@ -196,12 +205,13 @@ def growth(
         raise ValueError(f"min_density={min_density!r}: masks the growth map, and per_cell=True draws the cells")
     if not per_cell and size is not None:
         raise ValueError(f"size={size!r}: sizes the cells of per_cell=True, and per_cell=False draws the map")
+    _check_vmax(vmax)
     st = stored(adata, key, basis)
     fig, axes = panels(1, ax)
     if per_cell:
-        _growth_cells(axes[0], st, key, time, size, cmap)
+        _growth_cells(axes[0], st, key, time, size, cmap, vmax)
     else:
-        _growth_map(axes[0], st, _time(st, time), min_density, cmap)
+        _growth_map(axes[0], st, _time(st, time), min_density, cmap, vmax)
     return finish(fig, axes, show, return_fig, save, "growth")
 
 
@@ -210,22 +220,46 @@ def _rate_label(st: Stored) -> str:
     return f"net growth rate, per unit of {st.params['time_key']}\n(> 0 proliferation, < 0 death)"
 
 
-def _centred(values: np.ndarray) -> Normalize:
-    top = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
+def _check_vmax(vmax) -> None:
+    number = isinstance(vmax, (int, float, np.integer, np.floating)) and not isinstance(vmax, (bool, np.bool_))
+    if number and np.isfinite(vmax) and vmax > 0:
+        return
+    if isinstance(vmax, str) and re.fullmatch(r"p(\d+(\.\d*)?)", vmax) and 0 < float(vmax[1:]) <= 100:
+        return
+    raise ValueError(f"vmax: expected a positive number or 'pNN' (a percentile in (0, 100]), got {vmax!r}")
+
+
+def _centred(values: np.ndarray, vmax: float | str = "p100") -> Normalize:
+    """A scale from ``-top`` to ``top``, ``top`` = ``vmax`` or its percentile of ``|values|``."""
+    finite = np.abs(values[np.isfinite(values)])
+    if isinstance(vmax, str):
+        top = float(np.percentile(finite, float(vmax[1:]))) if finite.size else 0.0
+    else:
+        top = float(vmax)
     return Normalize(-(top or 1.0), top or 1.0)
 
 
-def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap) -> None:
+def _extend(values: np.ndarray, norm: Normalize) -> str:
+    """The colorbar's pointed ends: where values lie beyond the scale."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "neither"
+    low, high = bool(finite.min() < norm.vmin), bool(finite.max() > norm.vmax)
+    return {(True, True): "both", (True, False): "min", (False, True): "max"}.get((low, high), "neither")
+
+
+def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap, vmax) -> None:
     if st.graph:
         g, nodes = growth_at(st, t, min_density)
         ax.scatter(*st.xy.T, c="lightgrey", s=point_size(len(st.xy)) / 2, linewidths=0)
-        sc = ax.scatter(*st.node_xy[nodes].T, c=g[nodes], cmap=cmap, norm=_centred(g[nodes]), s=12, linewidths=0)
-        ax.figure.colorbar(sc, ax=ax, label=_rate_label(st), shrink=0.8)
+        norm = _centred(g[nodes], vmax)
+        sc = ax.scatter(*st.node_xy[nodes].T, c=g[nodes], cmap=cmap, norm=norm, s=12, linewidths=0)
+        ax.figure.colorbar(sc, ax=ax, label=_rate_label(st), shrink=0.8, extend=_extend(g[nodes], norm))
         label_axes(ax, st.labels(), f"growth at t = {t:.3g}")
         return
     g, shown = _plane(st, at_centres(st.flow, st.flow.growth, t), t, min_density)
     g = np.where(shown, g, np.nan)
-    norm = _centred(g)
+    norm = _centred(g, vmax)
     if st.ndim == 1:
         ax.plot(st.flow.grid.axes()[0], g)
         ax.axhline(0, color="grey", lw=0.8)
@@ -233,11 +267,11 @@ def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap) -> Non
         return
     im = ax.imshow(np.ma.masked_invalid(g).T, origin="lower", extent=extent(st.flow), aspect="auto", cmap=cmap)
     im.set_norm(norm)
-    ax.figure.colorbar(im, ax=ax, label=_rate_label(st), shrink=0.8)
+    ax.figure.colorbar(im, ax=ax, label=_rate_label(st), shrink=0.8, extend=_extend(g, norm))
     label_axes(ax, st.labels(), f"growth at t = {t:.3g}")
 
 
-def _growth_cells(ax: Axes, st: Stored, key: str, time: float | None, size, cmap) -> None:
+def _growth_cells(ax: Axes, st: Stored, key: str, time: float | None, size, cmap, vmax) -> None:
     col = f"{key}_growth"
     if col not in st.obs:
         raise ValueError(f"key={key!r}: .obs[{col!r}] is missing; run sc_syncot.tl.syncot first")
@@ -247,6 +281,9 @@ def _growth_cells(ax: Axes, st: Stored, key: str, time: float | None, size, cmap
     values = st.obs[col].to_numpy(dtype=float)[sel]
     xy = st.cell_xy()[sel]
     label = _rate_label(st)
-    scatter_values(ax, xy, values, size or point_size(len(xy)), cmap=cmap, label=label, norm=_centred(values))
+    norm = _centred(values, vmax)
+    scatter_values(
+        ax, xy, values, size or point_size(len(xy)), cmap=cmap, label=label, norm=norm, extend=_extend(values, norm)
+    )
     title = "growth per cell" + ("" if time is None else f" at t = {float(time):.3g}")
     label_axes(ax, st.labels(), title)

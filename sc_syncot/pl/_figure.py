@@ -116,13 +116,15 @@ def _scatter_categories(ax: Axes, xy: np.ndarray, col: pd.Series, colors: list, 
     ax.legend(handles=handles, title=col.name, frameon=False, loc="center left", bbox_to_anchor=(1, 0.5))
 
 
-def scatter_values(ax: Axes, xy: np.ndarray, values: np.ndarray, size: float, cmap="viridis", label=None, **norm):
-    """Cells coloured by numbers, with a colorbar; NaN cells drawn grey underneath."""
+def scatter_values(
+    ax: Axes, xy: np.ndarray, values: np.ndarray, size: float, cmap="viridis", label=None, extend="neither", **norm
+):
+    """Cells coloured by numbers, with a colorbar (``extend``: its pointed ends); NaN cells drawn grey underneath."""
     nan = np.isnan(values)
     if nan.any():
         ax.scatter(xy[nan, 0], xy[nan, 1], c=NAN_COLOR, s=size, linewidths=0)
     sc = ax.scatter(xy[~nan, 0], xy[~nan, 1], c=values[~nan], s=size, cmap=cmap, linewidths=0, **norm)
-    ax.figure.colorbar(sc, ax=ax, label=label, shrink=0.8)
+    ax.figure.colorbar(sc, ax=ax, label=label, shrink=0.8, extend=extend)
     return sc
 
 

@@ -11,7 +11,12 @@ from .graph_flow import GraphFlow, cell_nodes
 
 
 def interpolate(adata, time: float, key: str = "syncot") -> tuple[np.ndarray, float]:
-    """Density of the reconstructed population on the grid at any ``time`` of the observed range, and its mass.
+    """Density of the reconstructed population at any ``time`` of the observed range, and its mass.
+
+    On a grid fit, a density on the grid's cells; on a graph fit, a mass per node of the graph of cell states,
+    whose coordinates in every column of the primary basis are ``adata.uns[key]["graph"]["points"]`` (each cell's
+    node is ``adata.obs[f"{key}_node"]``). Linear between the fit's time nodes. The solver leaves values a little
+    below 0 where nothing is (rounding: up to about 1e-3 of the largest value); they are returned as 0.
 
     Parameters
     ----------
@@ -25,12 +30,13 @@ def interpolate(adata, time: float, key: str = "syncot") -> tuple[np.ndarray, fl
     Returns
     -------
     density
-        ``adata.uns[key]["grid"]["shape"]`` array on the grid's cell centres.
+        Grid: an ``adata.uns[key]["grid"]["shape"]`` array on the grid's cell centres. Graph: ``(n_nodes,)`` node
+        masses, in the order of ``adata.uns[key]["graph"]["points"]``.
     mass
         Its mass, relative to the mean mass of the observed time points.
     """
     flow = read_flow(adata, key)
-    density = flow.density_at(float(time))
+    density = np.clip(flow.density_at(float(time)), 0.0, None)
     return density, flow.mass(density)
 
 
