@@ -86,6 +86,15 @@ def test_density_path_panels_share_one_scale(monge):
     panels = image_axes(fig)
     assert len(panels) == 4
     assert len({a.images[0].get_clim() for a in panels}) == 1
+    # the shared scale tops at the 99th percentile of the positive densities drawn (one dense time point no longer
+    # darkens the rest), or at vmax
+    drawn = np.concatenate([a.images[0].get_array().compressed() for a in panels])
+    positive = drawn[drawn > 1e-3 * drawn.max()]
+    assert panels[0].images[0].get_clim() == pytest.approx((0.0, np.percentile(positive, 99)), rel=1e-6)
+    full = image_axes(pl.density_path(monge, n_panels=4, vmax="p100", return_fig=True))
+    assert full[0].images[0].get_clim() == pytest.approx((0.0, drawn.max()), rel=1e-6)
+    with pytest.raises(ValueError, match="vmax: expected a positive number or 'pNN'"):
+        pl.density_path(monge, vmax="max", show=False)
     assert panels[0].get_title().startswith("t = 0,") and panels[-1].get_title().startswith("t = 3,")
     assert panels[0].get_xlabel() == "X_pca 1" and panels[0].get_ylabel() == "X_pca 2"
     assert [n_points(a) for a in panels] == [N] * 4  # the cells of the nearest time point

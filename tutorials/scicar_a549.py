@@ -174,7 +174,7 @@ if OUT:
 
 # %% [markdown]
 # **Why the ATAC numbers depend on the LSI variant.** Another LSI of the same cells gives, for the same held-out 1 h,
-# an ATAC W1 of 0.054 for the noise floor and 0.125 for static OT, against about 0.16 and 0.53 with the embedding
+# an ATAC W1 of 0.054 for the noise floor and 0.125 for static OT, against about 0.17 and 0.61 with the embedding
 # above. The difference is the embedding, not the fit: an LSI with `tf * log1p(n / df)` (no log on the product),
 # components 2-3, gives those figures (within about 12%). Its two ATAC components are outlier axes: excess kurtosis
 # about 2400, some 26 low-depth cells (1%) carry 95% of the variance, and a typical cell lies at a median |z| of 0.1

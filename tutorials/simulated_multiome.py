@@ -24,7 +24,7 @@ SAVE = ".png" if OUT else None  # the plots' save=: <plot>.png in so.settings.fi
 if OUT:
     so.settings.figdir = OUT
     Path(OUT).mkdir(parents=True, exist_ok=True)
-settings = {"n_nodes": 300, "n_time": 4} if FAST else {}  # the graph's defaults: 2,000 nodes, 4 steps per interval
+settings = {"n_nodes": 300, "n_time": 4} if FAST else {}  # the graph's defaults: 2,000 nodes, 8 steps (Monge)
 
 
 # %% [markdown]

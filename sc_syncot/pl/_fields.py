@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
@@ -11,7 +9,17 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 
 from .._options import changed
-from ._figure import finish, label_axes, panels, point_size, scatter_obs, scatter_values
+from ._figure import (
+    check_vmax,
+    colorbar_ends,
+    finish,
+    label_axes,
+    panels,
+    point_size,
+    scale_top,
+    scatter_obs,
+    scatter_values,
+)
 from ._graph import growth_at, velocity_field
 from ._result import Stored, at_centres, extent, stored, weighted_projection
 
@@ -205,7 +213,7 @@ def growth(
         raise ValueError(f"min_density={min_density!r}: masks the growth map, and per_cell=True draws the cells")
     if not per_cell and size is not None:
         raise ValueError(f"size={size!r}: sizes the cells of per_cell=True, and per_cell=False draws the map")
-    _check_vmax(vmax)
+    check_vmax(vmax)
     st = stored(adata, key, basis)
     fig, axes = panels(1, ax)
     if per_cell:
@@ -220,32 +228,10 @@ def _rate_label(st: Stored) -> str:
     return f"net growth rate, per unit of {st.params['time_key']}\n(> 0 proliferation, < 0 death)"
 
 
-def _check_vmax(vmax) -> None:
-    number = isinstance(vmax, (int, float, np.integer, np.floating)) and not isinstance(vmax, (bool, np.bool_))
-    if number and np.isfinite(vmax) and vmax > 0:
-        return
-    if isinstance(vmax, str) and re.fullmatch(r"p(\d+(\.\d*)?)", vmax) and 0 < float(vmax[1:]) <= 100:
-        return
-    raise ValueError(f"vmax: expected a positive number or 'pNN' (a percentile in (0, 100]), got {vmax!r}")
-
-
 def _centred(values: np.ndarray, vmax: float | str = "p100") -> Normalize:
     """A scale from ``-top`` to ``top``, ``top`` = ``vmax`` or its percentile of ``|values|``."""
-    finite = np.abs(values[np.isfinite(values)])
-    if isinstance(vmax, str):
-        top = float(np.percentile(finite, float(vmax[1:]))) if finite.size else 0.0
-    else:
-        top = float(vmax)
+    top = scale_top(np.abs(values), vmax)
     return Normalize(-(top or 1.0), top or 1.0)
-
-
-def _extend(values: np.ndarray, norm: Normalize) -> str:
-    """The colorbar's pointed ends: where values lie beyond the scale."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return "neither"
-    low, high = bool(finite.min() < norm.vmin), bool(finite.max() > norm.vmax)
-    return {(True, True): "both", (True, False): "min", (False, True): "max"}.get((low, high), "neither")
 
 
 def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap, vmax) -> None:
@@ -254,7 +240,7 @@ def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap, vmax) 
         ax.scatter(*st.xy.T, c="lightgrey", s=point_size(len(st.xy)) / 2, linewidths=0)
         norm = _centred(g[nodes], vmax)
         sc = ax.scatter(*st.node_xy[nodes].T, c=g[nodes], cmap=cmap, norm=norm, s=12, linewidths=0)
-        ax.figure.colorbar(sc, ax=ax, label=_rate_label(st), shrink=0.8, extend=_extend(g[nodes], norm))
+        ax.figure.colorbar(sc, ax=ax, label=_rate_label(st), shrink=0.8, extend=colorbar_ends(g[nodes], norm))
         label_axes(ax, st.labels(), f"growth at t = {t:.3g}")
         return
     g, shown = _plane(st, at_centres(st.flow, st.flow.growth, t), t, min_density)
@@ -267,7 +253,7 @@ def _growth_map(ax: Axes, st: Stored, t: float, min_density: float, cmap, vmax) 
         return
     im = ax.imshow(np.ma.masked_invalid(g).T, origin="lower", extent=extent(st.flow), aspect="auto", cmap=cmap)
     im.set_norm(norm)
-    ax.figure.colorbar(im, ax=ax, label=_rate_label(st), shrink=0.8, extend=_extend(g, norm))
+    ax.figure.colorbar(im, ax=ax, label=_rate_label(st), shrink=0.8, extend=colorbar_ends(g, norm))
     label_axes(ax, st.labels(), f"growth at t = {t:.3g}")
 
 
@@ -282,8 +268,7 @@ def _growth_cells(ax: Axes, st: Stored, key: str, time: float | None, size, cmap
     xy = st.cell_xy()[sel]
     label = _rate_label(st)
     norm = _centred(values, vmax)
-    scatter_values(
-        ax, xy, values, size or point_size(len(xy)), cmap=cmap, label=label, norm=norm, extend=_extend(values, norm)
-    )
+    ends = colorbar_ends(values, norm)
+    scatter_values(ax, xy, values, size or point_size(len(xy)), cmap=cmap, label=label, norm=norm, extend=ends)
     title = "growth per cell" + ("" if time is None else f" at t = {float(time):.3g}")
     label_axes(ax, st.labels(), title)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -134,3 +135,30 @@ def label_axes(ax: Axes, labels: Sequence[str], title: str | None = None) -> Non
     ax.set_ylabel(labels[1])
     if title is not None:
         ax.set_title(title)
+
+
+def check_vmax(vmax) -> None:
+    """``vmax``: a positive number, or ``"pNN"`` (a percentile in ``(0, 100]``, as scanpy's ``vmax="p99"``)."""
+    number = isinstance(vmax, (int, float, np.integer, np.floating)) and not isinstance(vmax, (bool, np.bool_))
+    if number and np.isfinite(vmax) and vmax > 0:
+        return
+    if isinstance(vmax, str) and re.fullmatch(r"p(\d+(\.\d*)?)", vmax) and 0 < float(vmax[1:]) <= 100:
+        return
+    raise ValueError(f"vmax: expected a positive number or 'pNN' (a percentile in (0, 100]), got {vmax!r}")
+
+
+def scale_top(values: np.ndarray, vmax: float | str) -> float:
+    """The top of a colour scale: ``vmax`` itself, or its percentile of the finite ``values`` (0 without any)."""
+    if not isinstance(vmax, str):
+        return float(vmax)
+    finite = values[np.isfinite(values)]
+    return float(np.percentile(finite, float(vmax[1:]))) if finite.size else 0.0
+
+
+def colorbar_ends(values: np.ndarray, norm) -> str:
+    """The colorbar's pointed ends (``extend``): where values lie beyond the scale ``norm`` (``vmin``, ``vmax``)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "neither"
+    low, high = bool(finite.min() < norm.vmin), bool(finite.max() > norm.vmax)
+    return {(True, True): "both", (True, False): "min", (False, True): "max"}.get((low, high), "neither")

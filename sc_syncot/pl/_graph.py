@@ -27,7 +27,13 @@ def draw_density(ax: Axes, st: Stored, t: float, vmax: float, cmap, cells: bool)
     shown = np.flatnonzero(rho > 1e-3 * vmax)
     shown = shown[np.argsort(rho[shown])]
     artist = ax.scatter(
-        *st.node_xy[shown].T, s=4 + 60 * rho[shown] / vmax, c=rho[shown], cmap=cmap, vmin=0, vmax=vmax, linewidths=0
+        *st.node_xy[shown].T,
+        s=4 + 60 * np.minimum(rho[shown] / vmax, 1.0),
+        c=rho[shown],
+        cmap=cmap,
+        vmin=0,
+        vmax=vmax,
+        linewidths=0,
     )
     lo, hi = st.xy.min(0), st.xy.max(0)  # every panel on the range of all cells, so panels compare
     pad = 0.05 * (hi - lo)
