@@ -13,6 +13,7 @@ import copy
 import importlib
 import os
 import tempfile
+import warnings
 from contextlib import contextmanager
 
 import anndata as ad
@@ -196,6 +197,7 @@ def _forbid_fitting(monkeypatch) -> None:
         pytest.param(_nan_primary, {}, r"primary='X_pca': 1 cell has NaN or inf", id="nan-in-primary"),
         pytest.param(_inf_secondary, SEC, r"secondary='X_sec': 1 cell has NaN or inf", id="inf-in-secondary"),
         pytest.param(None, {"primary": "X_umap"}, r"primary='X_umap': not in \.obsm", id="missing-primary-key"),
+        pytest.param(None, {"primary": "X"}, r"primary='X': not in \.obsm .*not \.X: compute one first", id="X"),
         pytest.param(None, {"secondary": "X_lsi"}, r"secondary='X_lsi': not in \.obsm", id="missing-secondary-key"),
         pytest.param(None, {"time_key": "day"}, r"time_key='day': not in \.obs", id="missing-time-key"),
         pytest.param(_text_times, {}, r"time_key='time': text labels .* hold no number", id="text-times"),
@@ -536,7 +538,11 @@ def _nan_basis_after_fit(a):
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        pytest.param(lambda a: tl.push(a, "side", "left"), r"groups: \['left'\] not found in \.obs\['side'\]", id="p1"),
+        pytest.param(
+            lambda a: tl.push(a, "side", "left"),
+            r"groups: \['left'\] not found in \.obs\['side'\] \(its labels: \[",
+            id="p1",
+        ),
         pytest.param(lambda a: tl.pull(a, "side", ["up", "x"]), r"groups: \['x'\] not found", id="pull-group"),
         pytest.param(lambda a: tl.push(a, "cluster", "up"), r"groupby='cluster': not in \.obs", id="push-groupby"),
         pytest.param(lambda a: tl.pull(a, "side", "up", time=1.5), r"time: expected one of the observed", id="time"),
@@ -721,6 +727,16 @@ def test_couple_views_refuses_bad_input(kwargs, match):
     args = {"primary_basis": "X_pca", "secondary_basis": "X_sec", "time_key": "time"} | kwargs
     with unchanged(first), unchanged(second), pytest.raises(ValueError, match=match):
         pp.couple_views(first, second, **args)
+
+
+def test_couple_views_reads_the_same_time_labels_once():
+    first, second = _views()
+    for view in (first, second):
+        view.obs["day"] = [f"day{t:g}" for t in view.obs["time"]]
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        pp.couple_views(first, second, "X_pca", "X_sec", "day")
+    assert len([w for w in said if "read as times" in str(w.message)]) == 1  # it said so twice, once per view
 
 
 def test_couple_views_refuses_unmatched_time_points_and_nan():

@@ -47,7 +47,13 @@ def _stored(data, key: str, what: str):
     mod, name = _split(key, data)
     table = _table(data, mod)
     if name not in table.obsm:
-        raise ValueError(f"{what}={key!r}: not in .obsm (keys: {list(table.obsm)})")
+        hint = ""
+        if not len(table.obsm) or name == "X":  # .X, or no embedding yet: the bases are .obsm embeddings
+            hint = (
+                "; the bases are embeddings in .obsm, not .X: compute one first (sc_syncot.pp.embed_rna -> 'X_pca', "
+                "sc_syncot.pp.embed_atac -> 'X_lsi', or scanpy's sc.pp.pca)"
+            )
+        raise ValueError(f"{what}={key!r}: not in .obsm (keys: {list(table.obsm)}){hint}")
     raw = table.obsm[name]
     return table, raw, raw.shape[1] if getattr(raw, "ndim", 0) == 2 else 1
 

@@ -32,9 +32,12 @@ def _wanted(groups) -> list:
 def _group_mask(data, primary: str, groupby: str, groups) -> np.ndarray:
     wanted = _wanted(groups)
     col = obs_column(data, primary, groupby, "groupby")
-    missing = [g for g in wanted if g not in set(col.unique())]
+    present = set(col.dropna().unique())
+    missing = [g for g in wanted if g not in present]
     if missing:
-        raise ValueError(f"groups: {missing} not found in .obs[{groupby!r}]")
+        shown = sorted(map(str, present))
+        listed = shown if len(shown) <= 20 else [*shown[:20], f"... ({len(shown)} in all)"]
+        raise ValueError(f"groups: {missing} not found in .obs[{groupby!r}] (its labels: {listed})")
     return col.isin(wanted).to_numpy()
 
 
