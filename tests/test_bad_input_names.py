@@ -412,6 +412,19 @@ def test_labels_in_several_units_are_read_in_one(ordered):
     assert infer_time_unit(adata, "t")[0] == "day"
 
 
+def test_labels_in_one_unit_or_none_keep_their_numbers():
+    """Only labels naming different units are converted: words that read as units in every label change nothing."""
+    from sc_syncot.pp._time_labels import label_times
+
+    assert label_times(["hESC_d0", "hESC_d2", "hESC_d7"], "t") == ([0.0, 2.0, 7.0], None)  # 'h' + 'd' in each
+    assert label_times(["Day1_12h", "Day2_0h", "Day3_12h"], "t") == ([1.0, 2.0, 3.0], None)
+    assert label_times(["E8.5", "E9.5", "P0"], "t") == ([8.5, 9.5, 0.0], None)
+    # converted in whole minutes per unit: exact, so 60 min and 1 h are the same time (refused as such by times)
+    assert label_times(["0 min", "30 min", "1 h"], "t") == ([0.0, 30.0, 60.0], "minute")
+    assert label_times(["0", "60 min", "2 h"], "t") == ([0.0, 1.0, 2.0], "hour")
+    assert label_times(["12h", "1d"], "time_h") == ([12.0, 24.0], "hour")  # the column's name sets the unit
+
+
 @pytest.mark.parametrize(
     ("names", "match"),
     [

@@ -242,10 +242,13 @@ def _labelled(values, name: str = "time", ordered: bool | None = None) -> ad.Ann
         pytest.param(_labelled([0.0, 1.0, 2.0], "time"), "time", None, id="no-unit"),
         pytest.param(_labelled(["early", "mid", "late"], "day", ordered=True), "day", None, id="steps"),
         pytest.param(_labelled(["day2", "day1"], "day", ordered=True), "day", None, id="steps-decreasing"),
-        pytest.param(_labelled(["0", "12h"], "time"), "time", None, id="label-without-unit"),
+        # a zero names no unit and needs none: the other labels' unit is the times'
+        pytest.param(_labelled(["0", "12h"], "time"), "time", "hour", id="zero-without-unit"),
+        pytest.param(_labelled(["1", "12h"], "time"), "time", None, id="label-without-unit"),
         # labels in two units are read as times in one (pp.inputs.times: 0.5 and 1 day), which is their unit
         pytest.param(_labelled(["12h", "1d"], "time"), "time", "day", id="labels-two-units"),
-        pytest.param(_labelled(["12h", "1d"], "time_h"), "time_h", None, id="name-and-labels-differ"),
+        pytest.param(_labelled(["12h", "1d"], "time_h"), "time_h", "hour", id="labels-two-units-name-hours"),
+        pytest.param(_labelled(["hESC_d0", "hESC_d2"], "sample"), "sample", None, id="labels-words-name-two-units"),
         pytest.param(_labelled([0.0, 1.0], "hour_of_day"), "hour_of_day", None, id="name-two-units"),
         pytest.param(_labelled(["12h", "24h"], "time_d"), "time_d", None, id="name-and-labels-differ"),
         pytest.param(_labelled([0.0, 1.0], "t_s"), "t_s", None, id="seconds-not-a-choice"),

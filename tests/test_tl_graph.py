@@ -166,6 +166,29 @@ def test_push_shares_of_complementary_groups_add_up_to_one(fitted):
     assert np.all((pulled[a.obs["time"] < 2] >= 0) & (pulled[a.obs["time"] < 2] <= 1))
 
 
+def test_a_walk_step_ends_where_the_mixing_carries_the_mass():
+    """On a chain 0 -> 1 -> 2 the end nodes' frequencies are the mixing's, computed by hand.
+
+    Masses 1, 0.2, 0 and flows 0.6 (0 -> 1) and 0.5 (1 -> 2) over one unit step: node 0's mixture keeps 0.4 of 1;
+    node 1's mixture holds 0.2 + 0.6 and passes 0.5 of it on. So a particle from node 0 ends at 0, 1, 2 with
+    probabilities 0.4, 0.6 x 0.3 / 0.8, 0.6 x 0.5 / 0.8, and the step's growth is the mean of its two ends' rates.
+    """
+    flow = GraphFlow(
+        points=np.arange(3.0)[:, None], edges=np.array([[0, 1], [1, 2]]), n_time=1, time_points=np.array([0.0, 1.0]),
+        density=np.array([[[1.0, 0.2, 0.0], [0.4, 0.3, 0.5]]]), velocity=np.zeros((1, 1, 3, 1)),
+        growth=np.array([[[1.0, 2.0, 4.0]]]), edge_flow=np.array([[[0.6, 0.5]]]),
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    for start, expected in ((0, [0.4, 0.225, 0.375]), (1, [0.0, 0.375, 0.625]), (2, [0.0, 0.0, 1.0])):
+        end, growth = flow.walk(np.full(200_000, start), 0, 0, rng)
+        np.testing.assert_allclose(np.bincount(end, minlength=3) / len(end), expected, atol=5e-3)  # ~5 sigma
+        np.testing.assert_allclose(growth, 0.5 * (flow.growth[0, 0][start] + flow.growth[0, 0][end]))
+    # a node that holds nothing and receives nothing keeps its particles
+    flow.density[0, 0] = [0.0, 0.0, 0.0]
+    flow.edge_flow[0, 0] = [0.0, 0.0]
+    assert np.array_equal(flow.walk(np.array([0, 1, 2]), 0, 0, rng)[0], [0, 1, 2])
+
+
 def test_trajectories_follow_the_densities_and_keep_the_mass(fitted):
     """Weighted particles from every cell of the first time point are the fitted population at later ones.
 

@@ -19,10 +19,8 @@ from ._result import Stored, at_nodes, extent, panel_times, stored
 
 def projected_density(st: Stored, t: float) -> np.ndarray:
     """Density at ``t`` as drawn: the grid itself in 1-D and 2-D, the maximum over the third axis in 3-D, the nodes."""
-    rho = st.flow.density_at(t)
-    if st.graph:
-        return np.clip(rho, 0, None)
-    return rho.max(axis=2) if st.ndim == 3 else rho
+    rho = np.clip(st.flow.density_at(t), 0, None)  # the solver's rounding leaves values a little below 0
+    return rho.max(axis=2) if not st.graph and st.ndim == 3 else rho
 
 
 def draw_density(ax: Axes, st: Stored, t: float, vmax: float, cmap="viridis", cells: bool = True):
@@ -94,8 +92,9 @@ def density_path(
     cmap
         Colormap of the density.
     vmax
-        The top of the shared scale: a number, or ``"pNN"``, the NN-th percentile of the positive densities of all
-        panels (as scanpy's ``vmax="p99"``). The default keeps one dense time point from darkening the others (on
+        The top of the shared scale: a number, or ``"pNN"``, the NN-th percentile of the densities of all panels
+        above 1e-3 of the largest (where the population is; as scanpy's ``vmax="p99"``; a 1-D grid's curve takes
+        its largest value instead). The default keeps one dense time point from darkening the others (on
         TIGON's EMT course the last one, 129 cells, set a scale under which the other panels looked empty); the
         colorbar's top is pointed when densities lie above it. ``"p100"``: the largest density drawn.
     basis
@@ -122,8 +121,9 @@ def density_path(
     ts = panel_times(st.flow, n_panels, times)
     drawn = np.concatenate([projected_density(st, t).ravel() for t in ts])
     positive = drawn[drawn > 1e-3 * drawn.max()] if drawn.max() > 0 else drawn
-    # a 1-D grid is a curve on a y scale: cut at a percentile it would leave the plot
-    top = (float(drawn.max()) if st.ndim == 1 and not st.graph else scale_top(positive, vmax)) or 1.0
+    # a 1-D grid is a curve on a y scale: cut at a percentile it would leave the plot (a number is kept)
+    curve = st.ndim == 1 and not st.graph and isinstance(vmax, str)
+    top = (float(drawn.max()) if curve else scale_top(positive, vmax)) or 1.0
     fig, axes = panels(len(ts), ax, ncols)
     for a, t in zip(axes, ts, strict=True):
         artist = draw_density(a, st, t, top, cmap, cells)

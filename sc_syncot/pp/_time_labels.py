@@ -11,6 +11,7 @@ from collections import Counter
 
 # Days in one unit of the time key, for the units ``time_unit`` names.
 TIME_UNITS = {"minute": 1 / 1440, "hour": 1 / 24, "day": 1.0, "week": 7.0}
+MINUTES = {"minute": 1, "hour": 60, "day": 1440, "week": 10080}
 # Words that name a unit in the name of a time column or beside the numbers of its labels ("time_h", "timeDays",
 # "12h", "day 3", "48 hours"; hpf / dpf: hours / days post fertilization, hpi / dpi: post infection). Letters
 # that name a unit only in some fields ("m", "w", "e", "p") are left out: they name none.
@@ -50,17 +51,18 @@ def label_units(labels: list[str]) -> list[set[str]]:
 
 
 def one_unit(labels: list[str], numbers: list[float], time_key: str) -> tuple[list[float], str | None]:
-    """The labels' numbers in one unit, and that unit when they named several (``"8h"``, ``"1d"`` -> 1/3, 1 day).
+    """The labels' numbers in one unit, and that unit when they named different ones (``"8h"``, ``"1d"``).
 
-    Labels that name one unit, or none, keep their numbers (``(numbers, None)``). When they name several, each
-    label must name exactly one (a zero may name none), and all are converted to the unit most of them name (the
-    larger one on a tie); otherwise the labels are refused, since ``8h`` and ``1d`` read as 8 and 1 would put them in
-    the wrong order.
+    Labels that all name the same units, or none, keep their numbers (``(numbers, None)``), whatever else their
+    words say (``"hESC_d0"`` names an hour and a day in every label, and reads 0). Labels that name different units
+    must each name exactly one (a zero may name none); all are converted to the unit of the column's name when
+    it names one (``time_h``), else to the unit most labels name (the larger one on a tie). Otherwise the labels are
+    refused, since ``8h`` and ``1d`` read as 8 and 1 would put them in the wrong order.
     """
     per_label = label_units(labels)
-    named = set().union(*per_label)
-    if len(named) <= 1:
+    if all(units == per_label[0] for units in per_label):
         return numbers, None
+    named = set().union(*per_label)
     # a zero is zero in any unit ("0", "8h", "1d"); any other label must name exactly one
     unclear = [
         lab for lab, units, n in zip(labels, per_label, numbers, strict=True) if len(units) > 1 or not (units or n == 0)
@@ -71,9 +73,11 @@ def one_unit(labels: list[str], numbers: list[float], time_key: str) -> tuple[li
             "or more than one, so they cannot be put in one unit; make it numeric"
         )
     counts = Counter(next(iter(units)) for units in per_label if units)
-    target = max(counts, key=lambda u: (counts[u], TIME_UNITS[u]))
-    days = [TIME_UNITS[next(iter(units))] if units else 0.0 for units in per_label]
-    return [n * d / TIME_UNITS[target] for n, d in zip(numbers, days, strict=True)], target
+    from_name = units_named(time_key)
+    target = from_name.pop() if len(from_name) == 1 else max(counts, key=lambda u: (counts[u], MINUTES[u]))
+    minutes = [MINUTES[next(iter(units))] if units else 0 for units in per_label]
+    # whole minutes per unit: 60 min reads exactly 1 h (in days, 1/24 and 1/1440 are rounded)
+    return [n * m / MINUTES[target] for n, m in zip(numbers, minutes, strict=True)], target
 
 
 def label_times(labels: list[str], time_key: str) -> tuple[list[float | None], str | None]:

@@ -129,7 +129,10 @@ def _time_labels(col: pd.Series, time_key: str) -> list[str] | None | str:
             return labels if increasing else "steps"
     elif pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col):
         labels = sorted({str(v) for v in col.dropna()})
-        numbers, _ = label_times(labels, time_key)
+        try:
+            numbers, _ = label_times(labels, time_key)
+        except ValueError:  # refused by the times, which say why
+            return "steps"
     else:
         return None
     return labels if None not in numbers and len(set(numbers)) == len(numbers) else "steps"

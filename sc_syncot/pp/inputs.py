@@ -100,7 +100,7 @@ def basis(data, key: str, what: str, n_columns: int | None = None) -> pd.DataFra
 
 def _warn_labels(time_key: str, what: str, labels: list[str], values: list[float], how: str) -> None:
     warn(
-        f"time_key={time_key!r}: {what} {labels} read as times {[round(float(v), 4) for v in values]}, {how}; "
+        f"time_key={time_key!r}: {what} {labels} read as times {[float(f'{v:.4g}') for v in values]}, {how}; "
         "velocities and growth rates are "
         "per unit of these times. Pass a numeric column to set them yourself.",
         UserWarning,
@@ -238,8 +238,9 @@ def times(data, time_key: str, primary: str) -> pd.Series:
 
     Numbers as they are; an ordered categorical by the numbers in its labels or else its order; text or an
     unordered categorical by the numbers in its labels (``"day0"``, ``"12h"``; as ``read_h5ad`` returns text
-    columns). Categories that no cell has are left out, and times that differ by float rounding merged, each with
-    a warning.
+    columns). Labels in different units (``"8h"``, ``"1d"``) are read in one (:func:`._time_labels.one_unit`), or
+    refused where that is unclear. Categories that no cell has are left out, and times that differ by float
+    rounding merged, each with a warning.
     """
     col = obs_column(data, primary, time_key, "time_key")
     if isinstance(col.dtype, pd.CategoricalDtype):

@@ -94,12 +94,15 @@ def couple_views(
     if time_key is None:
         groups = [(None, np.ones(len(x), bool), np.ones(len(y), bool))]
     else:
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always")
-            tx = times(primary, time_key, primary_basis).to_numpy()
-            ty = times(secondary, time_key, secondary_basis).to_numpy()
-        for message, category in {str(w.message): w.category for w in said}.items():  # the same labels: said once
-            warn(message, category)
+        said = []
+        try:
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                tx = times(primary, time_key, primary_basis).to_numpy()
+                ty = times(secondary, time_key, secondary_basis).to_numpy()
+        finally:  # the same labels read in both views: said once (also when the second view's times are refused)
+            for message, category in {str(w.message): w.category for w in said}.items():
+                warn(message, category)
         only = sorted(float(t) for t in set(tx) ^ set(ty))
         if only:
             raise ValueError(f"time_key={time_key!r}: time point(s) {only} are in only one of the views")

@@ -56,9 +56,11 @@ def trajectories(
     Particles start at cells observed at ``start_time`` (default: the first time point), optionally only those
     of ``groups`` in ``.obs[groupby]``, and follow the velocity field (midpoint steps, one per time step of the
     solve) to the last time point. On a graph, particles start at their cells' nodes and move from node to node:
-    at each time step a particle follows one of the parcels its node's mass splits into (staying, or along an
-    edge's flow), drawn in proportion to their masses, so that many particles spread as the mass does; paths are
-    the nodes' coordinates in all columns of the primary basis. With a time warp (see
+    at each time step a particle joins its node's mixture (the node's mass and what flows in) and either stays or
+    leaves along one of the node's outgoing flows, drawn in proportion to the masses, into the next node's
+    mixture, and so on (mass crosses several edges in a step where the flow is fast), so that many particles
+    spread as the mass does (:meth:`~sc_syncot.tl.graph_flow.GraphFlow.walk`); paths are the nodes' coordinates
+    in all columns of the primary basis. With a time warp (see
     :func:`sc_syncot.tl.syncot`), each step's time is the physical time the warp places there.
     Writes ``adata.uns[key_added]`` (default ``f"{key}_trajectories"``) with
     ``paths`` ``(n_particles, n_steps + 1, d)``, ``times`` ``(n_steps + 1,)``, ``weights``

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from .._settings import warn
 from ..pp.inputs import primary_table
 from .flow import TimeAxis
 from .time_warp import TimeWarp
@@ -95,21 +96,25 @@ class GraphFlow(TimeAxis):
         """
         return np.mean([field[i, j][nodes] for i, j in self.at_time_point(k)], axis=0)
 
-    def parcels(self, k: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Where the mass of each node goes over time step ``j`` of interval ``k``.
+    def parcels(self, k: int, j: int) -> tuple[np.ndarray, ...]:
+        """What moves over time step ``j`` of interval ``k``, and the nodes' mixing.
 
-        Returns ``(source, target, amount)`` of the parcels moved along edges (each edge's flow times the step,
-        in the direction of its sign) and ``stay``, the mass that stays at each node: its mass at the start of the
-        step less what leaves it (at least 0).
+        Returns ``(source, target, amount)`` of the parcels moved along the edges that carry flow (each edge's flow
+        times the step, in the direction of its sign), then per node its mass at the start of the step (at least
+        0), what flows in and what flows out.
         """
         moved = self.edge_flow[k, j] * (self.durations[k] / self.n_time)
+        carry = moved != 0
+        moved, edges = moved[carry], self.edges[carry]
         fwd = moved > 0
-        source = np.where(fwd, self.edges[:, 0], self.edges[:, 1])
-        target = np.where(fwd, self.edges[:, 1], self.edges[:, 0])
+        source = np.where(fwd, edges[:, 0], edges[:, 1])
+        target = np.where(fwd, edges[:, 1], edges[:, 0])
         amount = np.abs(moved)
-        leaving = np.bincount(source, weights=amount, minlength=self.n_nodes)
-        stay = np.clip(self.density[k, j] - leaving, 0.0, None)
-        return source, target, amount, stay
+        n = self.n_nodes
+        rho = np.clip(self.density[k, j], 0.0, None)
+        inflow = np.bincount(target, weights=amount, minlength=n)
+        outflow = np.bincount(source, weights=amount, minlength=n)
+        return source, target, amount, rho, inflow, outflow
 
     def advect_share(self, share: np.ndarray, k: int, direction: int) -> np.ndarray:
         """Carry a share (fraction of each node's mass that belongs to a group) through interval ``k``.
@@ -132,11 +137,8 @@ class GraphFlow(TimeAxis):
 
     def _mix(self, share: np.ndarray, k: int, j: int, direction: int) -> np.ndarray:
         """One step of :meth:`advect_share`; ``share`` is ``(n,)`` or ``(n, m)`` (``m`` shares carried at once)."""
-        source, target, amount, _ = self.parcels(k, j)
+        source, target, amount, rho, inflow, outflow = self.parcels(k, j)
         n = self.n_nodes
-        rho = np.clip(self.density[k, j], 0.0, None)
-        inflow = np.bincount(target, weights=amount, minlength=n)
-        outflow = np.bincount(source, weights=amount, minlength=n)
         # mass born within the step (growth) can leave a node beyond what it held and received: it has the
         # composition of the node's mixture, so forward it is left out of the weights and backward it counts
         total = rho + inflow if direction > 0 else np.maximum(rho + inflow, outflow)
@@ -166,13 +168,11 @@ class GraphFlow(TimeAxis):
         source is ``g (rho_j + rho_{j+1}) / 2`` (the step's mean mass), so the particles' weights keep the
         population's mass (counted at the start node alone, they lost 6% of it per interval there).
         """
-        source, target, amount, _ = self.parcels(k, j)
+        source, target, amount, rho, inflow, outflow = self.parcels(k, j)
         order = np.argsort(source, kind="stable")
         source, target, amount = source[order], target[order], amount[order]
         n = self.n_nodes
-        rho = np.clip(self.density[k, j], 0.0, None)
-        outflow = np.bincount(source, weights=amount, minlength=n)
-        total = np.maximum(rho + np.bincount(target, weights=amount, minlength=n), outflow)
+        total = np.maximum(rho + inflow, outflow)  # as _mix's backward weights: mass born in the step leaves too
         stop = total - outflow
         start = np.searchsorted(source, np.arange(n + 1))
         cum = np.concatenate([[0.0], np.cumsum(amount)])  # amounts of each node's edges lie in cum[start[i]:]
@@ -188,6 +188,12 @@ class GraphFlow(TimeAxis):
             edge = np.searchsorted(cum, cum[start[at]] + u, side="left") - 1
             edge = np.clip(edge, start[at], start[at + 1] - 1)
             out[moving] = target[edge]
+        if len(moving):
+            warn(
+                f"trajectories: {len(moving)} particles still crossing edges after {MAX_HOPS} in one time step "
+                "(a flow that circulates where no mass stays); they stop where they are",
+                RuntimeWarning,
+            )
         dt = self.durations[k] / self.n_time
         return out, 0.5 * dt * (self.growth[k, j][nodes] + self.growth[k, j][out])
 

@@ -357,8 +357,9 @@ def syncot(
     time_key
         ``.obs`` column of times: numbers, or an ordered categorical, whose labels give the times when they start
         with increasing numbers (``"0h" < "1h" < "3h"`` is 0, 1, 3) and equally spaced steps otherwise (with a
-        warning that says which). Categories that no cell has are left out, with a warning; every time point
-        needs at least 3 cells.
+        warning that says which), or text labels holding numbers (``"day0"``). Labels in different units are read
+        in one: ``"0"``, ``"8h"``, ``"1d"`` is 0, 1/3, 1 (days; hours under a column name such as ``time_h``).
+        Categories that no cell has are left out, with a warning; every time point needs at least 3 cells.
     primary, secondary
         ``.obsm`` keys of the primary basis (all columns on the graph, the first ``n_dims`` on a grid) and of the
         secondary basis (all columns; ``None``: primary space only), or a list of several secondary bases, each
