@@ -1,5 +1,3 @@
-import logging
-
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -393,26 +391,24 @@ def test_an_unpredictable_secondary_is_warned_only_where_it_acts():
         assert adata.uns["syncot"]["coupling"]["r2_within_time"] < 0.05
 
 
-def test_a_support_of_near_duplicates_takes_a_wider_default_epsilon(caplog):
-    # secondary states in a few tight clumps (as coupled coordinates of unpaired views are): nearest neighbours almost
-    # coincide, and twice their cost, a tiny share of the median cost, left scNMT's coupled views unconverged; the
-    # default is then EPSILON_CAP times the median cost, and an epsilon that small given by hand is warned
+def test_a_support_of_near_duplicates_is_warned_with_an_epsilon_to_pass():
+    # secondary states in a few tight clumps (as coupled coordinates of unpaired views can be): nearest neighbours
+    # almost coincide, the default epsilon is a tiny share of the median cost, and the fit says what to pass instead:
+    # EPSILON_CAP times the median cost, which converged on scNMT's coupled views where 0.1 times it did not
     import warnings
 
     from sc_syncot.solvers.kantorovich import EPSILON_CAP
     from sc_syncot.tl.syncot import FINE_SMOOTHING
 
     adata = translated(n=60, secondary=lambda x: np.round(2 * x) + 1e-3 * x)
-    with caplog.at_level(logging.INFO, logger="sc_syncot"), warnings.catch_warnings(record=True) as said:
+    with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         tl.syncot(adata, "time", "X_pca", "X_sec", n_bins=8, n_time=2, n_support=40, max_iter=2)
     info = adata.uns["syncot"]["coupling"]
-    assert info["epsilon_ratio"] == pytest.approx(EPSILON_CAP, rel=1e-9)
-    assert "twice the nearest-neighbour cost is only" in caplog.text  # the rule's value was below FINE_SMOOTHING
-    assert not any("only" in str(w.message) and "median cost" in str(w.message) for w in said)
-    small = 0.1 * FINE_SMOOTHING * info["epsilon"] / info["epsilon_ratio"]
-    with pytest.warns(UserWarning, match=r"epsilon \(.*, as given\) is only .* Leave epsilon out"):
-        tl.syncot(adata, "time", "X_pca", "X_sec", n_bins=8, n_time=2, n_support=40, max_iter=2, epsilon=small)
+    assert info["epsilon_ratio"] < FINE_SMOOTHING
+    message = next(str(w.message) for w in said if "close to their neighbours" in str(w.message))
+    c_med = info["epsilon"] / info["epsilon_ratio"]
+    assert f"pass epsilon={EPSILON_CAP * c_med:.3g}" in message and "coupling='monge'" in message
 
 
 def test_smoothing_of_the_kantorovich_secondary_is_reported():

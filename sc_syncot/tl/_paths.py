@@ -16,7 +16,8 @@ def interpolate(adata, time: float, key: str = "syncot") -> tuple[np.ndarray, fl
     On a grid fit, a density on the grid's cells; on a graph fit, a mass per node of the graph of cell states,
     whose coordinates in every column of the primary basis are ``adata.uns[key]["graph"]["points"]`` (each cell's
     node is ``adata.obs[f"{key}_node"]``). Linear between the fit's time nodes. The solver leaves values a little
-    below 0 where nothing is (rounding: up to about 1e-3 of the largest value); they are returned as 0.
+    below 0 where nothing is (rounding: up to about 1e-3 of the largest value); they are kept, so that the mass is
+    the solver's (``np.clip(density, 0, None)`` for display).
 
     Parameters
     ----------
@@ -36,7 +37,7 @@ def interpolate(adata, time: float, key: str = "syncot") -> tuple[np.ndarray, fl
         Its mass, relative to the mean mass of the observed time points.
     """
     flow = read_flow(adata, key)
-    density = np.clip(flow.density_at(float(time)), 0.0, None)
+    density = flow.density_at(float(time))
     return density, flow.mass(density)
 
 
