@@ -139,9 +139,13 @@ def _add_run(sub) -> None:
     run.add_argument("--key-added", default="syncot", help="where results go (default: %(default)s)")
     run.add_argument(
         "--transitions",
-        action="store_true",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="THRESHOLD",
         help="also write .obsp['<key>_transitions'] (graph fits): the course as a Markov chain for CellRank's "
-        "PrecomputedKernel (tl.transition_matrix, every entry kept)",
+        "PrecomputedKernel (tl.transition_matrix). THRESHOLD: 'all' (default: every entry kept; refused before the "
+        "fit above 5e7 entries), 'auto', 'auto_local' or a percentage (CellRank's thinning rules)",
     )
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -284,11 +288,31 @@ def _one_or_each(values):
     return values[0] if isinstance(values, list) and len(values) == 1 else values
 
 
-def _check_graph_for_transitions(data, args) -> None:
-    """``--transitions`` needs cells, so a graph fit: refused before the fit when the fit would be on the grid."""
+def _transitions_threshold(value: str):
+    """``--transitions``'s value as ``tl.transition_matrix``'s ``threshold``."""
+    if value in ("all", "auto", "auto_local"):
+        return None if value == "all" else value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(
+            f"--transitions: expected 'all', 'auto', 'auto_local' or a percentage, got {value!r}"
+        ) from None
+
+
+def _check_transitions(data, args) -> None:
+    """``--transitions`` needs a graph fit and, keeping every entry, a size that fits: refused before the fit."""
+    import warnings
+
+    import numpy as np
+
+    from .pp.inputs import times
+    from .tl._transitions import check_options, check_size
     from .tl.graph_fit import resolve_geometry
     from .tl.syncot import _n_columns, graph_options
 
+    threshold = _transitions_threshold(args.transitions)
+    check_options(threshold, "connectivities", 15)
     n_columns = _n_columns(data, args.primary)
     wants_graph = graph_options(args.coupling, args.n_nodes, args.n_neighbors)
     geometry, why = resolve_geometry(args.geometry, n_columns, args.n_dims, {"n_bins": args.n_bins}, wants_graph)
@@ -297,14 +321,19 @@ def _check_graph_for_transitions(data, args) -> None:
             f"--transitions: a cell-to-cell matrix needs a graph fit, and this one would be on the grid ({why}); "
             "pass --geometry graph"
         )
+    if threshold is None:
+        with warnings.catch_warnings():  # how the times were read: the fit says it
+            warnings.simplefilter("ignore")
+            _, counts = np.unique(times(data, args.time_key, args.primary).to_numpy(), return_counts=True)
+        check_size(list(counts), hint="pass --transitions auto (or a percentage) to keep only the larger ones")
 
 
 def _fit_and_write(tl, args, src: Path, out: Path) -> int:
     tmp = _temporary(out)
     try:
         data = _read(src)
-        if args.transitions:
-            _check_graph_for_transitions(data, args)
+        if args.transitions is not None:
+            _check_transitions(data, args)
         tl.syncot(
             data,
             args.time_key,
@@ -332,8 +361,8 @@ def _fit_and_write(tl, args, src: Path, out: Path) -> int:
             progress=not args.no_progress,
             key_added=args.key_added,
         )
-        if args.transitions:
-            tl.transition_matrix(data, args.key_added)
+        if args.transitions is not None:
+            tl.transition_matrix(data, args.key_added, threshold=_transitions_threshold(args.transitions))
         _write(data, tmp, out)
     finally:
         tmp.unlink(missing_ok=True)  # gone already once renamed

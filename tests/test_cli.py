@@ -148,3 +148,31 @@ def test_run_writes_cellranks_matrix_on_the_graph_and_refuses_the_grid_first(tmp
     x = ad.read_h5ad(src).obsm["X_pca"]
     ahead = matrix[np.flatnonzero(day == 0)][:, np.flatnonzero(day == 1)] @ x[day == 1] - x[day == 0]
     np.testing.assert_allclose(ahead.mean(0), [1.0, 0.0], atol=0.01)  # measured 1e-4
+
+
+def test_run_refuses_dense_transitions_before_the_fit_and_takes_a_threshold(tmp_path, capsys, monkeypatch):
+    """At 30,000 cells the dense matrix was refused after the fit, which was lost; the CLI had no threshold option."""
+    import importlib
+
+    import anndata as ad
+    import numpy as np
+
+    src, dst = tmp_path / "cells.h5ad", tmp_path / "out.h5ad"
+    _time_course(src)
+    monkeypatch.setattr(importlib.import_module("sc_syncot.tl._transitions"), "MAX_TRANSPORT_ENTRIES", 1000)
+    fits = []
+    tl_module = importlib.import_module("sc_syncot.tl.syncot")
+    monkeypatch.setattr(tl_module, "fit", lambda *a, **k: fits.append(1) or pytest.fail("fitted"))
+    argv = ["run", str(src), "--time-key", "day", "--primary", "X_pca", "-o", str(dst), "--no-progress"]
+    graph = ["--geometry", "graph", "--n-nodes", "200", "--delta", "none"]
+    assert main([*argv, *graph, "--transitions"]) == 2
+    err = capsys.readouterr().err
+    assert "more than 1,000; pass --transitions auto" in err and not fits and not dst.exists()
+    assert main([*argv, *graph, "--transitions", "often"]) == 2
+    assert "--transitions: expected 'all', 'auto', 'auto_local' or a percentage, got 'often'" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setattr(importlib.import_module("sc_syncot.tl._transitions"), "MAX_TRANSPORT_ENTRIES", 1000)
+    assert main([*argv, *graph, "--transitions", "auto"]) == 0
+    matrix = ad.read_h5ad(dst).obsp["syncot_transitions"]
+    np.testing.assert_allclose(np.asarray(matrix.sum(axis=1)).ravel(), 1.0, atol=1e-12)
+    assert matrix.nnz < 0.5 * 200 * 100  # thinned: the dense blocks and the last one would hold more

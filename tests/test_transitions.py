@@ -99,6 +99,21 @@ def test_self_transitions_of_the_last_time_point(fitted):
     assert all((g[row > 0] == g[i]).all() for i, row in enumerate(last))
 
 
+def test_the_last_block_of_a_large_time_point():
+    """Above ~8,100 cells scanpy's approximate kNN failed with SciPy 1.17 ('csr_array' has no 'getnnz')."""
+    from sc_syncot.tl._transitions import _last_block
+
+    x = np.random.default_rng(0).normal(size=(8500, 3))
+    block = _last_block(x, "connectivities", 15)
+    assert block.shape == (8500, 8500)
+    np.testing.assert_allclose(np.asarray(block.sum(axis=1)).ravel(), 1.0, atol=1e-12)
+    assert ((block > 0) != (block.T > 0)).nnz == 0  # a symmetric kNN graph
+    # exact neighbours: each cell's nearest other cell is among its transitions
+    d = ((x[:200, None] - x[None]) ** 2).sum(-1)
+    d[np.arange(200), np.arange(200)] = np.inf
+    assert all(block[i, j] > 0 for i, j in enumerate(d.argmin(1)))
+
+
 def test_cellrank_reads_it():
     cr = pytest.importorskip("cellrank")
     course = _three_times()
