@@ -128,7 +128,7 @@ class ConvergenceMonitor:
         if self.log_seconds is not None and time.monotonic() - self.last_log >= self.log_seconds:
             self.last_log = time.monotonic()
             logger.info(
-                "sc_syncot (%s): iteration %d of %d, residual %.1e, change %.1e (stops below %.1e and %.1e)",
+                "sc_syncot (%s): iteration %d (at most %d), residual %.1e, change %.1e (stops below %.1e and %.1e)",
                 self.name, it, self.bar.total, residual, change, math.sqrt(self.tol), self.tol,
             )  # fmt: skip
         self.passed = self.passed + 1 if (max(primal, dual) < math.sqrt(self.tol) and change < self.tol) else 0
@@ -147,6 +147,7 @@ def run_loop(state: PrimalDualState, step, *, tol: float, max_iter: int, check_e
     not_drawn = disable is None and bar.disable  # asked for, left to tqdm, which found no terminal
     monitor = ConvergenceMonitor(state, tol, bar, name=name, log_seconds=LOG_SECONDS if not_drawn else None)
     first, last = state.n_iter, state.n_iter + max_iter
+    started = time.monotonic()
     try:
         for it in range(first + 1, last + 1):
             stop = step(it, it % check_every == 0 or it == last, monitor)
@@ -159,6 +160,9 @@ def run_loop(state: PrimalDualState, step, *, tol: float, max_iter: int, check_e
             bar.total = state.n_iter - first
         bar.update(state.n_iter - first - bar.n)
         bar.close()
+        how = "converged" if state.converged else "stopped unconverged"
+        seconds = time.monotonic() - started
+        logger.info("sc_syncot (%s): %s after %d iterations, %.1f s", name, how, state.n_iter - first, seconds)
 
 
 def primal_dual_step(ops: PrimalDualOperators, x: list[torch.Tensor], y: torch.Tensor, tau: float, sigma: float):
