@@ -142,10 +142,12 @@ def _add_run(sub) -> None:
         nargs="?",
         const="all",
         default=None,
+        type=_transitions_value,
         metavar="THRESHOLD",
         help="also write .obsp['<key>_transitions'] (graph fits): the course as a Markov chain for CellRank's "
         "PrecomputedKernel (tl.transition_matrix). THRESHOLD: 'all' (default: every entry kept; refused before the "
-        "fit above 5e7 entries), 'auto', 'auto_local' or a percentage (CellRank's thinning rules)",
+        "fit above 5e7 entries), 'auto', 'auto_local' or a percentage (CellRank's thinning rules); after INPUT, "
+        "or as --transitions=all",
     )
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -288,6 +290,14 @@ def _one_or_each(values):
     return values[0] if isinstance(values, list) and len(values) == 1 else values
 
 
+def _transitions_value(value: str) -> str:
+    """Check ``--transitions``'s value as argparse reads it, so that a mistake is named before any file is read."""
+    threshold = _transitions_threshold(value)
+    if threshold is not None and not isinstance(threshold, str) and not 0 <= threshold <= 100:
+        raise argparse.ArgumentTypeError(f"a percentage is in [0, 100], got {value!r}")
+    return value
+
+
 def _transitions_threshold(value: str):
     """``--transitions``'s value as ``tl.transition_matrix``'s ``threshold``."""
     if value in ("all", "auto", "auto_local"):
@@ -295,8 +305,9 @@ def _transitions_threshold(value: str):
     try:
         return float(value)
     except ValueError:
-        raise ValueError(
-            f"--transitions: expected 'all', 'auto', 'auto_local' or a percentage, got {value!r}"
+        raise argparse.ArgumentTypeError(
+            f"expected 'all', 'auto', 'auto_local' or a percentage, got {value!r} (a path? put --transitions after "
+            "INPUT, or write --transitions=all)"
         ) from None
 
 

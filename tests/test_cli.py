@@ -168,8 +168,14 @@ def test_run_refuses_dense_transitions_before_the_fit_and_takes_a_threshold(tmp_
     assert main([*argv, *graph, "--transitions"]) == 2
     err = capsys.readouterr().err
     assert "more than 1,000; pass --transitions auto" in err and not fits and not dst.exists()
-    assert main([*argv, *graph, "--transitions", "often"]) == 2
-    assert "--transitions: expected 'all', 'auto', 'auto_local' or a percentage, got 'often'" in capsys.readouterr().err
+    # a bad value, or the input path taken as the value, is named as argparse reads it, before any file is read
+    for bad in (["--transitions", "often"], ["--transitions", "150"]):
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, *graph, *bad])
+        assert stop.value.code == 2 and "argument --transitions:" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--transitions", str(src), "--time-key", "day", "--primary", "X_pca"])
+    assert "got '" + str(src) + "' (a path? put --transitions after INPUT" in capsys.readouterr().err
     monkeypatch.undo()
     monkeypatch.setattr(importlib.import_module("sc_syncot.tl._transitions"), "MAX_TRANSPORT_ENTRIES", 1000)
     assert main([*argv, *graph, "--transitions", "auto"]) == 0

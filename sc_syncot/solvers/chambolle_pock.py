@@ -97,6 +97,7 @@ class ConvergenceMonitor:
         self.state, self.tol, self.bar, self.name = state, tol, bar, name
         self.last_objective, self.last_it, self.passed = None, state.n_iter, 0
         self.first = state.n_iter  # the bar counts this loop's iterations
+        self.cap = state.n_iter + (bar.total or 0)  # the last iteration this loop may run (a continuation counts on)
         self.log_seconds, self.last_log = log_seconds, time.monotonic()  # log lines in place of a bar not drawn
 
     def check(self, it: int, primal: float, dual: float, objective: float, **extra: float) -> bool:
@@ -129,7 +130,7 @@ class ConvergenceMonitor:
             self.last_log = time.monotonic()
             logger.info(
                 "sc_syncot (%s): iteration %d (at most %d), residual %.1e, change %.1e (stops below %.1e and %.1e)",
-                self.name, it, self.bar.total, residual, change, math.sqrt(self.tol), self.tol,
+                self.name, it, self.cap, residual, change, math.sqrt(self.tol), self.tol,
             )  # fmt: skip
         self.passed = self.passed + 1 if (max(primal, dual) < math.sqrt(self.tol) and change < self.tol) else 0
         return self.passed >= 2
@@ -147,7 +148,6 @@ def run_loop(state: PrimalDualState, step, *, tol: float, max_iter: int, check_e
     not_drawn = disable is None and bar.disable  # asked for, left to tqdm, which found no terminal
     monitor = ConvergenceMonitor(state, tol, bar, name=name, log_seconds=LOG_SECONDS if not_drawn else None)
     first, last = state.n_iter, state.n_iter + max_iter
-    started = time.monotonic()
     try:
         for it in range(first + 1, last + 1):
             stop = step(it, it % check_every == 0 or it == last, monitor)
@@ -160,9 +160,6 @@ def run_loop(state: PrimalDualState, step, *, tol: float, max_iter: int, check_e
             bar.total = state.n_iter - first
         bar.update(state.n_iter - first - bar.n)
         bar.close()
-        how = "converged" if state.converged else "stopped unconverged"
-        seconds = time.monotonic() - started
-        logger.info("sc_syncot (%s): %s after %d iterations, %.1f s", name, how, state.n_iter - first, seconds)
 
 
 def primal_dual_step(ops: PrimalDualOperators, x: list[torch.Tensor], y: torch.Tensor, tau: float, sigma: float):

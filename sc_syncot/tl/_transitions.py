@@ -246,7 +246,7 @@ def _last_block(x: np.ndarray, self_transitions: str, n_neighbors: int) -> sp.cs
     import scanpy as sc
 
     cells = ad.AnnData(obsm={"X_fit": x}, shape=(n, 0))
-    # exact kNN (scikit-learn): scanpy's approximate default, taken from 4,096 cells on, fails above ~8,100 cells with
+    # exact kNN (scikit-learn): scanpy's approximate default, taken from 8,192 cells on (Euclidean), fails there with
     # SciPy 1.17 (AttributeError: 'csr_array' has no 'getnnz'); exact search costs 5 s at 9,000 cells in 10-D
     sc.pp.neighbors(cells, n_neighbors=min(n_neighbors, n - 1), use_rep="X_fit", transformer="sklearn")
     conn = sp.csr_matrix(cells.obsp["connectivities"], dtype=np.float64)  # scanpy stores float32
