@@ -52,6 +52,16 @@ def test_a_three_column_basis_gets_a_grid_sized_for_three_axes(course, secondary
     assert a.uns["syncot"]["density"].shape[-3:] == (grid[0],) * 3
 
 
+def test_counts_without_a_growth_prior_say_what_the_growth_means(course, caplog):
+    """A dying branch can come out growing without growth_prior (README, Limitations): the fit says so at INFO."""
+    hint = "no growth_prior is given: the fit meets them with the most uniform growth"
+    for masses, said in (("counts", True), ("equal", False)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="sc_syncot"), pytest.warns(RuntimeWarning, match="without converg"):
+            scs.tl.syncot(course.copy(), "time", "X_pca", masses=masses, max_iter=20, **FAST)
+        assert (hint in caplog.text) is said, masses
+
+
 def test_graph_options_ask_for_the_graph_and_a_bad_basis_is_named_first(course, caplog):
     """A 2-column basis would be gridded; n_nodes or coupling='paired' ask "auto" for the graph instead."""
     a = course.copy()

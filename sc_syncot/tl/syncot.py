@@ -694,6 +694,11 @@ def fit(
     if chained or _wants(growth_prior):
         rates = _growth_rates(data, primary, growth_key or "growth_prior", time_key)
     rel_mass = pp.time_point_masses(tp, counts, masses, *((rates, cells.time) if chained else ()))
+    if delta is not None and not _wants(growth_prior) and not np.allclose(rel_mass, rel_mass[0]):
+        logger.info(
+            "sc_syncot: the masses change and no growth_prior is given: the fit meets them with the most uniform "
+            "growth, so a dying branch that receives cells can come out growing (README, Limitations)"
+        )
     shifts = pp.prior_shifts(tp, rel_mass, rates, cells.time) if _wants(growth_prior) else None
     if delta is None and not np.allclose(rel_mass, rel_mass[0]):
         raise ValueError("delta=None (balanced) needs equal masses at every time point; use masses='equal'")
