@@ -292,9 +292,12 @@ def _one_or_each(values):
 
 def _transitions_value(value: str) -> str:
     """Check ``--transitions``'s value as argparse reads it, so that a mistake is named before any file is read."""
-    threshold = _transitions_threshold(value)
-    if threshold is not None and not isinstance(threshold, str) and not 0 <= threshold <= 100:
-        raise argparse.ArgumentTypeError(f"a percentage is in [0, 100], got {value!r}")
+    from .tl._transitions import check_options
+
+    try:  # tl.transition_matrix's own check of the threshold, in the command line's words
+        check_options(_transitions_threshold(value), "connectivities", 15)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a percentage is in [0, 100], got {value!r}") from None
     return value
 
 
@@ -318,12 +321,11 @@ def _check_transitions(data, args) -> None:
     import numpy as np
 
     from .pp.inputs import times
-    from .tl._transitions import check_options, check_size
+    from .tl._transitions import check_size
     from .tl.graph_fit import resolve_geometry
     from .tl.syncot import _n_columns, graph_options
 
-    threshold = _transitions_threshold(args.transitions)
-    check_options(threshold, "connectivities", 15)
+    threshold = _transitions_threshold(args.transitions)  # checked as argparse read it (_transitions_value)
     n_columns = _n_columns(data, args.primary)
     wants_graph = graph_options(args.coupling, args.n_nodes, args.n_neighbors)
     geometry, why = resolve_geometry(args.geometry, n_columns, args.n_dims, {"n_bins": args.n_bins}, wants_graph)

@@ -109,33 +109,33 @@ def _days_per_unit(time_unit) -> float:
     raise ValueError(f"time_unit: expected {UNIT_CHOICES}, got {time_unit!r}")
 
 
-def _time_labels(col: pd.Series, time_key: str) -> list[str] | None | str:
-    """The labels whose numbers :func:`sc_syncot.pp.inputs.times` reads as times.
+def _time_labels(col: pd.Series, time_key: str) -> tuple[list[str] | None | str, str | None]:
+    """The labels whose numbers :func:`sc_syncot.pp.inputs.times` reads as times, and the unit it converts them to.
 
     ``None`` for numeric times; ``"steps"`` when it reads no numbers (the order of the categories, or labels it
-    refuses).
+    refuses). The unit is ``None`` unless the labels name several units (:func:`._time_labels.one_unit`).
     """
     if isinstance(col.dtype, pd.CategoricalDtype):
         col = col.cat.remove_unused_categories()
         if pd.api.types.is_numeric_dtype(col.cat.categories):
-            return None
+            return None, None
         labels = [str(c) for c in col.cat.categories]
         try:
-            numbers, _ = label_times(labels, time_key)
+            numbers, unit = label_times(labels, time_key)
         except ValueError:  # read as steps when ordered, refused by the times otherwise
-            return "steps"
+            return "steps", None
         if col.cat.ordered:
             increasing = None not in numbers and all(b > a for a, b in zip(numbers, numbers[1:], strict=False))
-            return labels if increasing else "steps"
+            return (labels, unit) if increasing else ("steps", None)
     elif pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col):
         labels = sorted({str(v) for v in col.dropna()})
         try:
-            numbers, _ = label_times(labels, time_key)
+            numbers, unit = label_times(labels, time_key)
         except ValueError:  # refused by the times, which say why
-            return "steps"
+            return "steps", None
     else:
-        return None
-    return labels if None not in numbers and len(set(numbers)) == len(numbers) else "steps"
+        return None, None
+    return (labels, unit) if None not in numbers and len(set(numbers)) == len(numbers) else ("steps", None)
 
 
 def infer_time_unit(adata: ad.AnnData, time_key: str) -> tuple[str | None, str]:
@@ -152,12 +152,11 @@ def infer_time_unit(adata: ad.AnnData, time_key: str) -> tuple[str | None, str]:
     tuple
         ``("day" | "hour" | "minute" | "week", where)`` or ``(None, why not)``.
     """
-    labels = _time_labels(adata.obs[time_key], time_key)
+    labels, converted = _time_labels(adata.obs[time_key], time_key)  # converted: labels in several units, read in it
     if isinstance(labels, str):
         return None, "its times are not read from numbers in its labels (steps of ordered categories have no unit)"
     from_name = units_named(time_key)
     per_label = label_units(labels or [])
-    converted = label_times(labels, time_key)[1] if labels else None  # labels in several units, read in this one
     from_labels = {converted} if converted else set().union(*per_label) if per_label and all(per_label) else set()
     found = from_name | from_labels
     if len(found) > 1:

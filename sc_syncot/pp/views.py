@@ -94,7 +94,6 @@ def couple_views(
     if time_key is None:
         groups = [(None, np.ones(len(x), bool), np.ones(len(y), bool))]
     else:
-        said = []
         try:
             with warnings.catch_warnings(record=True) as said:
                 warnings.simplefilter("always")
